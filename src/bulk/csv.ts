@@ -1,0 +1,248 @@
+import { CsvError, parse } from 'csv-parse/sync';
+import { AppError } from '../errors.js';
+import type { CsvProblem } from '../errors.js';
+
+/** One data row of an uploaded hospitals CSV, with where it came from. */
+export interface HospitalRow {
+  /** Data row, 1-based (the header is not counted). */
+  row: number;
+  /** Physical line where the record starts, 1-based. */
+  line: number;
+  name: string;
+  address: string;
+  phone: string | null;
+}
+
+/** Limits applied to one upload. */
+export interface CsvLimits {
+  maxRows: number;
+  /** Default 255. */
+  maxFieldLength?: number;
+}
+
+const COLUMNS = ['name', 'address', 'phone'] as const;
+type Column = (typeof COLUMNS)[number];
+const REQUIRED: readonly Column[] = ['name', 'address'];
+const ALLOWED = `allowed columns are ${COLUMNS.join(', ')}`;
+/** Keeps the error response small however hostile the file is. */
+const MAX_LISTED_PROBLEMS = 50;
+/** Longest piece of user text echoed back in a message. */
+const MAX_ECHO = 40;
+const ZIP_MAGIC = Buffer.from('PK\x03\x04', 'latin1');
+const SAVE_AS_UTF8 = 'Upload a CSV saved as UTF-8 (in Excel: "CSV UTF-8").';
+
+interface ParsedRecord {
+  fields: string[];
+  line: number;
+}
+
+/** Reads an uploaded CSV into hospital rows, or throws AppError with every problem found. */
+export function readHospitalsCsv(content: Buffer, limits: CsvLimits): HospitalRow[] {
+  const maxFieldLength = limits.maxFieldLength ?? 255;
+  const [header, ...data] = parseRecords(decode(content));
+  if (header === undefined) {
+    throw invalid([
+      fileProblem('The file is empty: expected a header row name,address,phone and at least one data row'),
+    ]);
+  }
+
+  const problems: CsvProblem[] = [];
+  if (data.length === 0) problems.push(fileProblem('The file has a header but no data rows'));
+  if (data.length > limits.maxRows) {
+    problems.push(
+      fileProblem(`The file has ${data.length} data rows; at most ${limits.maxRows} are allowed per upload`),
+    );
+  }
+  const index = readHeader(header, problems);
+  const rows: HospitalRow[] = [];
+  // Rows past the limit are not checked: the file has to be split anyway.
+  data.slice(0, limits.maxRows).forEach((record, i) => {
+    const row = readRow(record, i + 1, header.fields.length, index, maxFieldLength, problems);
+    if (row !== null) rows.push(row);
+  });
+  if (problems.length > 0) throw invalid(problems);
+  return rows;
+}
+
+function decode(content: Buffer): string {
+  const utf16 = (content[0] === 0xff && content[1] === 0xfe) || (content[0] === 0xfe && content[1] === 0xff);
+  if (utf16) {
+    throw new AppError(
+      'unsupported_media_type',
+      'The file is UTF-16 text; only UTF-8 is accepted. Save the CSV as UTF-8 and upload it again.',
+    );
+  }
+  // An .xlsx workbook is a zip: the most likely binary upload, so name it.
+  if (content.subarray(0, 4).equals(ZIP_MAGIC)) {
+    throw new AppError(
+      'unsupported_media_type',
+      `The file is not UTF-8 text (it looks like a zip file or an Excel workbook). ${SAVE_AS_UTF8}`,
+    );
+  }
+  // NUL never appears in UTF-8 text but is everywhere in binary files (and in UTF-16 without a BOM).
+  if (content.includes(0)) {
+    throw new AppError('unsupported_media_type', `The file is not UTF-8 text (it looks like a binary file). ${SAVE_AS_UTF8}`);
+  }
+  try {
+    // TextDecoder drops a UTF-8 BOM, so the first header name comes out clean.
+    return new TextDecoder('utf-8', { fatal: true }).decode(content);
+  } catch {
+    throw new AppError(
+      'unsupported_media_type',
+      `The file is not UTF-8 text (it has bytes that are not valid UTF-8, as in a file saved as Latin-1 or Windows-1252). ${SAVE_AS_UTF8}`,
+    );
+  }
+}
+
+/**
+ * Splits the text into non-blank records, each with the line it starts on. Lines are counted
+ * here from the raw text because csv-parse's own counter is off after a CRLF inside quotes
+ * and only gives the line where a record ends.
+ */
+function parseRecords(text: string): ParsedRecord[] {
+  const records: ParsedRecord[] = [];
+  let nextLine = 1; // first line not consumed by an emitted record
+  try {
+    parse(text, {
+      // Explicit: auto-detection locks onto the first ending it meets, and mixed files exist.
+      record_delimiter: ['\r\n', '\n', '\r'],
+      // Field counts are checked per row below, so every bad row is reported, not just the first.
+      relax_column_count: true,
+      // trim lets whitespace surround quotes and turns whitespace-only lines into skippable empty ones.
+      trim: true,
+      skip_empty_lines: true,
+      // raw is each record's source text, preceded by the blank lines skipped before it.
+      raw: true,
+      on_record: (emitted) => {
+        // With raw: true csv-parse hands over { record, raw }, not the bare fields its types promise.
+        const { record, raw } = emitted as unknown as { record: string[]; raw: string };
+        records.push({ fields: record, line: nextLine + countLineBreaks(blankLinesAtStart(raw)) });
+        nextLine += countLineBreaks(raw);
+        return null; // collected above
+      },
+    });
+  } catch (err) {
+    if (!(err instanceof CsvError)) throw err;
+    throw invalid([syntaxProblem(err, nextLine, records.length === 0 ? null : records.length)]);
+  }
+  return records;
+}
+
+/** Translates a csv-parse syntax error into a problem a spreadsheet user can act on. */
+function syntaxProblem(err: CsvError, nextLine: number, row: number | null): CsvProblem {
+  // raw runs from the end of the last good record to where parsing stopped.
+  const raw = typeof err['raw'] === 'string' ? err['raw'] : '';
+  const lineAt = (offset: number) => nextLine + countLineBreaks(raw.slice(0, offset));
+  const problem = (line: number, what: string): CsvProblem => ({ row, line, column: null, message: `Line ${line}: ${what}` });
+  switch (err.code) {
+    case 'CSV_QUOTE_NOT_CLOSED':
+      // csv-parse reports the last line of the file; the user needs the line where the quote opened.
+      return problem(lineAt(unclosedQuoteOffset(raw)), 'a quoted value is never closed (check for a stray " character)');
+    case 'INVALID_OPENING_QUOTE':
+      return problem(
+        lineAt(raw.length),
+        'a " character appears inside a value that is not quoted; put the whole value in quotes and double the " inside it ("")',
+      );
+    case 'CSV_INVALID_CLOSING_QUOTE':
+    case 'CSV_NON_TRIMABLE_CHAR_AFTER_CLOSING_QUOTE':
+      return problem(
+        lineAt(raw.length),
+        'a quoted value is followed by more text before the next comma; put the whole value in quotes and double any " inside it ("")',
+      );
+    default:
+      return problem(lineAt(raw.length), 'this line could not be read as CSV');
+  }
+}
+
+/** Offset of the quote that opens a field never closed, replaying the only quoting csv-parse accepted up to there. */
+function unclosedQuoteOffset(raw: string): number {
+  let open = -1;
+  for (let i = 0; i < raw.length; i++) {
+    if (raw[i] !== '"') continue;
+    if (open === -1) open = i;
+    else if (raw[i + 1] === '"') i++;
+    else open = -1;
+  }
+  return Math.max(open, 0);
+}
+
+function readHeader(header: ParsedRecord, problems: CsvProblem[]): Map<Column, number> {
+  const index = new Map<Column, number>();
+  const problem = (column: string | null, message: string) => problems.push({ row: null, line: header.line, column, message });
+  header.fields.forEach((field, i) => {
+    const written = field.trim();
+    const name = written.toLowerCase();
+    if (written === '') problem(null, `Column ${i + 1} of the header has no name; ${ALLOWED}`);
+    else if (!isColumn(name)) problem(echo(written), `Unknown column "${echo(written)}"; ${ALLOWED}`);
+    else if (index.has(name)) problem(name, `Column "${name}" appears more than once in the header`);
+    else index.set(name, i);
+  });
+  for (const column of REQUIRED) {
+    if (!index.has(column)) problem(column, `Required column "${column}" is missing from the header`);
+  }
+  return index;
+}
+
+function readRow(
+  record: ParsedRecord,
+  row: number,
+  width: number,
+  index: Map<Column, number>,
+  maxFieldLength: number,
+  problems: CsvProblem[],
+): HospitalRow | null {
+  const { fields, line } = record;
+  if (fields.length !== width) {
+    problems.push({ row, line, column: null, message: `Line ${line} has ${count(fields.length, 'field')}; the header has ${width}` });
+    return null;
+  }
+  const before = problems.length;
+  const values = new Map<Column, string>();
+  for (const column of COLUMNS) {
+    const i = index.get(column);
+    if (i === undefined) continue;
+    const value = (fields[i] ?? '').trim();
+    values.set(column, value);
+    const problem = (what: string) => problems.push({ row, line, column, message: `Line ${line}: ${what}` });
+    if (value === '' && REQUIRED.includes(column)) problem(`${column} is required`);
+    else if (value.length > maxFieldLength) {
+      problem(`${column} is ${value.length} characters long; at most ${maxFieldLength} characters are allowed`);
+    }
+  }
+  if (problems.length > before) return null;
+  return { row, line, name: values.get('name') ?? '', address: values.get('address') ?? '', phone: values.get('phone') || null };
+}
+
+function invalid(problems: CsvProblem[]): AppError {
+  const total = problems.length;
+  const errors =
+    total > MAX_LISTED_PROBLEMS
+      ? [...problems.slice(0, MAX_LISTED_PROBLEMS), fileProblem(`…and ${total - MAX_LISTED_PROBLEMS} more problems`)]
+      : problems;
+  return new AppError('invalid_csv', `The CSV has ${count(total, 'problem')}; nothing was created.`, { errors });
+}
+
+function fileProblem(message: string): CsvProblem {
+  return { row: null, line: null, column: null, message };
+}
+
+function isColumn(name: string): name is Column {
+  return (COLUMNS as readonly string[]).includes(name);
+}
+
+/** Whole lines made only of whitespace at the start of a record's raw text: the skipped blank lines. */
+function blankLinesAtStart(raw: string): string {
+  return /^(?:[^\S\r\n]*(?:\r\n|\r|\n))*/.exec(raw)?.[0] ?? '';
+}
+
+function countLineBreaks(text: string): number {
+  return text.match(/\r\n|\r|\n/g)?.length ?? 0;
+}
+
+function echo(text: string): string {
+  return text.length > MAX_ECHO ? `${text.slice(0, MAX_ECHO)}…` : text;
+}
+
+function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
