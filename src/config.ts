@@ -1,0 +1,58 @@
+import { z } from 'zod';
+
+/**
+ * Every setting of the service, read from the environment once at start-up.
+ * This is the only module that reads process.env; everything else is handed a Config.
+ * Each variable is documented in .env.example and in README's config table
+ * (tests/config.test.ts fails when one is missing there).
+ */
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce
+    .number({ error: 'must be a whole number' })
+    .int({ error: 'must be a whole number' })
+    .min(min, { error: `must be at least ${min}` })
+    .max(max, { error: `must be at most ${max}` });
+
+export const configSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  PORT: int(0, 65535).default(3000),
+  LOG_LEVEL: z.enum(['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly']).default('info'),
+  DATABASE_PATH: z.string().min(1).default('./data/hospital-bulk.db'),
+
+  HOSPITAL_API_BASE_URL: z
+    .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+    .default('https://hospital-directory.onrender.com'),
+  /** Per attempt: the directory sleeps ~5 s per create and may be cold. */
+  UPSTREAM_TIMEOUT_MS: int(1).default(90_000),
+  UPSTREAM_MAX_ATTEMPTS: int(1, 10).default(3),
+  UPSTREAM_RETRY_BASE_MS: int(0).default(2_000),
+  UPSTREAM_RETRY_MAX_MS: int(0).default(30_000),
+  /** How long to wait before reading the batch to settle a create whose answer was lost. */
+  UPSTREAM_SETTLE_MS: int(0).default(8_000),
+  WARMUP_TIMEOUT_MS: int(1).default(120_000),
+  UPSTREAM_CREATE_RATE_PER_MIN: int(1, 30).default(30),
+  UPSTREAM_RATE_WINDOW_MS: int(100).default(60_000),
+
+  MAX_ROWS: int(1, 20).default(20),
+  MAX_UPLOAD_BYTES: int(1).default(1_048_576),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** Parses the environment; throws ConfigError naming every bad variable and what it allows. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  // An empty variable (FOO= in a .env file) means "use the default", not "the empty string".
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''));
+  const parsed = configSchema.safeParse(present);
+  if (parsed.success) return parsed.data;
+  const lines = parsed.error.issues.map((issue) => {
+    const name = String(issue.path[0]);
+    return `${name}=${JSON.stringify(env[name])}: ${issue.message}`;
+  });
+  throw new ConfigError(`Invalid configuration:\n  ${lines.join('\n  ')}`);
+}

@@ -1,0 +1,100 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/**
+ * Process-wide pacing for the directory: at most `limit` requests per key in any window of
+ * `windowMs`, first come, first served.
+ *
+ * The directory counts a request when it *arrives*, somewhere between our send and its
+ * answer, in fixed windows that start at an arrival. So a slot is held from the send
+ * until the answer (or failure) plus a full window: then no window of the directory's can
+ * ever see more than `limit` of our requests, whatever the network delay, without guessing
+ * a safety margin.
+ */
+export class RateLimiter {
+  /** Per key: when each taken slot frees up (Infinity while its request is in flight). */
+  private readonly slots = new Map<string, { freeAt: number }[]>();
+  private readonly blockedUntil = new Map<string, number>();
+  private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly waiting = new Map<string, number>();
+  private readonly released = new Map<string, AbortController>();
+
+  constructor(private readonly windowMs: number) {}
+
+  /** Resolves when a request for `key` may be sent; call the returned function when it has finished. */
+  acquire(key: string, limit: number): Promise<() => void> {
+    this.waiting.set(key, (this.waiting.get(key) ?? 0) + 1);
+    const turn = (this.queues.get(key) ?? Promise.resolve()).then(() => this.takeSlot(key, limit));
+    const tail = turn.catch(() => undefined);
+    this.queues.set(key, tail);
+    // Per-batch keys come and go: forget a key's queue once nobody is in it.
+    void tail.then(() => {
+      const left = (this.waiting.get(key) ?? 1) - 1;
+      if (left > 0) this.waiting.set(key, left);
+      else this.waiting.delete(key);
+      if (this.queues.get(key) === tail) this.queues.delete(key);
+    });
+    return turn;
+  }
+
+  /** After a 429 the directory's window is still closed: hold every request for `key` until `untilMs`. */
+  block(key: string, untilMs: number): void {
+    this.blockedUntil.set(key, Math.max(untilMs, this.blockedUntil.get(key) ?? 0));
+  }
+
+  /**
+   * Roughly how long `extraRequests` more requests for `key` would wait behind those queued
+   * now; in-flight requests are assumed to finish at once (the estimate errs on the short side).
+   */
+  estimatedWaitMs(key: string, limit: number, extraRequests = 1): number {
+    const now = Date.now();
+    const freeAt = this.live(key, now)
+      .map((slot) => (Number.isFinite(slot.freeAt) ? slot.freeAt : now + this.windowMs))
+      .sort((a, b) => a - b);
+    const blocked = Math.max(0, (this.blockedUntil.get(key) ?? 0) - now);
+    const ahead = freeAt.length + (this.waiting.get(key) ?? 0) + extraRequests - limit;
+    if (ahead <= 0) return blocked;
+    const cycles = Math.floor((ahead - 1) / limit);
+    const first = freeAt[(ahead - 1) % limit] ?? now;
+    return Math.max(blocked, first + cycles * this.windowMs - now);
+  }
+
+  private async takeSlot(key: string, limit: number): Promise<() => void> {
+    for (;;) {
+      const now = Date.now();
+      const slots = this.live(key, now);
+      const blocked = (this.blockedUntil.get(key) ?? 0) - now;
+      if (blocked <= 0 && slots.length < limit) {
+        const slot = { freeAt: Number.POSITIVE_INFINITY };
+        slots.push(slot);
+        this.slots.set(key, slots);
+        return () => {
+          slot.freeAt = Date.now() + this.windowMs;
+          this.released.get(key)?.abort();
+        };
+      }
+      const soonest = Math.min(...slots.map((slot) => slot.freeAt));
+      await this.waitUntilReleased(key, blocked > 0 ? blocked : soonest - now);
+    }
+  }
+
+  /** Sleeps `ms` (possibly Infinity), or less if a slot of `key` is released meanwhile. */
+  private async waitUntilReleased(key: string, ms: number): Promise<void> {
+    const release = new AbortController();
+    this.released.set(key, release);
+    try {
+      await sleep(Number.isFinite(ms) ? Math.max(1, ms) : 2 ** 31 - 1, undefined, { signal: release.signal });
+    } catch {
+      // released early: look again
+    } finally {
+      if (this.released.get(key) === release) this.released.delete(key);
+    }
+  }
+
+  private live(key: string, now: number): { freeAt: number }[] {
+    const slots = (this.slots.get(key) ?? []).filter((slot) => slot.freeAt > now);
+    if (slots.length === 0) this.slots.delete(key);
+    else this.slots.set(key, slots);
+    if ((this.blockedUntil.get(key) ?? 0) <= now) this.blockedUntil.delete(key);
+    return slots;
+  }
+}

@@ -1,0 +1,352 @@
+import { randomUUID } from 'node:crypto';
+import { loadConfig } from '../src/config.js';
+import { createDirectoryClient, DirectoryError, type DirectoryClient } from '../src/directory/client.js';
+import type { Simulator, SimulatorOptions } from '../simulator/simulator.js';
+import { closedPortUrl, FAST_ENV, memoryLogger, requestsTo, startSimulator } from './helpers.js';
+
+const ROW = { name: 'General Hospital', address: '1 Main St', phone: '555-0100' };
+
+let sim: Simulator;
+let client: DirectoryClient;
+let logLines: Record<string, unknown>[];
+
+async function setUp(simOptions: SimulatorOptions = {}, env: Record<string, string> = {}) {
+  sim = await startSimulator(simOptions);
+  const log = memoryLogger();
+  logLines = log.lines;
+  client = createDirectoryClient(loadConfig({ ...FAST_ENV, HOSPITAL_API_BASE_URL: sim.url, ...env }), log.logger);
+}
+
+afterEach(async () => {
+  client?.close();
+  await sim?.close();
+});
+
+const create = (batchId: string, row = 1, claimed: ReadonlySet<number> = new Set(), hospital = ROW) =>
+  client.createHospital(hospital, { batchId, row, claimed });
+
+describe('wake-up', () => {
+  test('when the directory cold-starts for longer than one request timeout, then wake-up keeps trying and succeeds', async () => {
+    await setUp({ coldStartMs: 400 }, { UPSTREAM_TIMEOUT_MS: '100', WARMUP_TIMEOUT_MS: '3000' });
+    const started = Date.now();
+
+    await client.wake();
+
+    expect(Date.now() - started).toBeGreaterThanOrEqual(350);
+    expect(requestsTo(sim, 'health').length).toBeGreaterThanOrEqual(2);
+  });
+
+  test('when nothing listens at the directory URL, then wake-up fails with DirectoryUnavailable within WARMUP_TIMEOUT_MS', async () => {
+    sim = await startSimulator();
+    client = createDirectoryClient(
+      loadConfig({ ...FAST_ENV, HOSPITAL_API_BASE_URL: await closedPortUrl(), WARMUP_TIMEOUT_MS: '300' }),
+      memoryLogger().logger,
+    );
+    const started = Date.now();
+
+    const error = await client.wake().catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(DirectoryError);
+    expect((error as DirectoryError).kind).toBe('unavailable');
+    expect((error as DirectoryError).message).toMatch(/^The Hospital Directory at http:\/\/127\.0\.0\.1:\d+ did not answer within 0 s \(last: .*ECONNREFUSED/);
+    expect(Date.now() - started).toBeLessThan(300 + 500);
+  });
+
+  test('when GET / answers 404 (a wrong base URL), then wake-up stops at once instead of retrying', async () => {
+    await setUp();
+    sim.inject('health', { kind: 'status', status: 404, body: { detail: 'Not Found' } });
+
+    await expect(client.wake()).rejects.toMatchObject({ kind: 'unavailable', message: expect.stringContaining('HTTP 404') });
+    expect(requestsTo(sim, 'health')).toHaveLength(1);
+  });
+});
+
+describe('creating a hospital', () => {
+  test('when the directory answers 200, then the row is created with one request', async () => {
+    await setUp();
+    const batchId = randomUUID();
+
+    const outcome = await create(batchId);
+
+    expect(outcome).toMatchObject({ kind: 'created', attempts: 1, adopted: false, hospital: { ...ROW, creation_batch_id: batchId, active: false } });
+    expect(requestsTo(sim, 'create')).toHaveLength(1);
+    expect(requestsTo(sim, 'create')[0]!.body).toEqual({ ...ROW, creation_batch_id: batchId });
+  });
+
+  test('when the directory answers 503 twice, then the third attempt creates the row and exactly one hospital exists', async () => {
+    await setUp();
+    sim.inject('create', { kind: 'status', status: 503 }, 2);
+    const batchId = randomUUID();
+
+    const outcome = await create(batchId);
+
+    expect(outcome).toMatchObject({ kind: 'created', attempts: 3, adopted: false });
+    expect(requestsTo(sim, 'create').map((r) => r.status)).toEqual([503, 503, 200]);
+    expect(sim.hospitals()).toHaveLength(1);
+  });
+
+  test('when a 502 comes back although the directory stored the row, then the row adopts that hospital instead of creating a second', async () => {
+    await setUp();
+    sim.inject('create', { kind: 'status', status: 502, store: true });
+    const batchId = randomUUID();
+
+    const outcome = await create(batchId);
+
+    expect(outcome).toMatchObject({ kind: 'created', adopted: true, hospital: { id: sim.hospitals()[0]!.id } });
+    expect(requestsTo(sim, 'create')).toHaveLength(1);
+    expect(sim.hospitals()).toHaveLength(1);
+  });
+
+  test('when the directory answers 429, then the row waits for the rate window and is created once', async () => {
+    await setUp({}, { UPSTREAM_RATE_WINDOW_MS: '300', UPSTREAM_MAX_ATTEMPTS: '1' });
+    sim.inject('create', { kind: 'status', status: 429, body: { error: 'Rate limit exceeded: 30 per 1 minute' } });
+
+    const outcome = await create(randomUUID());
+
+    const creates = requestsTo(sim, 'create');
+    expect(outcome).toMatchObject({ kind: 'created', attempts: 2 });
+    expect(creates.map((r) => r.status)).toEqual([429, 200]);
+    expect(creates[1]!.receivedAt - creates[0]!.receivedAt).toBeGreaterThanOrEqual(300);
+    expect(sim.hospitals()).toHaveLength(1);
+  });
+
+  test('when the directory refuses a row with 422, then it is rejected after exactly one request with the directory\'s words', async () => {
+    await setUp();
+
+    const outcome = await create(randomUUID(), 1, new Set(), { ...ROW, name: '   ' });
+
+    expect(outcome).toMatchObject({ kind: 'rejected', status: 422, attempts: 1 });
+    expect(outcome.kind === 'rejected' && outcome.message).toMatch(/^name: /);
+    expect(requestsTo(sim, 'create')).toHaveLength(1);
+  });
+
+  test('when the batch already holds 20 hospitals, then the 400 is kept as the reason and never retried', async () => {
+    await setUp();
+    const batchId = randomUUID();
+    for (let row = 1; row <= 20; row += 1) await create(batchId, row, new Set(), { ...ROW, name: `H${row}` });
+
+    const outcome = await create(batchId, 21);
+
+    expect(outcome).toEqual({ kind: 'rejected', status: 400, message: 'Batch cannot exceed 20 hospitals', attempts: 1 });
+    expect(requestsTo(sim, 'create')).toHaveLength(21);
+  });
+
+  test('when the answer to a stored create is lost, then the row ends with the stored hospital and no duplicate is made', async () => {
+    await setUp();
+    sim.inject('create', { kind: 'lose-response' });
+    const batchId = randomUUID();
+
+    const outcome = await create(batchId);
+
+    expect(sim.hospitals()).toHaveLength(1);
+    expect(outcome).toMatchObject({ kind: 'created', adopted: true, attempts: 1, hospital: { id: sim.hospitals()[0]!.id } });
+    expect(requestsTo(sim, 'create')).toHaveLength(1);
+    expect(requestsTo(sim, 'batch')).toHaveLength(1);
+  });
+
+  test('when two identical rows both lose their answers, then they end as two distinct hospitals and no third', async () => {
+    await setUp();
+    sim.inject('create', { kind: 'lose-response' }, 2);
+    const batchId = randomUUID();
+    const claimed = new Set<number>();
+
+    const first = await create(batchId, 1, claimed);
+    if (first.kind === 'created') claimed.add(first.hospital.id);
+    const second = await create(batchId, 2, claimed);
+
+    expect(first.kind).toBe('created');
+    expect(second.kind).toBe('created');
+    const ids = [first, second].map((o) => (o.kind === 'created' ? o.hospital.id : null));
+    expect(new Set(ids).size).toBe(2);
+    expect(sim.hospitals().map((h) => h.id).sort()).toEqual([...ids].sort());
+  });
+
+  test('when a create hangs past the timeout but the directory stored it, then the row adopts it without re-sending', async () => {
+    await setUp({}, { UPSTREAM_TIMEOUT_MS: '150' });
+    sim.inject('create', { kind: 'hang', store: true });
+
+    const outcome = await create(randomUUID());
+
+    expect(outcome).toMatchObject({ kind: 'created', adopted: true });
+    expect(requestsTo(sim, 'create')).toHaveLength(1);
+    expect(sim.hospitals()).toHaveLength(1);
+  });
+
+  test('when a create hangs past the timeout and was never stored, then it is sent again and created once', async () => {
+    await setUp({}, { UPSTREAM_TIMEOUT_MS: '150' });
+    sim.inject('create', { kind: 'hang' });
+
+    const outcome = await create(randomUUID());
+
+    expect(outcome).toMatchObject({ kind: 'created', adopted: false, attempts: 2 });
+    expect(requestsTo(sim, 'create')).toHaveLength(2);
+    expect(sim.hospitals()).toHaveLength(1);
+  });
+
+  test('when the connection is reset, then the batch is checked and the row is sent again and created once', async () => {
+    await setUp();
+    sim.inject('create', { kind: 'reset' });
+
+    const outcome = await create(randomUUID());
+
+    expect(outcome).toMatchObject({ kind: 'created', attempts: 2 });
+    expect(requestsTo(sim, 'create')).toHaveLength(2);
+    expect(sim.hospitals()).toHaveLength(1);
+  });
+
+  test('when every attempt gets a 503, then the row fails after UPSTREAM_MAX_ATTEMPTS with the last reason', async () => {
+    await setUp();
+    sim.inject('create', { kind: 'status', status: 503, body: { detail: 'Service Unavailable' } }, 10);
+
+    const outcome = await create(randomUUID());
+
+    expect(outcome).toEqual({ kind: 'failed', outcome: 'not_created', message: 'Service Unavailable', attempts: 3 });
+    expect(requestsTo(sim, 'create')).toHaveLength(3);
+    expect(sim.hospitals()).toHaveLength(0);
+  });
+
+  test('when the directory goes away, then the row fails as not sent', async () => {
+    await setUp();
+    const batchId = randomUUID();
+    await sim.close();
+
+    const outcome = await create(batchId);
+
+    expect(outcome).toMatchObject({ kind: 'failed', outcome: 'not_created', attempts: 3, message: expect.stringContaining('ECONNREFUSED') });
+  });
+
+  test('every attempt is logged once with batch id, row, attempt, outcome class, status and latency', async () => {
+    await setUp();
+    sim.inject('create', { kind: 'status', status: 503 });
+    const batchId = randomUUID();
+
+    await create(batchId, 7);
+
+    const lines = logLines.filter((l) => l.message === 'directory request' && l.op === 'create');
+    expect(lines).toEqual([
+      expect.objectContaining({ batch_id: batchId, row: 7, attempt: 1, outcome: 'unknown', status: 503, latency_ms: expect.any(Number) }),
+      expect.objectContaining({ batch_id: batchId, row: 7, attempt: 2, outcome: 'ok', status: 200, latency_ms: expect.any(Number) }),
+    ]);
+  });
+});
+
+describe('activation', () => {
+  async function createdBatch(rows = 2) {
+    const batchId = randomUUID();
+    const ids: number[] = [];
+    for (let row = 1; row <= rows; row += 1) {
+      const outcome = await create(batchId, row, new Set(), { ...ROW, name: `H${row}` });
+      if (outcome.kind === 'created') ids.push(outcome.hospital.id);
+    }
+    return { batchId, ids };
+  }
+
+  test('when every row exists, then the batch is activated with one PATCH', async () => {
+    await setUp();
+    const { batchId, ids } = await createdBatch();
+
+    await expect(client.activateBatch(batchId, ids)).resolves.toEqual({ activatedCount: 2 });
+    expect(requestsTo(sim, 'activate')).toHaveLength(1);
+    expect(sim.hospitals().every((h) => h.active)).toBe(true);
+  });
+
+  test('when the activation answer is lost, then the batch is read and reported activated without a second PATCH', async () => {
+    await setUp();
+    const { batchId, ids } = await createdBatch();
+    sim.inject('activate', { kind: 'lose-response' });
+
+    await expect(client.activateBatch(batchId, ids)).resolves.toEqual({ activatedCount: 2 });
+    expect(requestsTo(sim, 'activate')).toHaveLength(1);
+    expect(sim.hospitals().every((h) => h.active)).toBe(true);
+  });
+
+  test('when activation answers 503 although it went through, then the read confirms it and no second PATCH is sent', async () => {
+    await setUp();
+    const { batchId, ids } = await createdBatch();
+    sim.inject('activate', { kind: 'status', status: 503, store: true });
+
+    await expect(client.activateBatch(batchId, ids)).resolves.toEqual({ activatedCount: 2 });
+    expect(requestsTo(sim, 'activate').map((r) => r.status)).toEqual([503]);
+  });
+
+  test('when activation answers 400 "already active" and the read shows all active, then activation succeeds', async () => {
+    await setUp();
+    const { batchId, ids } = await createdBatch();
+    const detail = 'Cannot activate batch: one or more hospitals in the batch are already active';
+    sim.inject('activate', { kind: 'status', status: 400, body: { detail }, store: true });
+
+    await expect(client.activateBatch(batchId, ids)).resolves.toEqual({ activatedCount: 2 });
+    expect(requestsTo(sim, 'activate')).toHaveLength(1);
+  });
+
+  test('when activation answers 400 and the read shows the batch still inactive, then it fails with the directory\'s words', async () => {
+    await setUp();
+    const { batchId, ids } = await createdBatch();
+    sim.inject('activate', { kind: 'status', status: 400, body: { detail: 'Refused for a reason' } });
+
+    await expect(client.activateBatch(batchId, ids)).rejects.toMatchObject({
+      kind: 'activation_failed',
+      message: 'The directory refused activation: Refused for a reason',
+    });
+    expect(requestsTo(sim, 'activate')).toHaveLength(1);
+  });
+
+  test('when the batch was already activated earlier, then reading confirms it and no PATCH is sent', async () => {
+    await setUp();
+    const { batchId, ids } = await createdBatch();
+    await fetch(`${sim.url}/hospitals/batch/${batchId}/activate`, { method: 'PATCH' });
+    const before = requestsTo(sim, 'activate').length;
+
+    await expect(client.activateBatch(batchId, ids)).resolves.toEqual({ activatedCount: 2 });
+    expect(requestsTo(sim, 'activate')).toHaveLength(before);
+  });
+
+  test('when a row of the batch is missing upstream, then activation fails, names the gap, and no PATCH is sent', async () => {
+    await setUp();
+    const { batchId, ids } = await createdBatch();
+    await fetch(`${sim.url}/hospitals/${ids[1]}`, { method: 'DELETE' });
+
+    const error = await client.activateBatch(batchId, ids).catch((e: unknown) => e);
+
+    expect(error).toMatchObject({ kind: 'activation_failed', message: expect.stringContaining('1 of 2 hospital(s)') });
+    expect(requestsTo(sim, 'activate')).toHaveLength(0);
+    expect(sim.hospitals().some((h) => h.active)).toBe(false);
+  });
+});
+
+describe('batch reads and deletes', () => {
+  test('when the directory has no such batch, then getBatch gives [] and deleteBatch gives 0', async () => {
+    await setUp();
+    const batchId = randomUUID();
+
+    await expect(client.getBatch(batchId)).resolves.toEqual([]);
+    await expect(client.deleteBatch(batchId)).resolves.toBe(0);
+  });
+
+  test('when a batch exists, then deleteBatch removes it upstream and says how many', async () => {
+    await setUp();
+    const batchId = randomUUID();
+    await create(batchId, 1);
+    await create(batchId, 2, new Set(), { ...ROW, name: 'Other' });
+
+    await expect(client.deleteBatch(batchId)).resolves.toBe(2);
+    expect(sim.hospitals()).toHaveLength(0);
+  });
+});
+
+describe('pacing', () => {
+  test('when 40 creates are issued back to back under the real 30-per-window limit, then the directory never answers 429', async () => {
+    await setUp({ rateLimits: { windowMs: 400 } }, { UPSTREAM_RATE_WINDOW_MS: '400' });
+    const batchIds = [randomUUID(), randomUUID()];
+
+    const outcomes = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => create(batchIds[i % 2]!, i + 1, new Set(), { ...ROW, name: `H${i}` })),
+    );
+
+    expect(outcomes.every((o) => o.kind === 'created')).toBe(true);
+    expect(sim.stats().count429).toBe(0);
+    expect(sim.hospitals()).toHaveLength(40);
+    const times = sim.stats().createTimes;
+    for (const t of times) expect(times.filter((u) => u >= t && u < t + 400).length).toBeLessThanOrEqual(30);
+  });
+});

@@ -1,0 +1,101 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import winston from 'winston';
+import { createApp } from '../src/app.js';
+import { loadConfig, type Config } from '../src/config.js';
+import { buildDeps } from '../src/deps.js';
+import { createLogger } from '../src/logger.js';
+import { createSimulator, type Simulator, type SimulatorOptions } from '../simulator/simulator.js';
+
+/** Small timeouts and delays so failure paths run in milliseconds; real code, real HTTP. */
+export const FAST_ENV: Record<string, string> = {
+  NODE_ENV: 'test',
+  LOG_LEVEL: 'error',
+  UPSTREAM_TIMEOUT_MS: '1000',
+  UPSTREAM_MAX_ATTEMPTS: '3',
+  UPSTREAM_RETRY_BASE_MS: '5',
+  UPSTREAM_RETRY_MAX_MS: '20',
+  UPSTREAM_SETTLE_MS: '30',
+  WARMUP_TIMEOUT_MS: '2000',
+  UPSTREAM_RATE_WINDOW_MS: '60000',
+};
+
+/** A logger whose JSON lines land in `lines`, for tests that assert what was logged. */
+export function memoryLogger(level = 'debug') {
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+      callback();
+    },
+  });
+  const logger = createLogger(
+    { LOG_LEVEL: level as Config['LOG_LEVEL'], NODE_ENV: 'production' },
+    new winston.transports.Stream({ stream }),
+  );
+  return { logger, lines };
+}
+
+export function tempDir(): { path: string; remove: () => void } {
+  const path = mkdtempSync(join(tmpdir(), 'hospital-bulk-test-'));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/** A port nothing listens on: the directory is down. */
+export async function closedPortUrl(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return `http://127.0.0.1:${port}`;
+}
+
+export async function startSimulator(options: SimulatorOptions = {}): Promise<Simulator> {
+  const sim = createSimulator({ createDelayMs: 5, rateLimits: false, ...options });
+  await sim.listen();
+  return sim;
+}
+
+/**
+ * The whole service as a test sees it: the real app and dependencies, a real simulator
+ * over HTTP on a random port, and a SQLite file in a temp dir.
+ */
+export async function startStack(options: { sim?: SimulatorOptions; env?: Record<string, string> } = {}) {
+  const sim = await startSimulator(options.sim);
+  const dir = tempDir();
+  const env: Record<string, string> = { ...FAST_ENV, HOSPITAL_API_BASE_URL: sim.url, DATABASE_PATH: join(dir.path, 'history.db'), ...options.env };
+  const log = memoryLogger(env.LOG_LEVEL === 'error' ? 'error' : 'debug');
+  const config = loadConfig(env);
+  let deps = buildDeps(config, log.logger);
+  let app = createApp(deps);
+  return {
+    sim,
+    config,
+    get deps() {
+      return deps;
+    },
+    get app() {
+      return app;
+    },
+    logLines: log.lines,
+    /** Builds a fresh app on the same database file, as a restart would. */
+    restart() {
+      deps.close();
+      deps = buildDeps(config, log.logger);
+      app = createApp(deps);
+    },
+    async close() {
+      deps.close();
+      await sim.close();
+      dir.remove();
+    },
+  };
+}
+
+export type Stack = Awaited<ReturnType<typeof startStack>>;
+
+/** Requests the simulator received for one route, in order. */
+export const requestsTo = (sim: Simulator, route: string) => sim.requests.filter((r) => r.route === route);
