@@ -1,0 +1,79 @@
+import { and, asc, desc, eq, inArray, lt, or, sql } from 'drizzle-orm';
+import type { Db } from './database.js';
+import { batchRows, batches, type BatchRecord, type BatchStatus, type RowRecord, type RowStatus } from './schema.js';
+
+export interface NewBatch {
+  id: string;
+  filename: string;
+  fileSha256: string;
+  rows: { row: number; line: number; name: string; address: string; phone: string | null }[];
+}
+
+const CREATED: RowStatus[] = ['created', 'created_and_activated'];
+const FAILED: RowStatus[] = ['failed', 'unknown'];
+
+/** Records an accepted upload and all its rows as `pending`, in one transaction. */
+export function insertBatch(db: Db, batch: NewBatch, now = Date.now()): void {
+  db.transaction((tx) => {
+    tx.insert(batches)
+      .values({
+        id: batch.id,
+        filename: batch.filename,
+        fileSha256: batch.fileSha256,
+        status: 'pending',
+        totalRows: batch.rows.length,
+        createdAt: now,
+      })
+      .run();
+    tx.insert(batchRows)
+      .values(batch.rows.map((row) => ({ ...row, batchId: batch.id, status: 'pending' as const, updatedAt: now })))
+      .run();
+  });
+}
+
+export function updateBatch(db: Db, id: string, patch: Partial<Omit<BatchRecord, 'id'>>): void {
+  db.update(batches).set(patch).where(eq(batches.id, id)).run();
+}
+
+/**
+ * Commits one row's outcome and the batch's counters together, so the history never shows
+ * a row and a count that disagree, even if the process dies right after.
+ */
+export function updateRows(
+  db: Db,
+  batchId: string,
+  rows: number[] | 'all',
+  patch: Partial<Pick<RowRecord, 'status' | 'hospitalId' | 'errorMessage' | 'attempts'>>,
+  now = Date.now(),
+): void {
+  db.transaction((tx) => {
+    const which = rows === 'all' ? eq(batchRows.batchId, batchId) : and(eq(batchRows.batchId, batchId), inArray(batchRows.row, rows));
+    tx.update(batchRows).set({ ...patch, updatedAt: now }).where(which).run();
+    const counted = (statuses: RowStatus[]) =>
+      sql<number>`(select count(*) from ${batchRows} where ${batchRows.batchId} = ${batchId} and ${inArray(batchRows.status, statuses)})`;
+    tx.update(batches)
+      .set({ createdRows: counted(CREATED), failedRows: counted(FAILED) })
+      .where(eq(batches.id, batchId))
+      .run();
+  });
+}
+
+export function findBatch(db: Db, id: string): BatchRecord | undefined {
+  return db.select().from(batches).where(eq(batches.id, id)).get();
+}
+
+export function findRows(db: Db, batchId: string): RowRecord[] {
+  return db.select().from(batchRows).where(eq(batchRows.batchId, batchId)).orderBy(asc(batchRows.row)).all();
+}
+
+export function findBatchesWithStatus(db: Db, status: BatchStatus): BatchRecord[] {
+  return db.select().from(batches).where(eq(batches.status, status)).all();
+}
+
+/** Newest first, keyset-paginated on (created_at, id) so deep pages stay as cheap as the first. */
+export function listBatches(db: Db, limit: number, after?: { createdAt: number; id: string }): BatchRecord[] {
+  const older = after
+    ? or(lt(batches.createdAt, after.createdAt), and(eq(batches.createdAt, after.createdAt), lt(batches.id, after.id)))
+    : undefined;
+  return db.select().from(batches).where(older).orderBy(desc(batches.createdAt), desc(batches.id)).limit(limit).all();
+}
