@@ -11,6 +11,8 @@ import type { AddressInfo } from 'node:net';
 export type RouteName = 'health' | 'create' | 'list' | 'hospital' | 'batch' | 'activate' | 'deleteBatch';
 
 export type Fault =
+  /** Serve normally: lets a script say "the first create passes, the second fails". */
+  | { kind: 'pass' }
   | { kind: 'status'; status: number; body?: unknown; store?: boolean }
   | { kind: 'reset' }
   | { kind: 'hang'; store?: boolean }
@@ -564,7 +566,7 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
     const f = value as Record<string, unknown>;
     if (f.store !== undefined && typeof f.store !== 'boolean') return false;
     if (f.kind === 'status') return Number.isInteger(f.status) && (f.status as number) >= 100 && (f.status as number) <= 599;
-    return f.kind === 'reset' || f.kind === 'hang' || f.kind === 'lose-response';
+    return f.kind === 'pass' || f.kind === 'reset' || f.kind === 'hang' || f.kind === 'lose-response';
   }
 
   async function serveAdmin(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {

@@ -575,6 +575,15 @@ describe('faults', () => {
     expect(s().hospitals().map((h) => h.name)).toEqual(['Hospital 1']);
   });
 
+  test('when a pass fault is queued before a status fault, then the first request is served normally and the second gets the status', async () => {
+    await start();
+    s().inject('create', { kind: 'pass' });
+    s().inject('create', { kind: 'status', status: 400, body: { detail: 'Refused' } });
+    await createOk(1);
+    await expectReply(await call('POST', '/hospitals/', hospitalBody(2)), 400, '{"detail":"Refused"}');
+    expect(s().hospitals().map((h) => h.name)).toEqual(['Hospital 1']);
+  });
+
   test('when lose-response hits an activate, then the batch is activated and the retry answers 400 "already active"', async () => {
     await start();
     await createOk(1);
