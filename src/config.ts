@@ -34,6 +34,13 @@ export const configSchema = z.object({
   UPSTREAM_CREATE_RATE_PER_MIN: int(1, 30).default(30),
   UPSTREAM_RATE_WINDOW_MS: int(100).default(60_000),
 
+  /** Consecutive rows lost to transport failures before a batch stops sending (fail fast). */
+  CIRCUIT_FAILURE_THRESHOLD: int(1).default(3),
+  /** `rollback` deletes a failed batch upstream at once; `keep` leaves it for POST /batches/:id/resume. */
+  ON_FAILURE: z.enum(['keep', 'rollback']).default('keep'),
+  /** On SIGTERM/SIGINT, how long the row in flight may take before the batch is marked interrupted. */
+  SHUTDOWN_GRACE_MS: int(0).default(10_000),
+
   MAX_ROWS: int(1, 20).default(20),
   MAX_UPLOAD_BYTES: int(1).default(1_048_576),
 });

@@ -1,6 +1,7 @@
 import type { Config } from './config.js';
 import { openDatabase } from './db/database.js';
 import { createDirectoryClient } from './directory/client.js';
+import { createLifecycle } from './lifecycle.js';
 import { createLogger, type Logger } from './logger.js';
 
 /** The composition root: every real dependency, built once from the config. */
@@ -12,6 +13,7 @@ export function buildDeps(config: Config, logger: Logger = createLogger(config))
     logger,
     db: database.db,
     directory,
+    lifecycle: createLifecycle(),
     close(): void {
       directory.close();
       database.close();

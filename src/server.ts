@@ -1,9 +1,11 @@
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
+import { interruptOrphans } from './db/queries.js';
 import { buildDeps } from './deps.js';
 
-/** The entry point: real dependencies, listening, clean shutdown on SIGTERM/SIGINT. */
+/** The entry point: real dependencies, start-up recovery, listening, graceful shutdown. */
 async function main(): Promise<void> {
   let config: Config;
   try {
@@ -15,10 +17,16 @@ async function main(): Promise<void> {
   }
   const deps = buildDeps(config);
   const { logger } = deps;
+
+  // Whatever a killed process left running cannot still be running: make it resumable.
+  for (const batchId of interruptOrphans(deps.db)) {
+    logger.warn('batch interrupted by an earlier stop; resume it with POST /batches/:id/resume', { batch_id: batchId });
+  }
+
   const server = createApp(deps).listen(config.PORT, config.HOST);
   await once(server, 'listening');
-  // A synchronous upload of 20 rows against the real directory takes ~2 minutes:
-  // the inbound server must not cut it off (Node's default requestTimeout is 5 min).
+  // A synchronous upload of 20 rows against the real directory takes ~2 minutes and more
+  // on a cold start: the inbound server must not cut it off (Node's default is 5 min).
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
   const address = server.address();
@@ -29,19 +37,26 @@ async function main(): Promise<void> {
   });
 
   let stopping = false;
-  const stop = (signal: string) => {
+  const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info('shutting down', { signal });
-    server.close(() => {
-      deps.close();
-      logger.info('stopped');
-      process.exit(0);
+    logger.info('shutting down: no new work; running batches stop after the row in flight', {
+      signal,
+      grace_ms: config.SHUTDOWN_GRACE_MS,
     });
+    server.close();
+    // Each running batch finishes its row (or gives up after the grace period), records
+    // itself as interrupted and answers its waiting client with the partial report.
+    await deps.lifecycle.stop();
     server.closeIdleConnections();
+    await Promise.race([once(server, 'close'), sleep(2_000)]);
+    server.closeAllConnections();
+    deps.close();
+    logger.info('stopped');
+    process.exit(0);
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
 }
 
 await main();

@@ -235,7 +235,7 @@ describe('when the upload is processed', () => {
 
     expect(res.status).toBe(503);
     expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-    expect(res.body.detail).toMatch(/did not answer within 0 s.*Nothing was created; the batch is kept with its rows pending\./);
+    expect(res.body.detail).toMatch(/did not answer within 0 s.*Nothing more was created; the batch is kept and can be resumed with POST \/batches\/[0-9a-f-]{36}\/resume\.$/);
     const stored = await request(stack.app).get(`/batches/${res.body.batch_id}`);
     expect(stored.body).toMatchObject({ status: 'failed', processed_hospitals: 0, batch_activated: false });
     expect(stored.body.hospitals.map((h: { status: string }) => h.status)).toEqual(['pending', 'pending']);

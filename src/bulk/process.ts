@@ -1,8 +1,10 @@
-import { AppError } from '../errors.js';
+import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
-import { findBatch, findRows, updateBatch, updateRows } from '../db/queries.js';
+import { claimBatch, findBatch, findRows, updateBatch, updateRows } from '../db/queries.js';
 import type { BatchStatus, RowRecord } from '../db/schema.js';
-import { DirectoryError, type CreateOutcome, type DirectoryClient } from '../directory/client.js';
+import { DirectoryError, findUnclaimed, type CreateOutcome, type DirectoryClient } from '../directory/client.js';
+import { AppError } from '../errors.js';
+import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
 import { toReport, type BatchReport } from './report.js';
 
@@ -10,76 +12,174 @@ export interface ProcessDeps {
   db: Db;
   directory: DirectoryClient;
   logger: Logger;
+  lifecycle: Lifecycle;
+  config: Pick<Config, 'CIRCUIT_FAILURE_THRESHOLD' | 'ON_FAILURE' | 'SHUTDOWN_GRACE_MS'>;
 }
 
+const STOPPED = Symbol('stopped');
+const isCreated = (row: RowRecord) => row.status === 'created' || row.status === 'created_and_activated';
+
 /**
- * Takes a recorded batch through the directory: wake it, create each row in file order
- * (committing every outcome as it happens), activate only if every row exists, finish.
- * Resolves with the final report; throws `directory_unavailable` if the directory never woke.
+ * Takes a recorded batch through the directory: wake it, settle what an earlier run left
+ * open, create each missing row in file order (committing every outcome as it happens),
+ * activate only if every row exists, finish. Resolves with the final report; throws
+ * `directory_unavailable` if the directory never woke.
  */
 export async function processBatch(deps: ProcessDeps, batchId: string): Promise<BatchReport> {
-  const { db, directory } = deps;
-  const logger = deps.logger.child({ batch_id: batchId });
+  const { db, directory, lifecycle, config } = deps;
   const startedAt = Date.now();
-  updateBatch(db, batchId, { status: 'processing', startedAt, error: null });
-  logger.info('batch started');
+  updateBatch(db, batchId, { status: 'processing', startedAt, error: null, completedAt: null });
+  deps.logger.info('batch started', { batch_id: batchId });
 
-  try {
-    await directory.wake({ batchId });
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
+  const woke = await unlessStopped(deps, directory.wake({ batchId }).then(
+    () => null,
+    (error: unknown) => error,
+  ));
+  if (woke === STOPPED) return interrupt(deps, batchId, startedAt);
+  if (woke !== null) {
+    const message = woke instanceof Error ? woke.message : String(woke);
     finish(deps, batchId, startedAt, 'failed', message);
     throw new AppError(
       'directory_unavailable',
-      `${message} Nothing was created; the batch is kept with its rows pending.`,
+      `${message} Nothing more was created; the batch is kept and can be resumed with POST /batches/${batchId}/resume.`,
       { batch_id: batchId },
-      { cause: error },
+      { cause: woke },
     );
   }
 
-  const rows = findRows(db, batchId);
-  const claimed = new Set(rows.flatMap((row) => (row.hospitalId === null ? [] : [row.hospitalId])));
-  for (const row of rows) {
-    if (row.status === 'created' || row.status === 'created_and_activated') continue;
-    await createRow(deps, row, claimed);
-  }
-
-  const after = findRows(db, batchId);
-  if (!after.every((row) => row.status === 'created')) {
-    const failed = after.filter((row) => row.status !== 'created').length;
-    return finish(deps, batchId, startedAt, 'failed', `${failed} of ${after.length} rows were not created; the batch was not activated.`);
-  }
   try {
-    const hospitalIds = after.map((row) => row.hospitalId!);
-    const { activatedCount } = await directory.activateBatch(batchId, hospitalIds, { batchId });
-    updateRows(db, batchId, 'all', { status: 'created_and_activated' });
-    updateBatch(db, batchId, { activated: true });
-    logger.info('batch activated', { activated_count: activatedCount });
-    return finish(deps, batchId, startedAt, 'completed', null);
+    // A fresh upload has touched nothing upstream; anything else must be settled first.
+    const before = findRows(db, batchId);
+    if (before.some((row) => row.status !== 'pending' || row.attempts > 0)) await reconcile(deps, batchId, before);
   } catch (error) {
     if (!(error instanceof DirectoryError)) throw error;
-    return finish(deps, batchId, startedAt, 'failed', error.message);
+    return finish(deps, batchId, startedAt, 'failed', `Could not check the batch in the directory before resuming: ${error.message}`);
   }
+
+  const rows = findRows(db, batchId);
+  const claimed = new Set(rows.filter(isCreated).map((row) => row.hospitalId!));
+  let failuresInARow = 0;
+  for (const [index, row] of rows.entries()) {
+    if (isCreated(row)) continue;
+    if (lifecycle.stopping) return interrupt(deps, batchId, startedAt);
+    if (failuresInARow >= config.CIRCUIT_FAILURE_THRESHOLD) {
+      return stopSending(deps, batchId, startedAt, rows.slice(index).filter((r) => !isCreated(r)), failuresInARow);
+    }
+    updateRows(db, batchId, [row.row], { status: 'creating' });
+    const outcome = await unlessStopped(
+      deps,
+      directory.createHospital({ name: row.name, address: row.address, phone: row.phone }, { batchId, row: row.row, claimed }),
+    );
+    if (outcome === STOPPED) return interrupt(deps, batchId, startedAt);
+    if (outcome.kind === 'created') claimed.add(outcome.hospital.id);
+    commitRow(deps, row, outcome);
+    failuresInARow = outcome.kind === 'failed' ? failuresInARow + 1 : 0;
+  }
+
+  const done = findRows(db, batchId);
+  const missing = done.filter((row) => !isCreated(row)).length;
+  if (missing > 0) {
+    return failed(deps, batchId, startedAt, `${missing} of ${done.length} rows were not created; the batch was not activated.`);
+  }
+  const activated = await unlessStopped(
+    deps,
+    directory.activateBatch(batchId, done.map((row) => row.hospitalId!), { batchId }).catch((error: unknown) => {
+      if (error instanceof DirectoryError) return error;
+      throw error;
+    }),
+  );
+  if (activated === STOPPED) return interrupt(deps, batchId, startedAt);
+  if (activated instanceof DirectoryError) return failed(deps, batchId, startedAt, activated.message);
+  updateRows(db, batchId, 'all', { status: 'created_and_activated' });
+  updateBatch(db, batchId, { activated: true });
+  deps.logger.info('batch activated', { batch_id: batchId, activated_count: activated.activatedCount });
+  return finish(deps, batchId, startedAt, 'completed', null);
 }
 
-async function createRow({ db, directory, logger }: ProcessDeps, row: RowRecord, claimed: Set<number>): Promise<void> {
-  const { batchId } = row;
-  // `creating` is on disk before the request leaves: a crash now must not look like "never sent".
-  updateRows(db, batchId, [row.row], { status: 'creating' });
-  const outcome = await directory.createHospital(
-    { name: row.name, address: row.address, phone: row.phone },
-    { batchId, row: row.row, claimed },
-  );
+/** Finishes a `failed` or `interrupted` batch: reconcile, create what is missing, activate. */
+export async function resumeBatch(deps: ProcessDeps, batchId: string): Promise<BatchReport> {
+  const batch = findBatch(deps.db, batchId);
+  if (!batch) throw new AppError('not_found', `No batch with id ${batchId}.`);
+  if (!claimBatch(deps.db, batchId, ['failed', 'interrupted'], 'processing')) {
+    throw new AppError('conflict', `The batch is ${batch.status}; only a failed or interrupted batch can be resumed.`, {
+      batch_id: batchId,
+      batch_status: batch.status,
+    });
+  }
+  return processBatch(deps, batchId);
+}
+
+/**
+ * Deletes the batch upstream and marks it rolled back. Allowed from `failed`,
+ * `interrupted` and `completed`; throws `conflict` otherwise.
+ */
+export async function rollbackBatch(deps: ProcessDeps, batchId: string): Promise<BatchReport> {
+  const batch = findBatch(deps.db, batchId);
+  if (!batch) throw new AppError('not_found', `No batch with id ${batchId}.`);
+  if (!claimBatch(deps.db, batchId, ['failed', 'interrupted', 'completed'], 'processing')) {
+    throw new AppError('conflict', `The batch is ${batch.status}; only a failed, interrupted or completed batch can be rolled back.`, {
+      batch_id: batchId,
+      batch_status: batch.status,
+    });
+  }
+  try {
+    const deleted = await deps.directory.deleteBatch(batchId, { batchId });
+    deps.logger.info('batch rolled back', { batch_id: batchId, deleted_count: deleted });
+  } catch (error) {
+    updateBatch(deps.db, batchId, { status: batch.status });
+    const message = error instanceof Error ? error.message : String(error);
+    throw new AppError('directory_unavailable', `${message} The batch was not rolled back; try again later.`, { batch_id: batchId }, { cause: error });
+  }
+  updateRows(deps.db, batchId, 'all', { status: 'deleted' });
+  const completedAt = Date.now();
+  updateBatch(deps.db, batchId, { status: 'rolled_back', activated: false, completedAt });
+  return toReport(findBatch(deps.db, batchId)!, findRows(deps.db, batchId));
+}
+
+/**
+ * Makes the history agree with the directory before a resume: created rows whose hospital
+ * is gone (the directory forgets everything when it sleeps) go back to pending; rows not
+ * known to be created adopt a matching hospital no other row owns (a create whose answer
+ * was lost), as a multiset, so two identical rows never share one hospital.
+ */
+async function reconcile(deps: ProcessDeps, batchId: string, rows: RowRecord[]): Promise<void> {
+  const upstream = await deps.directory.getBatch(batchId, { batchId });
+  const present = new Set(upstream.map((h) => h.id));
+  const claimed = new Set<number>();
+  let forgotten = 0;
+  let adopted = 0;
+  for (const row of rows.filter(isCreated)) {
+    if (present.has(row.hospitalId!)) {
+      claimed.add(row.hospitalId!);
+      continue;
+    }
+    forgotten += 1;
+    updateRows(deps.db, batchId, [row.row], { status: 'pending', hospitalId: null, errorMessage: null });
+  }
+  for (const row of rows.filter((r) => !isCreated(r))) {
+    const match = findUnclaimed(upstream, row, claimed);
+    if (!match) continue;
+    claimed.add(match.id);
+    adopted += 1;
+    updateRows(deps.db, batchId, [row.row], { status: 'created', hospitalId: match.id, errorMessage: null });
+  }
+  const notices = [
+    forgotten > 0 &&
+      `The directory no longer held ${forgotten} hospital(s) of this batch (it forgets everything when it sleeps); they were created again under the same batch id.`,
+    adopted > 0 && `${adopted} row(s) had been created by an earlier attempt whose answer was lost; they were adopted, not created again.`,
+  ].filter(Boolean);
+  updateBatch(deps.db, batchId, { notice: notices.length > 0 ? notices.join(' ') : null });
+  deps.logger.info('batch reconciled', { batch_id: batchId, upstream: upstream.length, forgotten, adopted });
+}
+
+function commitRow({ db, logger }: ProcessDeps, row: RowRecord, outcome: CreateOutcome): void {
   const attempts = row.attempts + outcome.attempts;
-  if (outcome.kind === 'created') claimed.add(outcome.hospital.id);
-  updateRows(db, batchId, [row.row], rowPatch(outcome, attempts));
+  updateRows(db, row.batchId, [row.row], rowPatch(outcome, attempts));
   logger.log(outcome.kind === 'created' ? 'info' : 'warn', `row ${outcome.kind}`, {
-    batch_id: batchId,
+    batch_id: row.batchId,
     row: row.row,
     attempts,
-    ...(outcome.kind === 'created'
-      ? { hospital_id: outcome.hospital.id, adopted: outcome.adopted }
-      : { error: outcome.message }),
+    ...(outcome.kind === 'created' ? { hospital_id: outcome.hospital.id, adopted: outcome.adopted } : { error: outcome.message }),
   });
 }
 
@@ -91,16 +191,54 @@ function rowPatch(outcome: CreateOutcome, attempts: number) {
       return { status: 'failed' as const, errorMessage: `Rejected by the directory (HTTP ${outcome.status}): ${outcome.message}`, attempts };
     case 'failed':
       return outcome.outcome === 'unknown'
-        ? { status: 'unknown' as const, errorMessage: `No answer from the directory after ${attempts} attempt(s) (${outcome.message}); it may have been created: resume the batch to check.`, attempts }
+        ? {
+            status: 'unknown' as const,
+            errorMessage: `No answer from the directory after ${attempts} attempt(s) (${outcome.message}); it may have been created: resume the batch to check.`,
+            attempts,
+          }
         : { status: 'failed' as const, errorMessage: `Not created after ${attempts} attempt(s): ${outcome.message}`, attempts };
+  }
+}
+
+/** Fail fast: the directory is down, so the rest of the batch waits for a resume instead of timing out row by row. */
+function stopSending(deps: ProcessDeps, batchId: string, startedAt: number, left: RowRecord[], failures: number): Promise<BatchReport> {
+  const reason = `Not sent: ${failures} rows in a row could not reach the directory, so the batch stopped. Resume it when the directory is back.`;
+  updateRows(deps.db, batchId, left.filter((row) => row.status === 'pending').map((row) => row.row), { errorMessage: reason });
+  return failed(
+    deps,
+    batchId,
+    startedAt,
+    `Stopped after ${failures} consecutive rows failed to reach the directory; ${left.length} row(s) were not attempted. Resume with POST /batches/${batchId}/resume.`,
+  );
+}
+
+/** The service is shutting down: what is in flight is unknown, the rest waits for a resume. */
+function interrupt(deps: ProcessDeps, batchId: string, startedAt: number): BatchReport {
+  const inFlight = findRows(deps.db, batchId).filter((row) => row.status === 'creating').map((row) => row.row);
+  if (inFlight.length > 0) {
+    updateRows(deps.db, batchId, inFlight, {
+      status: 'unknown',
+      errorMessage: 'The service stopped while this row was being sent; resume the batch to check whether it was created.',
+    });
+  }
+  return finish(deps, batchId, startedAt, 'interrupted', `The service shut down during this batch. Resume it with POST /batches/${batchId}/resume.`);
+}
+
+async function failed(deps: ProcessDeps, batchId: string, startedAt: number, error: string): Promise<BatchReport> {
+  const report = finish(deps, batchId, startedAt, 'failed', error);
+  if (deps.config.ON_FAILURE !== 'rollback') return report;
+  try {
+    return await rollbackBatch(deps, batchId);
+  } catch (rollbackError) {
+    deps.logger.error('automatic rollback failed', { batch_id: batchId, error: rollbackError instanceof Error ? rollbackError.message : String(rollbackError) });
+    return report;
   }
 }
 
 function finish(deps: ProcessDeps, batchId: string, startedAt: number, status: BatchStatus, error: string | null): BatchReport {
   const completedAt = Date.now();
   updateBatch(deps.db, batchId, { status, error, completedAt, processingMs: completedAt - startedAt });
-  const batch = findBatch(deps.db, batchId)!;
-  const report = toReport(batch, findRows(deps.db, batchId));
+  const report = toReport(findBatch(deps.db, batchId)!, findRows(deps.db, batchId));
   deps.logger.info('batch finished', {
     batch_id: batchId,
     status,
@@ -111,4 +249,23 @@ function finish(deps: ProcessDeps, batchId: string, startedAt: number, status: B
     ...(error ? { error } : {}),
   });
   return report;
+}
+
+/** Waits for `work`, unless a shutdown begins and the grace period runs out first. */
+async function unlessStopped<T>({ lifecycle, config }: ProcessDeps, work: Promise<T>): Promise<T | typeof STOPPED> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const stopped = new Promise<typeof STOPPED>((resolve) => {
+    onAbort = () => {
+      timer = setTimeout(() => resolve(STOPPED), config.SHUTDOWN_GRACE_MS);
+    };
+    if (lifecycle.signal.aborted) onAbort();
+    else lifecycle.signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([work, stopped]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) lifecycle.signal.removeEventListener('abort', onAbort);
+  }
 }

@@ -6,6 +6,7 @@ export function toReport(batch: BatchRecord, rows: RowRecord[]) {
     ...toSummary(batch),
     processing_time_seconds: batch.processingMs === null ? null : Math.round(batch.processingMs) / 1000,
     error: batch.error,
+    notice: batch.notice,
     hospitals: rows.map((row) => ({
       row: row.row,
       hospital_id: row.hospitalId,

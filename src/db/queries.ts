@@ -6,6 +6,7 @@ export interface NewBatch {
   id: string;
   filename: string;
   fileSha256: string;
+  idempotencyKey?: string | null;
   rows: { row: number; line: number; name: string; address: string; phone: string | null }[];
 }
 
@@ -20,6 +21,7 @@ export function insertBatch(db: Db, batch: NewBatch, now = Date.now()): void {
         id: batch.id,
         filename: batch.filename,
         fileSha256: batch.fileSha256,
+        idempotencyKey: batch.idempotencyKey ?? null,
         status: 'pending',
         totalRows: batch.rows.length,
         createdAt: now,
@@ -56,6 +58,50 @@ export function updateRows(
       .where(eq(batches.id, batchId))
       .run();
   });
+}
+
+/**
+ * Moves a batch from one of `from` to `to` in one statement; false if it was in another
+ * state. Two resumes (or a resume and a rollback) of one batch cannot both win.
+ */
+export function claimBatch(db: Db, id: string, from: BatchStatus[], to: BatchStatus): boolean {
+  return db.update(batches).set({ status: to }).where(and(eq(batches.id, id), inArray(batches.status, from))).run().changes === 1;
+}
+
+/**
+ * At start-up: batches a dead process left `pending` or `processing` become `interrupted`,
+ * and rows whose create was on the wire become `unknown` (they may exist upstream).
+ */
+export function interruptOrphans(db: Db, now = Date.now()): string[] {
+  return db.transaction((tx) => {
+    const orphans = tx
+      .select({ id: batches.id })
+      .from(batches)
+      .where(inArray(batches.status, ['pending', 'processing']))
+      .all()
+      .map((b) => b.id);
+    if (orphans.length === 0) return [];
+    tx.update(batchRows)
+      .set({
+        status: 'unknown',
+        errorMessage: 'The service stopped while this row was being sent; resume the batch to check whether it was created.',
+        updatedAt: now,
+      })
+      .where(and(inArray(batchRows.batchId, orphans), eq(batchRows.status, 'creating')))
+      .run();
+    tx.update(batches)
+      .set({
+        status: 'interrupted',
+        error: sql`'The service stopped while this batch was running. Resume it with POST /batches/' || ${batches.id} || '/resume.'`,
+      })
+      .where(inArray(batches.id, orphans))
+      .run();
+    return orphans;
+  });
+}
+
+export function findBatchByIdempotencyKey(db: Db, key: string): BatchRecord | undefined {
+  return db.select().from(batches).where(eq(batches.idempotencyKey, key)).get();
 }
 
 export function findBatch(db: Db, id: string): BatchRecord | undefined {

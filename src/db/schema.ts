@@ -33,6 +33,10 @@ export const batches = sqliteTable(
     activated: integer('activated', { mode: 'boolean' }).notNull().default(false),
     /** Why the batch as a whole stopped (directory unreachable, activation refused…). */
     error: text('error'),
+    /** What a resume found out, e.g. that the directory had forgotten the batch. */
+    notice: text('notice'),
+    /** The client's Idempotency-Key header: the same key and file get this batch back. */
+    idempotencyKey: text('idempotency_key').unique(),
     fileSha256: text('file_sha256').notNull(),
     createdAt: integer('created_at').notNull(),
     startedAt: integer('started_at'),

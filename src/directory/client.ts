@@ -460,7 +460,7 @@ function isHospital(body: unknown): body is Hospital {
 }
 
 /** Multiset matching: the lowest-id hospital with the same values that no other row owns. */
-function findUnclaimed(hospitals: Hospital[], wanted: NewHospital, claimed: ReadonlySet<number>): Hospital | undefined {
+export function findUnclaimed(hospitals: Hospital[], wanted: NewHospital, claimed: ReadonlySet<number>): Hospital | undefined {
   return hospitals
     .filter(
       (h) =>

@@ -1,45 +1,58 @@
-import { createHash, randomUUID } from 'node:crypto';
-import { Router } from 'express';
+import { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
 import type { Deps } from '../deps.js';
-import { readHospitalsCsv } from '../bulk/csv.js';
-import { processBatch } from '../bulk/process.js';
+import { acceptUpload } from '../bulk/accept.js';
+import { processBatch, resumeBatch, rollbackBatch } from '../bulk/process.js';
 import { toReport, toSummary } from '../bulk/report.js';
-import { findBatch, findRows, insertBatch, listBatches } from '../db/queries.js';
+import { findBatch, findRows, listBatches } from '../db/queries.js';
 import { AppError } from '../errors.js';
 import { displayName, receiveCsv } from './upload.js';
 
 const batchIdParam = z.uuid({ error: 'The batch id must be a UUID.' });
+const limitMessage = 'limit must be a whole number from 1 to 200';
 const listQuery = z.object({
-  limit: z.coerce
-    .number({ error: 'limit must be a whole number from 1 to 200' })
-    .int({ error: 'limit must be a whole number from 1 to 200' })
-    .min(1, { error: 'limit must be a whole number from 1 to 200' })
-    .max(200, { error: 'limit must be a whole number from 1 to 200' })
-    .default(50),
+  limit: z.coerce.number({ error: limitMessage }).int({ error: limitMessage }).min(1, { error: limitMessage }).max(200, { error: limitMessage }).default(50),
   cursor: z.string().optional(),
 });
+// The IETF draft makes the key a structured-field string ("…"); a bare token is accepted too.
+const idempotencyKey = z
+  .string()
+  .transform((value) => value.trim().replace(/^"(.*)"$/, '$1'))
+  .pipe(z.string().regex(/^[\x21-\x7e]{1,255}$/, { error: 'Idempotency-Key must be 1 to 255 visible ASCII characters.' }));
 
 /** POST /hospitals/bulk: validate the CSV, record it, run it through the directory, report. */
 export function bulkRoutes(deps: Deps): Router {
   const router = Router();
-  router.post('/hospitals/bulk', ...receiveCsv(deps.config.MAX_UPLOAD_BYTES), async (req, res) => {
-    const file = req.file!;
-    const rows = readHospitalsCsv(file.buffer, { maxRows: deps.config.MAX_ROWS });
-    const batchId = randomUUID();
-    insertBatch(deps.db, {
-      id: batchId,
-      filename: displayName(file.originalname),
-      fileSha256: createHash('sha256').update(file.buffer).digest('hex'),
-      rows: rows.map(({ row, line, name, address, phone }) => ({ row, line, name, address, phone })),
-    });
-    deps.logger.info('batch accepted', { batch_id: batchId, rows: rows.length, request_id: res.locals.requestId });
-    res.json(await processBatch(deps, batchId));
+  router.post('/hospitals/bulk', refuseWhileStopping(deps), ...receiveCsv(deps.config.MAX_UPLOAD_BYTES), async (req, res) => {
+    const key = req.get('idempotency-key');
+    const accepted = acceptUpload(
+      deps.db,
+      {
+        content: req.file!.buffer,
+        filename: displayName(req.file!.originalname),
+        idempotencyKey: key === undefined ? null : parseOrThrow(idempotencyKey, key),
+      },
+      { maxRows: deps.config.MAX_ROWS },
+    );
+    if (accepted.kind === 'replay') {
+      const { batch } = accepted;
+      res.setHeader('Idempotent-Replayed', 'true');
+      if (batch.status === 'pending' || batch.status === 'processing') {
+        res.location(`/batches/${batch.id}`);
+        throw new AppError('conflict', `The upload with this Idempotency-Key is still being processed; follow /batches/${batch.id}.`, {
+          batch_id: batch.id,
+        });
+      }
+      res.json(toReport(batch, findRows(deps.db, batch.id)));
+      return;
+    }
+    deps.logger.info('batch accepted', { batch_id: accepted.batchId, request_id: res.locals.requestId });
+    res.json(await deps.lifecycle.track(processBatch(deps, accepted.batchId)));
   });
   return router;
 }
 
-/** The upload history, read from SQLite. */
+/** The upload history, read from SQLite, and the actions on a batch. */
 export function batchRoutes(deps: Deps): Router {
   const router = Router();
   router.get('/batches', (req, res) => {
@@ -54,13 +67,30 @@ export function batchRoutes(deps: Deps): Router {
     });
   });
   router.get('/batches/:id', (req, res) => {
-    const id = parseOrThrow(batchIdParam, req.params.id).toLowerCase();
+    const id = batchId(req.params.id);
     const batch = findBatch(deps.db, id);
     if (!batch) throw new AppError('not_found', `No batch with id ${id}.`);
     res.json(toReport(batch, findRows(deps.db, id)));
   });
+  router.post('/batches/:id/resume', refuseWhileStopping(deps), async (req, res) => {
+    res.json(await deps.lifecycle.track(resumeBatch(deps, batchId(req.params.id))));
+  });
+  router.post('/batches/:id/rollback', refuseWhileStopping(deps), async (req, res) => {
+    res.json(await deps.lifecycle.track(rollbackBatch(deps, batchId(req.params.id))));
+  });
   return router;
 }
+
+/** During a shutdown no new work starts: the caller is told to come back. */
+function refuseWhileStopping(deps: Deps): RequestHandler {
+  return (_req, res, next) => {
+    if (!deps.lifecycle.stopping) return next();
+    res.setHeader('Retry-After', '30');
+    throw new AppError('shutting_down', 'The service is restarting and takes no new work; send the request again in a minute.');
+  };
+}
+
+const batchId = (value: unknown) => parseOrThrow(batchIdParam, value).toLowerCase();
 
 function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown): T {
   const parsed = schema.safeParse(value);

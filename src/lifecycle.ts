@@ -1,0 +1,31 @@
+/**
+ * What a shutdown needs to know about work in progress: a signal that says "stopping"
+ * (uploads are refused, batches stop after the row in flight) and the batches still running,
+ * so the process waits for their partial reports before it closes the database.
+ */
+export function createLifecycle() {
+  const controller = new AbortController();
+  const running = new Set<Promise<unknown>>();
+  return {
+    signal: controller.signal,
+    get stopping(): boolean {
+      return controller.signal.aborted;
+    },
+    /** Registers a running batch; shutdown waits for it. */
+    track<T>(work: Promise<T>): Promise<T> {
+      running.add(work);
+      void work.then(
+        () => running.delete(work),
+        () => running.delete(work),
+      );
+      return work;
+    },
+    /** Tells running batches to stop and resolves once every one has written its state. */
+    async stop(): Promise<void> {
+      controller.abort();
+      await Promise.allSettled([...running]);
+    },
+  };
+}
+
+export type Lifecycle = ReturnType<typeof createLifecycle>;
