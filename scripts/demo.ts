@@ -1,0 +1,146 @@
+/**
+ * `npm run demo [-- --serve]`: the whole service end to end, with no network.
+ * A local simulator of the Hospital Directory runs in this process; the BUILT service
+ * (dist/src/server.js, what `npm start` runs in production) runs as a child process
+ * against it; sample_hospitals.csv is uploaded and the report and history are printed.
+ * With --serve both keep running after the upload until Ctrl-C.
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { BatchReport, toSummary } from '../src/bulk/report.js';
+import { createSimulator } from '../simulator/simulator.js';
+
+const { values: args } = parseArgs({ options: { serve: { type: 'boolean', default: false } } });
+const root = fileURLToPath(new URL('..', import.meta.url));
+const CREATE_DELAY_MS = 300;
+
+// Rate limits stay on so the service meets the same 30 creates/min budget as in production.
+const sim = createSimulator({ createDelayMs: CREATE_DELAY_MS, rateLimits: {} });
+await sim.listen();
+console.log(`Hospital Directory: local simulator at ${sim.url}, ${CREATE_DELAY_MS} ms per create instead of the real ~5 s (rate limits on).`);
+
+const dir = mkdtempSync(join(tmpdir(), 'hospital-bulk-demo-'));
+const port = await freePort();
+const serviceUrl = `http://127.0.0.1:${port}`;
+// Only the variables the demo means: a HOSPITAL_API_BASE_URL or MAX_ROWS exported in the
+// caller's shell must not point the demo at the real directory or change its behaviour.
+const child = spawn(process.execPath, [join(root, 'dist/src/server.js')], {
+  cwd: root,
+  env: {
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    HOSPITAL_API_BASE_URL: sim.url,
+    DATABASE_PATH: join(dir, 'demo.db'),
+    LOG_LEVEL: 'warn',
+    NODE_ENV: 'development',
+  },
+  stdio: ['ignore', 'pipe', 'pipe'],
+});
+// Kept until the service is healthy (shown if it never is), then passed through live so
+// warnings during the upload or while serving are visible.
+let startupOutput = '';
+let started = false;
+for (const stream of [child.stdout, child.stderr]) {
+  stream.on('data', (chunk: Buffer) => (started ? process.stderr.write(chunk) : (startupOutput += chunk.toString())));
+}
+const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as string | null }));
+
+let exitCode = 1;
+try {
+  await waitHealthy(15_000);
+  started = true;
+  console.log(`Service: built server (dist/src/server.js) at ${serviceUrl}, history in ${join(dir, 'demo.db')}\n`);
+
+  const csv = readFileSync(join(root, 'sample_hospitals.csv'));
+  const form = new FormData();
+  form.append('file', new Blob([csv], { type: 'text/csv' }), 'sample_hospitals.csv');
+  console.log('POST /hospitals/bulk  (sample_hospitals.csv) ...');
+  const response = await fetch(`${serviceUrl}/hospitals/bulk`, { method: 'POST', body: form });
+  if (!response.ok) throw new Error(`upload answered ${response.status}: ${await response.text()}`);
+  const report = (await response.json()) as BatchReport;
+
+  printTable(
+    ['row', 'hospital id', 'name', 'status', 'attempts', 'error'],
+    report.hospitals.map((h) => [h.row, h.hospital_id, h.name, h.status, h.attempts, h.error_message]),
+  );
+  console.log(
+    `\nBatch ${report.batch_id}: ${report.status}, ${report.processed_hospitals} created / ${report.failed_hospitals} failed of ${report.total_hospitals}, ` +
+      `activated: ${report.batch_activated ? 'yes' : 'no'}, processing time ${report.processing_time_seconds ?? '?'} s` +
+      (report.error ? `\n  error: ${report.error}` : ''),
+  );
+
+  console.log('\nGET /batches');
+  const history = (await (await fetch(`${serviceUrl}/batches`)).json()) as { batches: ReturnType<typeof toSummary>[] };
+  printTable(
+    ['batch id', 'file', 'status', 'created', 'activated', 'created at'],
+    history.batches.map((b) => [b.batch_id, b.filename, b.status, `${b.processed_hospitals}/${b.total_hospitals}`, b.batch_activated, b.created_at]),
+  );
+
+  if (args.serve) {
+    console.log(`\nServing at ${serviceUrl}  (directory simulator at ${sim.url}). Try:`);
+    console.log(`  curl ${serviceUrl}/batches/${report.batch_id}`);
+    console.log(`  curl -F file=@sample_hospitals.csv ${serviceUrl}/hospitals/bulk`);
+    console.log('Press Ctrl-C to stop.');
+    // Ctrl-C reaches the child too (same process group); either way we clean up below.
+    await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM'), exited]);
+    console.log('\nStopping...');
+    exitCode = 0;
+  } else {
+    exitCode = report.status === 'completed' ? 0 : 1;
+  }
+} catch (error) {
+  console.error(`\ndemo failed: ${error instanceof Error ? error.message : String(error)}`);
+  if (!started && startupOutput) console.error(`--- service output ---\n${startupOutput.trimEnd()}`);
+} finally {
+  await stopChild();
+  await sim.close();
+  rmSync(dir, { recursive: true, force: true });
+}
+process.exit(exitCode);
+
+/** Asks the OS for a port nobody uses (a tiny race before the child binds it is acceptable here). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port: free } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return free;
+}
+
+/** Polls GET /health; gives up when the child exits (bad config, port taken) or time runs out. */
+async function waitHealthy(timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`the service exited (code ${child.exitCode}, signal ${child.signalCode}) before it answered /health`);
+    }
+    const ok = await fetch(`${serviceUrl}/health`, { signal: AbortSignal.timeout(1_000) }).then((r) => r.status === 200, () => false);
+    if (ok) return;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`the service did not answer GET /health with 200 within ${timeoutMs / 1000} s`);
+}
+
+/** SIGTERM is the service's clean shutdown (it closes the database); SIGKILL only if it hangs. */
+async function stopChild(): Promise<void> {
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+  const { code, signal } = await exited;
+  clearTimeout(timer);
+  if (started) console.log(`\nService stopped (exit code ${code ?? signal}).`);
+}
+
+function printTable(headers: string[], rows: (string | number | boolean | null)[][]): void {
+  const cells = rows.map((row) => row.map((cell) => (cell === null ? '-' : String(cell))));
+  const widths = headers.map((header, i) => Math.max(header.length, ...cells.map((row) => row[i]?.length ?? 0)));
+  const line = (row: string[]) => `  ${row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ')}`.trimEnd();
+  console.log(line(headers));
+  console.log(line(widths.map((width) => '-'.repeat(width))));
+  for (const row of cells) console.log(line(row));
+}
