@@ -4,14 +4,15 @@ import { z } from 'zod';
  * Every setting of the service, read from the environment once at start-up.
  * This is the only module that reads process.env; everything else is handed a Config.
  * Each variable is documented in .env.example and in README's config table
- * (tests/config.test.ts fails when one is missing there).
+ * (tests/deploy.test.ts fails when one is missing there).
  */
+// Whole decimal numbers only: z.coerce would read " " as 0 and "0x10" as 16.
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
-  z.coerce
-    .number({ error: 'must be a whole number' })
-    .int({ error: 'must be a whole number' })
-    .min(min, { error: `must be at least ${min}` })
-    .max(max, { error: `must be at most ${max}` });
+  z
+    .string()
+    .regex(/^\d+$/, { error: 'must be a whole number' })
+    .transform(Number)
+    .pipe(z.number().min(min, { error: `must be at least ${min}` }).max(max, { error: `must be at most ${max}` }));
 
 export const configSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
@@ -54,7 +55,11 @@ export class ConfigError extends Error {
 /** Parses the environment; throws ConfigError naming every bad variable and what it allows. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   // An empty variable (FOO= in a .env file) means "use the default", not "the empty string".
-  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''));
+  const present = Object.fromEntries(
+    Object.entries(env)
+      .filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1].trim() !== '')
+      .map(([name, value]) => [name, value.trim()]),
+  );
   const parsed = configSchema.safeParse(present);
   if (parsed.success) return parsed.data;
   const lines = parsed.error.issues.map((issue) => {

@@ -1,7 +1,7 @@
 /**
  * Every error a user can act on is an AppError: a code from this table, the HTTP status
  * it maps to, and a message written for the person who sent the request.
- * The domain throws these; one middleware (src/http/errors.ts) turns them into RFC 9457
+ * The domain throws these; one middleware (src/http/problem.ts) turns them into RFC 9457
  * problem JSON. Anything that is not an AppError is a bug and answers 500.
  */
 const catalogue = {
