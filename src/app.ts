@@ -1,5 +1,6 @@
 import express from 'express';
 import type { Deps } from './deps.js';
+import { eventRoutes } from './http/events.js';
 import { batchRoutes, bulkRoutes } from './http/routes.js';
 import { errorHandler, notFound } from './http/problem.js';
 import { requestLog } from './http/requestLog.js';
@@ -17,6 +18,7 @@ export function createApp(deps: Deps): express.Express {
   });
   app.use(bulkRoutes(deps));
   app.use(batchRoutes(deps));
+  app.use(eventRoutes(deps));
 
   app.use(notFound);
   app.use(errorHandler(deps.logger, { maxUploadBytes: deps.config.MAX_UPLOAD_BYTES }));

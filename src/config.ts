@@ -36,6 +36,8 @@ export const configSchema = z.object({
   WARMUP_TIMEOUT_MS: int(1).default(120_000),
   UPSTREAM_CREATE_RATE_PER_MIN: int(1, 30).default(30),
   UPSTREAM_RATE_WINDOW_MS: int(100).default(60_000),
+  /** Creates of one batch in flight at once: 1 is row by row, in file order (the default). */
+  UPSTREAM_CONCURRENCY: int(1, 20).default(1),
 
   /** Consecutive rows lost to transport failures before a batch stops sending (fail fast). */
   CIRCUIT_FAILURE_THRESHOLD: int(1).default(3),

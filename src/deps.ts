@@ -1,3 +1,4 @@
+import { createEventBus } from './bulk/events.js';
 import type { Config } from './config.js';
 import { openDatabase } from './db/database.js';
 import { createDirectoryClient } from './directory/client.js';
@@ -13,6 +14,7 @@ export function buildDeps(config: Config, logger: Logger = createLogger(config))
     logger,
     db: database.db,
     directory,
+    events: createEventBus(database.db),
     lifecycle: createLifecycle(),
     close(): void {
       directory.close();

@@ -22,7 +22,7 @@ afterEach(async () => {
   await sim?.close();
 });
 
-const create = (batchId: string, row = 1, claimed: ReadonlySet<number> = new Set(), hospital = ROW) =>
+const create = (batchId: string, row = 1, claimed: Set<number> = new Set(), hospital = ROW) =>
   client.createHospital(hospital, { batchId, row, claimed });
 
 describe('wake-up', () => {
@@ -151,7 +151,6 @@ describe('creating a hospital', () => {
     const claimed = new Set<number>();
 
     const first = await create(batchId, 1, claimed);
-    if (first.kind === 'created') claimed.add(first.hospital.id);
     const second = await create(batchId, 2, claimed);
 
     expect(first.kind).toBe('created');
@@ -159,6 +158,21 @@ describe('creating a hospital', () => {
     const ids = [first, second].map((o) => (o.kind === 'created' ? o.hospital.id : null));
     expect(new Set(ids).size).toBe(2);
     expect(sim.hospitals().map((h) => h.id).sort()).toEqual([...ids].sort());
+  });
+
+  test('when two identical rows run side by side and both lose their answers, then they settle on two distinct hospitals', async () => {
+    await setUp();
+    sim.inject('create', { kind: 'lose-response' }, 2);
+    const batchId = randomUUID();
+    const claimed = new Set<number>();
+
+    const outcomes = await Promise.all([create(batchId, 1, claimed), create(batchId, 2, claimed)]);
+
+    const ids = outcomes.map((o) => (o.kind === 'created' ? o.hospital.id : null));
+    expect(ids.every((id) => id !== null)).toBe(true);
+    expect(new Set(ids).size).toBe(2);
+    expect(sim.hospitals()).toHaveLength(2);
+    expect([...claimed].sort()).toEqual([...ids].sort());
   });
 
   test('when a create hangs past the timeout but the directory stored it, then the row adopts it without re-sending', async () => {

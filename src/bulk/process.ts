@@ -6,14 +6,16 @@ import { DirectoryError, findUnclaimed, type CreateOutcome, type DirectoryClient
 import { AppError } from '../errors.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
-import { toReport, type BatchReport } from './report.js';
+import type { EventBus } from './events.js';
+import { toProgress, toReport, type BatchReport } from './report.js';
 
 export interface ProcessDeps {
   db: Db;
   directory: DirectoryClient;
   logger: Logger;
   lifecycle: Lifecycle;
-  config: Pick<Config, 'CIRCUIT_FAILURE_THRESHOLD' | 'ON_FAILURE' | 'SHUTDOWN_GRACE_MS'>;
+  events: EventBus;
+  config: Pick<Config, 'CIRCUIT_FAILURE_THRESHOLD' | 'ON_FAILURE' | 'SHUTDOWN_GRACE_MS' | 'UPSTREAM_CONCURRENCY'>;
 }
 
 const STOPPED = Symbol('stopped');
@@ -29,6 +31,7 @@ export async function processBatch(deps: ProcessDeps, batchId: string): Promise<
   const { db, directory, lifecycle, config } = deps;
   const startedAt = Date.now();
   updateBatch(db, batchId, { status: 'processing', startedAt, error: null, completedAt: null });
+  deps.events.record(batchId, 'batch', { status: 'processing' });
   deps.logger.info('batch started', { batch_id: batchId });
 
   const woke = await unlessStopped(deps, directory.wake({ batchId }).then(
@@ -57,24 +60,9 @@ export async function processBatch(deps: ProcessDeps, batchId: string): Promise<
   }
 
   const rows = findRows(db, batchId);
-  const claimed = new Set(rows.filter(isCreated).map((row) => row.hospitalId!));
-  let failuresInARow = 0;
-  for (const [index, row] of rows.entries()) {
-    if (isCreated(row)) continue;
-    if (lifecycle.stopping) return interrupt(deps, batchId, startedAt);
-    if (failuresInARow >= config.CIRCUIT_FAILURE_THRESHOLD) {
-      return stopSending(deps, batchId, startedAt, rows.slice(index).filter((r) => !isCreated(r)), failuresInARow);
-    }
-    updateRows(db, batchId, [row.row], { status: 'creating' });
-    const outcome = await unlessStopped(
-      deps,
-      directory.createHospital({ name: row.name, address: row.address, phone: row.phone }, { batchId, row: row.row, claimed }),
-    );
-    if (outcome === STOPPED) return interrupt(deps, batchId, startedAt);
-    if (outcome.kind === 'created') claimed.add(outcome.hospital.id);
-    commitRow(deps, row, outcome);
-    failuresInARow = outcome.kind === 'failed' ? failuresInARow + 1 : 0;
-  }
+  const stop = await createMissingRows(deps, rows);
+  if (stop.kind === 'interrupted') return interrupt(deps, batchId, startedAt);
+  if (stop.kind === 'circuit_open') return stopSending(deps, batchId, startedAt, stop.notAttempted, stop.failures);
 
   const done = findRows(db, batchId);
   const missing = done.filter((row) => !isCreated(row)).length;
@@ -92,8 +80,54 @@ export async function processBatch(deps: ProcessDeps, batchId: string): Promise<
   if (activated instanceof DirectoryError) return failed(deps, batchId, startedAt, activated.message);
   updateRows(db, batchId, 'all', { status: 'created_and_activated' });
   updateBatch(db, batchId, { activated: true });
+  deps.events.record(batchId, 'batch', { status: 'processing', batch_activated: true });
   deps.logger.info('batch activated', { batch_id: batchId, activated_count: activated.activatedCount });
   return finish(deps, batchId, startedAt, 'completed', null);
+}
+
+type LoopEnd = { kind: 'done' } | { kind: 'interrupted' } | { kind: 'circuit_open'; failures: number; notAttempted: RowRecord[] };
+
+/**
+ * Creates every row not yet created, in file order, up to UPSTREAM_CONCURRENCY at once,
+ * committing each outcome as it lands. Identical rows never overlap, so a lost answer can
+ * always be settled by adopting "a hospital with these values that no other row owns".
+ * New rows stop starting when a shutdown begins or the directory looks down.
+ */
+async function createMissingRows(deps: ProcessDeps, rows: RowRecord[]): Promise<LoopEnd> {
+  const { directory, lifecycle, config } = deps;
+  const claimed = new Set(rows.filter(isCreated).map((row) => row.hospitalId!));
+  const queue = rows.filter((row) => !isCreated(row));
+  const sameRowInFlight = new Map<string, Promise<unknown>>();
+  let failuresInARow = 0;
+  let interrupted = false;
+
+  const runRow = async (row: RowRecord): Promise<void> => {
+    updateRows(deps.db, row.batchId, [row.row], { status: 'creating' });
+    const outcome = await unlessStopped(
+      deps,
+      directory.createHospital({ name: row.name, address: row.address, phone: row.phone }, { batchId: row.batchId, row: row.row, claimed }),
+    );
+    if (outcome === STOPPED) {
+      interrupted = true;
+      return;
+    }
+    commitRow(deps, row, outcome);
+    failuresInARow = outcome.kind === 'failed' ? failuresInARow + 1 : 0;
+  };
+  const worker = async (): Promise<void> => {
+    for (let row = queue.shift(); row; row = queue.shift()) {
+      if (lifecycle.stopping) interrupted = true;
+      if (interrupted || failuresInARow >= config.CIRCUIT_FAILURE_THRESHOLD) return;
+      const key = JSON.stringify([row.name, row.address, row.phone]);
+      const turn = (sameRowInFlight.get(key) ?? Promise.resolve()).then(() => runRow(row));
+      sameRowInFlight.set(key, turn);
+      await turn;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(config.UPSTREAM_CONCURRENCY, Math.max(queue.length, 1)) }, worker));
+  if (interrupted) return { kind: 'interrupted' };
+  if (queue.length > 0) return { kind: 'circuit_open', failures: failuresInARow, notAttempted: queue };
+  return { kind: 'done' };
 }
 
 /** Finishes a `failed` or `interrupted` batch: reconcile, create what is missing, activate. */
@@ -133,6 +167,7 @@ export async function rollbackBatch(deps: ProcessDeps, batchId: string): Promise
   updateRows(deps.db, batchId, 'all', { status: 'deleted' });
   const completedAt = Date.now();
   updateBatch(deps.db, batchId, { status: 'rolled_back', activated: false, completedAt });
+  deps.events.record(batchId, 'batch', { status: 'rolled_back', error: null });
   return toReport(findBatch(deps.db, batchId)!, findRows(deps.db, batchId));
 }
 
@@ -162,6 +197,7 @@ async function reconcile(deps: ProcessDeps, batchId: string, rows: RowRecord[]):
     claimed.add(match.id);
     adopted += 1;
     updateRows(deps.db, batchId, [row.row], { status: 'created', hospitalId: match.id, errorMessage: null });
+    deps.events.record(batchId, 'row', { row: row.row, status: 'created', hospital_id: match.id, error_message: null, attempts: row.attempts });
   }
   const notices = [
     forgotten > 0 &&
@@ -172,9 +208,18 @@ async function reconcile(deps: ProcessDeps, batchId: string, rows: RowRecord[]):
   deps.logger.info('batch reconciled', { batch_id: batchId, upstream: upstream.length, forgotten, adopted });
 }
 
-function commitRow({ db, logger }: ProcessDeps, row: RowRecord, outcome: CreateOutcome): void {
+function commitRow({ db, logger, events, directory }: ProcessDeps, row: RowRecord, outcome: CreateOutcome): void {
   const attempts = row.attempts + outcome.attempts;
-  updateRows(db, row.batchId, [row.row], rowPatch(outcome, attempts));
+  const patch = rowPatch(outcome, attempts);
+  updateRows(db, row.batchId, [row.row], patch);
+  events.record(row.batchId, 'row', {
+    row: row.row,
+    status: patch.status,
+    hospital_id: 'hospitalId' in patch ? patch.hospitalId : null,
+    error_message: patch.errorMessage,
+    attempts,
+    progress: toProgress(findBatch(db, row.batchId)!, findRows(db, row.batchId), directory.estimatedCreateWaitMs),
+  });
   logger.log(outcome.kind === 'created' ? 'info' : 'warn', `row ${outcome.kind}`, {
     batch_id: row.batchId,
     row: row.row,
@@ -203,7 +248,8 @@ function rowPatch(outcome: CreateOutcome, attempts: number) {
 /** Fail fast: the directory is down, so the rest of the batch waits for a resume instead of timing out row by row. */
 function stopSending(deps: ProcessDeps, batchId: string, startedAt: number, left: RowRecord[], failures: number): Promise<BatchReport> {
   const reason = `Not sent: ${failures} rows in a row could not reach the directory, so the batch stopped. Resume it when the directory is back.`;
-  updateRows(deps.db, batchId, left.filter((row) => row.status === 'pending').map((row) => row.row), { errorMessage: reason });
+  // A row whose outcome is unknown keeps saying so: it may exist upstream.
+  updateRows(deps.db, batchId, left.filter((row) => row.status !== 'unknown').map((row) => row.row), { errorMessage: reason });
   return failed(
     deps,
     batchId,
@@ -238,6 +284,7 @@ async function failed(deps: ProcessDeps, batchId: string, startedAt: number, err
 function finish(deps: ProcessDeps, batchId: string, startedAt: number, status: BatchStatus, error: string | null): BatchReport {
   const completedAt = Date.now();
   updateBatch(deps.db, batchId, { status, error, completedAt, processingMs: completedAt - startedAt });
+  deps.events.record(batchId, 'batch', { status, error });
   const report = toReport(findBatch(deps.db, batchId)!, findRows(deps.db, batchId));
   deps.logger.info('batch finished', {
     batch_id: batchId,

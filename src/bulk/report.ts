@@ -37,4 +37,31 @@ export function toSummary(batch: BatchRecord) {
   };
 }
 
+/**
+ * Where a running batch is. The ETA extrapolates the time per finished row and is never
+ * shorter than the wait the rate limiter already predicts for the rows still to send
+ * (other uploads may be queued ahead of them).
+ */
+export function toProgress(batch: BatchRecord, rows: RowRecord[], queueWaitMs: (rows: number) => number, now = Date.now()) {
+  const done = rows.filter((row) => row.status === 'created' || row.status === 'created_and_activated').length;
+  const failed = rows.filter((row) => row.status === 'failed' || row.status === 'unknown').length;
+  const pending = rows.length - done - failed;
+  const elapsedMs = batch.startedAt === null ? 0 : Math.max(0, now - batch.startedAt);
+  const finished = done + failed;
+  const perRowMs = finished > 0 ? elapsedMs / finished : null;
+  const waitMs = pending > 0 ? queueWaitMs(pending) : 0;
+  const etaMs = pending === 0 ? 0 : perRowMs === null ? (waitMs > 0 ? waitMs : null) : Math.max(pending * perRowMs, waitMs + perRowMs);
+  return {
+    done,
+    failed,
+    pending,
+    percent: rows.length === 0 ? 100 : Math.round((finished / rows.length) * 100),
+    current_row: rows.find((row) => row.status === 'creating')?.row ?? null,
+    elapsed_seconds: Math.round(elapsedMs / 100) / 10,
+    eta_seconds: etaMs === null ? null : Math.round(etaMs / 100) / 10,
+  };
+}
+
+export type Progress = ReturnType<typeof toProgress>;
+
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());

@@ -72,3 +72,25 @@ export const batchRows = sqliteTable(
 
 export type BatchRecord = typeof batches.$inferSelect;
 export type RowRecord = typeof batchRows.$inferSelect;
+
+/**
+ * What happened to a batch, in order: one `row` event per row outcome and one `batch` event
+ * per state change. Kept in SQLite so GET /batches/:id/events can replay them to a client
+ * that connects late or reconnects with Last-Event-ID (the event id is `seq`).
+ */
+export const batchEvents = sqliteTable(
+  'batch_events',
+  {
+    seq: integer('seq').primaryKey({ autoIncrement: true }),
+    batchId: text('batch_id')
+      .notNull()
+      .references(() => batches.id, { onDelete: 'cascade' }),
+    type: text('type', { enum: ['batch', 'row'] }).notNull(),
+    /** The event's JSON payload, as sent. */
+    data: text('data').notNull(),
+    createdAt: integer('created_at').notNull(),
+  },
+  (t) => [index('batch_events_batch_seq_idx').on(t.batchId, t.seq)],
+);
+
+export type EventRecord = typeof batchEvents.$inferSelect;

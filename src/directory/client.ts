@@ -198,7 +198,10 @@ export function createDirectoryClient(config: ClientConfig, logger: Logger) {
   }
 
   return {
-    limiter,
+    /** How long `count` more creates would wait for the rate limiter, behind everything queued now. */
+    estimatedCreateWaitMs(count: number): number {
+      return limiter.estimatedWaitMs(`${config.UPSTREAM_CREATE_RATE_PER_MIN}:/hospitals/`, config.UPSTREAM_CREATE_RATE_PER_MIN, count);
+    },
 
     /** Wakes a sleeping directory with GET /, allowing a cold start of up to WARMUP_TIMEOUT_MS. */
     async wake(context: CallContext = {}): Promise<void> {
@@ -234,10 +237,12 @@ export function createDirectoryClient(config: ClientConfig, logger: Logger) {
     /**
      * Creates one hospital in a batch, never twice: a create whose answer was lost is settled
      * by reading the batch and adopting a matching hospital that no other row has `claimed`.
+     * The id it ends with is added to `claimed` in the same tick the choice is made, so rows
+     * running side by side can never both take one hospital.
      */
     async createHospital(
       hospital: NewHospital,
-      context: CallContext & { batchId: string; claimed: ReadonlySet<number> },
+      context: CallContext & { batchId: string; claimed: Set<number> },
     ): Promise<CreateOutcome> {
       let attempts = 0;
       let maybeCreated = false;
@@ -245,6 +250,7 @@ export function createDirectoryClient(config: ClientConfig, logger: Logger) {
         await sleep(config.UPSTREAM_SETTLE_MS);
         const found = findUnclaimed(await getBatch(context.batchId, context), hospital, context.claimed);
         if (!found) return null;
+        context.claimed.add(found.id);
         logger.info('adopted hospital created by an earlier attempt', { batch_id: context.batchId, row: context.row, hospital_id: found.id });
         return { kind: 'created', hospital: found, attempts, adopted: true };
       };
@@ -268,6 +274,7 @@ export function createDirectoryClient(config: ClientConfig, logger: Logger) {
               { ...context, attempt: attempts },
             );
             if (answer.outcome === 'ok' && isHospital(answer.body)) {
+              context.claimed.add(answer.body.id);
               return { kind: 'created', hospital: answer.body, attempts, adopted: false } as const;
             }
             if (answer.outcome === 'rejected') {

@@ -1,9 +1,9 @@
-import { Router, type RequestHandler } from 'express';
+import { Router, type Request, type RequestHandler } from 'express';
 import { z } from 'zod';
 import type { Deps } from '../deps.js';
 import { acceptUpload } from '../bulk/accept.js';
 import { processBatch, resumeBatch, rollbackBatch } from '../bulk/process.js';
-import { toReport, toSummary } from '../bulk/report.js';
+import { toProgress, toReport, toSummary } from '../bulk/report.js';
 import { findBatch, findRows, listBatches } from '../db/queries.js';
 import { AppError } from '../errors.js';
 import { displayName, receiveCsv } from './upload.js';
@@ -46,8 +46,28 @@ export function bulkRoutes(deps: Deps): Router {
       res.json(toReport(batch, findRows(deps.db, batch.id)));
       return;
     }
-    deps.logger.info('batch accepted', { batch_id: accepted.batchId, request_id: res.locals.requestId });
-    res.json(await deps.lifecycle.track(processBatch(deps, accepted.batchId)));
+    const id = accepted.batchId;
+    deps.logger.info('batch accepted', { batch_id: id, request_id: res.locals.requestId });
+    const processing = deps.lifecycle.track(processBatch(deps, id));
+    if (!wantsAsync(req)) {
+      res.json(await processing);
+      return;
+    }
+    // The outcome is in the history either way; a failure here has already been recorded.
+    processing.catch((error: unknown) => {
+      if (!(error instanceof AppError)) deps.logger.error('batch crashed', { batch_id: id, error: String(error) });
+    });
+    const batch = findBatch(deps.db, id)!;
+    res
+      .status(202)
+      .location(`/batches/${id}`)
+      .setHeader('Preference-Applied', 'respond-async')
+      .json({
+        batch_id: id,
+        status: batch.status,
+        total_hospitals: batch.totalRows,
+        links: { self: `/batches/${id}`, events: `/batches/${id}/events` },
+      });
   });
   return router;
 }
@@ -70,7 +90,12 @@ export function batchRoutes(deps: Deps): Router {
     const id = batchId(req.params.id);
     const batch = findBatch(deps.db, id);
     if (!batch) throw new AppError('not_found', `No batch with id ${id}.`);
-    res.json(toReport(batch, findRows(deps.db, id)));
+    const rows = findRows(deps.db, id);
+    const running = batch.status === 'pending' || batch.status === 'processing';
+    res.json({
+      ...toReport(batch, rows),
+      ...(running ? { progress: toProgress(batch, rows, deps.directory.estimatedCreateWaitMs) } : {}),
+    });
   });
   router.post('/batches/:id/resume', refuseWhileStopping(deps), async (req, res) => {
     res.json(await deps.lifecycle.track(resumeBatch(deps, batchId(req.params.id))));
@@ -79,6 +104,11 @@ export function batchRoutes(deps: Deps): Router {
     res.json(await deps.lifecycle.track(rollbackBatch(deps, batchId(req.params.id))));
   });
   return router;
+}
+
+/** RFC 7240 `Prefer: respond-async`, or `?async=true` for clients that cannot set headers. */
+function wantsAsync(req: Request): boolean {
+  return req.query.async === 'true' || /(^|[\s,;])respond-async($|[\s,;])/i.test(req.get('prefer') ?? '');
 }
 
 /** During a shutdown no new work starts: the caller is told to come back. */
@@ -90,7 +120,7 @@ function refuseWhileStopping(deps: Deps): RequestHandler {
   };
 }
 
-const batchId = (value: unknown) => parseOrThrow(batchIdParam, value).toLowerCase();
+export const batchId = (value: unknown) => parseOrThrow(batchIdParam, value).toLowerCase();
 
 function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown): T {
   const parsed = schema.safeParse(value);
