@@ -1,6 +1,7 @@
 import express from 'express';
 import type { Deps } from './deps.js';
 import { eventRoutes } from './http/events.js';
+import { fileRoutes } from './http/files.js';
 import { batchRoutes, bulkRoutes } from './http/routes.js';
 import { errorHandler, notFound } from './http/problem.js';
 import { requestLog } from './http/requestLog.js';
@@ -16,6 +17,7 @@ export function createApp(deps: Deps): express.Express {
   app.get('/health', (_req, res) => {
     res.json({ status: 'ok', version });
   });
+  app.use(fileRoutes(deps));
   app.use(bulkRoutes(deps));
   app.use(batchRoutes(deps));
   app.use(eventRoutes(deps));

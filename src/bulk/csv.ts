@@ -38,12 +38,31 @@ interface ParsedRecord {
 
 /** Reads an uploaded CSV into hospital rows, or throws AppError with every problem found. */
 export function readHospitalsCsv(content: Buffer, limits: CsvLimits): HospitalRow[] {
+  const { rows, problems } = inspectHospitalsCsv(content, limits);
+  if (problems.length > 0) throw invalid(problems);
+  return rows;
+}
+
+/**
+ * Every row as read (problems or not) and every problem found, for a dry run that shows
+ * the file with its errors marked. Throws only when the bytes are not UTF-8 text at all.
+ */
+export function inspectHospitalsCsv(content: Buffer, limits: CsvLimits): { rows: HospitalRow[]; problems: CsvProblem[] } {
   const maxFieldLength = limits.maxFieldLength ?? 255;
-  const [header, ...data] = parseRecords(decode(content));
+  const text = decode(content);
+  let records: ParsedRecord[];
+  try {
+    records = parseRecords(text);
+  } catch (error) {
+    if (error instanceof AppError && error.code === 'invalid_csv') return { rows: [], problems: error.extra['errors'] as CsvProblem[] };
+    throw error;
+  }
+  const [header, ...data] = records;
   if (header === undefined) {
-    throw invalid([
-      fileProblem('The file is empty: expected a header row name,address,phone and at least one data row'),
-    ]);
+    return {
+      rows: [],
+      problems: [fileProblem('The file is empty: expected a header row name,address,phone and at least one data row')],
+    };
   }
 
   const problems: CsvProblem[] = [];
@@ -54,14 +73,19 @@ export function readHospitalsCsv(content: Buffer, limits: CsvLimits): HospitalRo
     );
   }
   const index = readHeader(header, problems);
-  const rows: HospitalRow[] = [];
   // Rows past the limit are not checked: the file has to be split anyway.
-  data.slice(0, limits.maxRows).forEach((record, i) => {
-    const row = readRow(record, i + 1, header.fields.length, index, maxFieldLength, problems);
-    if (row !== null) rows.push(row);
-  });
-  if (problems.length > 0) throw invalid(problems);
-  return rows;
+  const rows = data
+    .slice(0, limits.maxRows)
+    .map((record, i) => readRow(record, i + 1, header.fields.length, index, maxFieldLength, problems));
+  return { rows, problems };
+}
+
+/** Caps a problem list so a hostile file cannot make the answer huge. */
+export function listedProblems(problems: CsvProblem[]): CsvProblem[] {
+  const total = problems.length;
+  return total > MAX_LISTED_PROBLEMS
+    ? [...problems.slice(0, MAX_LISTED_PROBLEMS), fileProblem(`…and ${total - MAX_LISTED_PROBLEMS} more problems`)]
+    : problems;
 }
 
 function decode(content: Buffer): string {
@@ -190,14 +214,25 @@ function readRow(
   index: Map<Column, number>,
   maxFieldLength: number,
   problems: CsvProblem[],
-): HospitalRow | null {
+): HospitalRow {
   const { fields, line } = record;
+  const values = new Map<Column, string>();
+  const read = (): HospitalRow => ({
+    row,
+    line,
+    name: values.get('name') ?? '',
+    address: values.get('address') ?? '',
+    phone: values.get('phone') || null,
+  });
   if (fields.length !== width) {
     problems.push({ row, line, column: null, message: `Line ${line} has ${count(fields.length, 'field')}; the header has ${width}` });
-    return null;
+    // Shown as far as it goes (a dry run previews it), but its values are not checked.
+    for (const column of COLUMNS) {
+      const i = index.get(column);
+      if (i !== undefined) values.set(column, (fields[i] ?? '').trim());
+    }
+    return read();
   }
-  const before = problems.length;
-  const values = new Map<Column, string>();
   for (const column of COLUMNS) {
     const i = index.get(column);
     if (i === undefined) continue;
@@ -209,17 +244,13 @@ function readRow(
       problem(`${column} is ${value.length} characters long; at most ${maxFieldLength} characters are allowed`);
     }
   }
-  if (problems.length > before) return null;
-  return { row, line, name: values.get('name') ?? '', address: values.get('address') ?? '', phone: values.get('phone') || null };
+  return read();
 }
 
 function invalid(problems: CsvProblem[]): AppError {
-  const total = problems.length;
-  const errors =
-    total > MAX_LISTED_PROBLEMS
-      ? [...problems.slice(0, MAX_LISTED_PROBLEMS), fileProblem(`…and ${total - MAX_LISTED_PROBLEMS} more problems`)]
-      : problems;
-  return new AppError('invalid_csv', `The CSV has ${count(total, 'problem')}; nothing was created.`, { errors });
+  return new AppError('invalid_csv', `The CSV has ${count(problems.length, 'problem')}; nothing was created.`, {
+    errors: listedProblems(problems),
+  });
 }
 
 function fileProblem(message: string): CsvProblem {

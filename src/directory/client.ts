@@ -363,6 +363,18 @@ export function createDirectoryClient(config: ClientConfig, logger: Logger) {
 
     getBatch,
 
+    /** Every hospital the directory holds, in one GET /hospitals/ with a single attempt of at most `timeoutMs`. */
+    async listHospitals(timeoutMs: number): Promise<Hospital[]> {
+      const answer = await send(
+        'list',
+        { method: 'GET', path: '/hospitals/', ratePerMin: OTHER_RATE_PER_MIN, timeoutMs: Math.min(timeoutMs, config.UPSTREAM_TIMEOUT_MS) },
+        { attempt: 1 },
+      );
+      if (answer.outcome === 'ok' && Array.isArray(answer.body)) return answer.body as Hospital[];
+      const why = answer.outcome === 'ok' ? `HTTP ${answer.status} with an unexpected body` : answer.message;
+      throw new DirectoryError('request_failed', `Listing hospitals failed: ${why}`);
+    },
+
     /** Deletes every hospital of the batch upstream; returns how many went (0 when none were there). */
     async deleteBatch(batchId: string, context: CallContext = { batchId }): Promise<number> {
       try {

@@ -1,0 +1,77 @@
+import type { Config } from '../config.js';
+import type { DirectoryClient } from '../directory/client.js';
+import { AppError, type CsvProblem } from '../errors.js';
+import { inspectHospitalsCsv, listedProblems, type HospitalRow } from './csv.js';
+
+export interface Warning {
+  kind: 'repeated_in_file' | 'exists_in_directory' | 'not_checked';
+  row: number | null;
+  message: string;
+}
+
+// A dry run must answer while the person waits: a sleeping directory is reported as
+// "not checked" rather than held for a full cold start.
+const DIRECTORY_CHECK_TIMEOUT_MS = 10_000;
+
+/**
+ * Everything an upload would be told, without creating or recording anything: the rows as
+ * read, every problem, and warnings for rows repeated in the file or already in the
+ * directory (one GET /hospitals/, paced like every other call).
+ */
+export async function dryRun(
+  deps: { directory: DirectoryClient; config: Pick<Config, 'MAX_ROWS'> },
+  content: Buffer,
+) {
+  let rows: HospitalRow[] = [];
+  let problems: CsvProblem[];
+  try {
+    ({ rows, problems } = inspectHospitalsCsv(content, { maxRows: deps.config.MAX_ROWS }));
+  } catch (error) {
+    if (!(error instanceof AppError) || error.code !== 'unsupported_media_type') throw error;
+    problems = [{ row: null, line: null, column: null, message: error.message }];
+  }
+  const warnings = [...repeatedRows(rows), ...(rows.length > 0 ? await alreadyInDirectory(deps.directory, rows) : [])];
+  return {
+    valid: problems.length === 0,
+    total_rows: rows.length,
+    rows: rows.map(({ row, name, address, phone }) => ({ row, name, address, phone })),
+    errors: listedProblems(problems),
+    warnings,
+  };
+}
+
+export type DryRunResult = Awaited<ReturnType<typeof dryRun>>;
+
+/** Name and address compared the way a person would: case and spacing do not matter. */
+const identity = (row: { name: string; address: string }) =>
+  `${row.name}\u0000${row.address}`.toLocaleLowerCase('en').replace(/\s+/g, ' ').trim();
+
+function repeatedRows(rows: HospitalRow[]): Warning[] {
+  const first = new Map<string, number>();
+  return rows.flatMap((row) => {
+    const key = identity(row);
+    const earlier = first.get(key);
+    if (earlier === undefined) {
+      first.set(key, row.row);
+      return [];
+    }
+    return [{ kind: 'repeated_in_file' as const, row: row.row, message: `Row ${row.row} repeats row ${earlier} (same name and address).` }];
+  });
+}
+
+async function alreadyInDirectory(directory: DirectoryClient, rows: HospitalRow[]): Promise<Warning[]> {
+  let existing: Set<string>;
+  try {
+    existing = new Set((await directory.listHospitals(DIRECTORY_CHECK_TIMEOUT_MS)).map(identity));
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    return [{ kind: 'not_checked', row: null, message: `Not checked against the directory, which could not be reached (${why}).` }];
+  }
+  return rows
+    .filter((row) => existing.has(identity(row)))
+    .map((row) => ({
+      kind: 'exists_in_directory' as const,
+      row: row.row,
+      message: `Row ${row.row}: a hospital with this name and address already exists in the directory.`,
+    }));
+}

@@ -1,0 +1,27 @@
+import type { BatchRecord, RowRecord } from '../db/schema.js';
+
+const COLUMNS = ['row', 'name', 'address', 'phone', 'hospital_id', 'status', 'error_message'] as const;
+
+/**
+ * A batch's outcome as a CSV to open in a spreadsheet: one line per row. A value that a
+ * spreadsheet would run as a formula (starting with = + - @, or a tab or carriage return)
+ * gets a leading apostrophe, as OWASP recommends against CSV injection.
+ */
+export function toResultsCsv(rows: RowRecord[]): string {
+  const lines = rows.map((row) =>
+    [row.row, row.name, row.address, row.phone, row.hospitalId, row.status, row.errorMessage].map(cell).join(','),
+  );
+  return `${[COLUMNS.join(','), ...lines].join('\r\n')}\r\n`;
+}
+
+/** The download's file name, after the upload's: `hospitals.csv` → `hospitals-results.csv`. */
+export function resultsFilename(batch: BatchRecord): string {
+  return `${batch.filename.replace(/\.csv$/i, '')}-results.csv`;
+}
+
+function cell(value: string | number | null): string {
+  if (value === null) return '';
+  let text = String(value);
+  if (typeof value === 'string' && /^[=+\-@\t\r]/.test(text)) text = `'${text}`;
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
