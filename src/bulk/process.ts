@@ -115,9 +115,12 @@ async function createMissingRows(deps: ProcessDeps, rows: RowRecord[]): Promise<
     failuresInARow = outcome.kind === 'failed' ? failuresInARow + 1 : 0;
   };
   const worker = async (): Promise<void> => {
-    for (let row = queue.shift(); row; row = queue.shift()) {
+    for (;;) {
       if (lifecycle.stopping) interrupted = true;
+      // Checked before taking a row, so a stop leaves every untouched row in the queue.
       if (interrupted || failuresInARow >= config.CIRCUIT_FAILURE_THRESHOLD) return;
+      const row = queue.shift();
+      if (!row) return;
       const key = JSON.stringify([row.name, row.address, row.phone]);
       const turn = (sameRowInFlight.get(key) ?? Promise.resolve()).then(() => runRow(row));
       sameRowInFlight.set(key, turn);

@@ -51,13 +51,18 @@ export function updateRows(
   db.transaction((tx) => {
     const which = rows === 'all' ? eq(batchRows.batchId, batchId) : and(eq(batchRows.batchId, batchId), inArray(batchRows.row, rows));
     tx.update(batchRows).set({ ...patch, updatedAt: now }).where(which).run();
-    const counted = (statuses: RowStatus[]) =>
-      sql<number>`(select count(*) from ${batchRows} where ${batchRows.batchId} = ${batchId} and ${inArray(batchRows.status, statuses)})`;
-    tx.update(batches)
-      .set({ createdRows: counted(CREATED), failedRows: counted(FAILED) })
-      .where(eq(batches.id, batchId))
-      .run();
+    recount(tx, [batchId]);
   });
+}
+
+/** Recomputes the batches' counters from their rows; called in the transaction that changed the rows. */
+function recount(tx: Pick<Db, 'update'>, batchIds: string[]): void {
+  const counted = (statuses: RowStatus[]) =>
+    sql<number>`(select count(*) from ${batchRows} where ${batchRows.batchId} = ${batches.id} and ${inArray(batchRows.status, statuses)})`;
+  tx.update(batches)
+    .set({ createdRows: counted(CREATED), failedRows: counted(FAILED) })
+    .where(inArray(batches.id, batchIds))
+    .run();
 }
 
 /**
@@ -89,6 +94,7 @@ export function interruptOrphans(db: Db, now = Date.now()): string[] {
       })
       .where(and(inArray(batchRows.batchId, orphans), eq(batchRows.status, 'creating')))
       .run();
+    recount(tx, orphans);
     tx.update(batches)
       .set({
         status: 'interrupted',

@@ -1,0 +1,151 @@
+/**
+ * The built service (dist/src/server.js, what `npm start` runs) as a child process, for
+ * tests that need a real process: SIGKILL at a chosen moment, SIGTERM and its exit code,
+ * start-up recovery on the same database file. `npm test` builds first; when running jest
+ * directly, run `npm run build` before.
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import http from 'node:http';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FAST_ENV } from './helpers.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const SERVER_JS = join(root, 'dist/src/server.js');
+const HEALTHY_WITHIN_MS = 10_000;
+
+export interface ServiceProcess {
+  url: string;
+  child: ChildProcessWithoutNullStreams;
+  /** stdout, one entry per line: the parsed JSON log line, or the raw text if it is not JSON. */
+  logs: (Record<string, unknown> | string)[];
+  stderr: () => string;
+  /** Sends `signal` (no-op once exited) and returns `exited`. */
+  kill(signal: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const live = new Set<ServiceProcess>();
+
+/** A TCP port nothing listens on right now. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/**
+ * Spawns the built server with a minimal environment (no variable of the caller's shell
+ * leaks in): PATH, FAST_ENV, JSON logs at info, 127.0.0.1 on a free port, the given
+ * database file and directory URL, then `env` on top. Resolves once GET /health is 200.
+ */
+export async function startService(options: { directoryUrl: string; dbPath: string; env?: Record<string, string> }): Promise<ServiceProcess> {
+  if (!existsSync(SERVER_JS)) throw new Error(`${SERVER_JS} does not exist: run \`npm run build\` first.`);
+  const port = await freePort();
+  const child = spawn(process.execPath, [SERVER_JS], {
+    cwd: root,
+    env: {
+      PATH: process.env.PATH ?? '',
+      ...FAST_ENV,
+      NODE_ENV: 'production',
+      LOG_LEVEL: 'info',
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      DATABASE_PATH: options.dbPath,
+      HOSPITAL_API_BASE_URL: options.directoryUrl,
+      ...options.env,
+    },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  child.stdin.end();
+
+  const logs: ServiceProcess['logs'] = [];
+  let partial = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    const lines = (partial + chunk.toString()).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) if (line.trim() !== '') logs.push(parseLine(line));
+  });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => {
+      if (partial.trim() !== '') logs.push(parseLine(partial));
+      partial = '';
+      resolve({ code, signal });
+    });
+  });
+  let hasExited = false;
+  void exited.then(() => {
+    hasExited = true;
+    live.delete(service);
+  });
+
+  const service: ServiceProcess = {
+    url: `http://127.0.0.1:${port}`,
+    child,
+    logs,
+    stderr: () => stderr,
+    kill(signal) {
+      if (!hasExited) child.kill(signal);
+      return exited;
+    },
+    exited,
+  };
+  live.add(service);
+
+  const deadline = Date.now() + HEALTHY_WITHIN_MS;
+  for (;;) {
+    if (hasExited) {
+      throw new Error(`the service exited before it was healthy: ${JSON.stringify(await exited)}\nstderr: ${stderr}\nstdout: ${JSON.stringify(logs)}`);
+    }
+    if ((await healthStatus(service.url)) === 200) return service;
+    if (Date.now() > deadline) {
+      await service.kill('SIGKILL');
+      throw new Error(`the service was not healthy within ${HEALTHY_WITHIN_MS} ms\nstderr: ${stderr}\nstdout: ${JSON.stringify(logs)}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** SIGKILLs every service still running and waits for each to exit: for afterEach. */
+export async function killAllServices(): Promise<void> {
+  await Promise.all([...live].map((service) => service.kill('SIGKILL')));
+}
+
+/** Polls `check` every 10 ms until it returns a truthy value, or fails after `timeoutMs` naming `what`. */
+export async function waitUntil<T>(what: string, check: () => T | Promise<T>, timeoutMs = 5_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+function parseLine(line: string): Record<string, unknown> | string {
+  try {
+    const value: unknown = JSON.parse(line);
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : line;
+  } catch {
+    return line;
+  }
+}
+
+/** GET /health on a connection of its own (agent: false), so no pooled socket outlives the check. */
+function healthStatus(url: string): Promise<number | null> {
+  return new Promise((resolve) => {
+    const req = http.get(`${url}/health`, { agent: false, timeout: 1_000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? null);
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(null));
+  });
+}
