@@ -2,9 +2,12 @@ import express from 'express';
 import type { Deps } from './deps.js';
 import { eventRoutes } from './http/events.js';
 import { fileRoutes } from './http/files.js';
+import { buildOpenApiDocument, docsRoutes } from './http/openapi.js';
 import { batchRoutes, bulkRoutes } from './http/routes.js';
 import { errorHandler, notFound } from './http/problem.js';
+import type { Health } from './http/schemas.js';
 import { requestLog } from './http/requestLog.js';
+import { limitUploads, requireApiKey, securityHeaders } from './http/security.js';
 import { version } from './version.js';
 
 /** Builds the HTTP app around its dependencies; never listens (src/server.ts does). */
@@ -13,14 +16,20 @@ export function createApp(deps: Deps): express.Express {
   app.disable('x-powered-by');
   app.set('trust proxy', deps.config.NODE_ENV === 'production' ? 1 : false);
   app.use(requestLog(deps.logger));
+  app.use(securityHeaders());
 
   app.get('/health', (_req, res) => {
-    res.json({ status: 'ok', version });
+    res.json({ status: 'ok', version } satisfies Health);
   });
+  // The API needs the key (when one is set); /health, /docs, /openapi.json and the page do not.
+  app.use(['/hospitals', '/batches'], requireApiKey(deps.config.API_KEY));
+  app.post(['/hospitals/bulk', '/hospitals/bulk/validate', '/batches/:id/resume'], limitUploads(deps.config.UPLOAD_RATE_PER_MIN));
   app.use(fileRoutes(deps));
   app.use(bulkRoutes(deps));
   app.use(batchRoutes(deps));
   app.use(eventRoutes(deps));
+  // GET /openapi.json and GET /docs; the document is built here, once.
+  app.use(docsRoutes(buildOpenApiDocument({ maxRows: deps.config.MAX_ROWS, maxUploadBytes: deps.config.MAX_UPLOAD_BYTES })));
 
   app.use(notFound);
   app.use(errorHandler(deps.logger, { maxUploadBytes: deps.config.MAX_UPLOAD_BYTES }));

@@ -46,6 +46,15 @@ export const configSchema = z.object({
   /** On SIGTERM/SIGINT, how long the row in flight may take before the batch is marked interrupted. */
   SHUTDOWN_GRACE_MS: int(0).default(10_000),
 
+  /** When set, every API route needs `Authorization: Bearer <API_KEY>`; unset leaves the API open. */
+  API_KEY: z.string().min(16, { error: 'must be at least 16 characters (use a long random secret)' }).optional(),
+  /** Uploads, dry runs and resumes per client IP per minute. */
+  UPLOAD_RATE_PER_MIN: int(1).default(10),
+  /** Batches queued or running at once across all clients; more answer 503. */
+  MAX_ACTIVE_BATCHES: int(1).default(5),
+  /** Time allowed to RECEIVE a whole request (slow-drip uploads); the response may take as long as a batch needs. */
+  REQUEST_TIMEOUT_MS: int(1000).default(60_000),
+
   MAX_ROWS: int(1, 20).default(20),
   MAX_UPLOAD_BYTES: int(1).default(1_048_576),
 });

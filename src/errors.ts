@@ -7,15 +7,18 @@
 const catalogue = {
   bad_request: { status: 400, title: 'Bad request' },
   invalid_csv: { status: 400, title: 'The CSV file is not valid' },
+  unauthorized: { status: 401, title: 'API key required' },
   not_found: { status: 404, title: 'Not found' },
   conflict: { status: 409, title: 'Conflict' },
   payload_too_large: { status: 413, title: 'Upload too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported file type' },
   idempotency_key_reused: { status: 422, title: 'Idempotency-Key reused with a different file' },
-  directory_unavailable: { status: 503, title: 'Hospital Directory unavailable' },
-  shutting_down: { status: 503, title: 'Service shutting down' },
+  rate_limited: { status: 429, title: 'Too many uploads', retryAfterSeconds: 60 },
+  directory_unavailable: { status: 503, title: 'Hospital Directory unavailable', retryAfterSeconds: 60 },
+  shutting_down: { status: 503, title: 'Service shutting down', retryAfterSeconds: 30 },
+  overloaded: { status: 503, title: 'Too many batches running', retryAfterSeconds: 30 },
   internal: { status: 500, title: 'Internal server error' },
-} as const;
+} as const satisfies Record<string, { status: number; title: string; retryAfterSeconds?: number }>;
 
 export type ErrorCode = keyof typeof catalogue;
 
@@ -23,6 +26,8 @@ export class AppError extends Error {
   override readonly name = 'AppError';
   readonly status: number;
   readonly title: string;
+  /** For "come back later" answers: the Retry-After header, in seconds. */
+  readonly retryAfterSeconds: number | undefined;
 
   constructor(
     readonly code: ErrorCode,
@@ -32,8 +37,10 @@ export class AppError extends Error {
     options?: { cause?: unknown },
   ) {
     super(message, options);
-    this.status = catalogue[code].status;
-    this.title = catalogue[code].title;
+    const entry: { status: number; title: string; retryAfterSeconds?: number } = catalogue[code];
+    this.status = entry.status;
+    this.title = entry.title;
+    this.retryAfterSeconds = entry.retryAfterSeconds;
   }
 }
 

@@ -11,6 +11,10 @@ export function createLifecycle() {
     get stopping(): boolean {
       return controller.signal.aborted;
     },
+    /** Batches running now (synchronous and asynchronous uploads, resumes, rollbacks). */
+    get active(): number {
+      return running.size;
+    },
     /** Registers a running batch; shutdown waits for it. */
     track<T>(work: Promise<T>): Promise<T> {
       running.add(work);

@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
@@ -23,12 +24,25 @@ async function main(): Promise<void> {
     logger.warn('batch interrupted by an earlier stop; resume it with POST /batches/:id/resume', { batch_id: batchId });
   }
 
-  const server = createApp(deps).listen(config.PORT, config.HOST);
+  const server = http.createServer(
+    {
+      // requestTimeout bounds RECEIVING a request (a slow-drip upload), not the answer: a
+      // synchronous 20-row upload may take minutes to answer against the real directory.
+      requestTimeout: config.REQUEST_TIMEOUT_MS,
+      headersTimeout: Math.min(20_000, config.REQUEST_TIMEOUT_MS),
+      // Node enforces those timeouts on a sweep (every 30 s by default): sweep often
+      // enough that the limit means what it says.
+      connectionsCheckingInterval: Math.min(1_000, config.REQUEST_TIMEOUT_MS / 4),
+    },
+    createApp(deps),
+  );
+  // No idle-socket timeout: a synchronous upload's connection is silent until its report.
+  server.setTimeout(0);
+  server.listen(config.PORT, config.HOST);
   await once(server, 'listening');
-  // A synchronous upload of 20 rows against the real directory takes ~2 minutes and more
-  // on a cold start: the inbound server must not cut it off (Node's default is 5 min).
-  server.requestTimeout = 0;
-  server.headersTimeout = 60_000;
+  if (config.API_KEY === undefined && config.NODE_ENV === 'production') {
+    logger.warn('API_KEY is not set: anyone who can reach this service can create hospitals with it');
+  }
   const address = server.address();
   logger.info('listening', {
     url: typeof address === 'object' && address ? `http://${address.address}:${address.port}` : String(address),

@@ -27,12 +27,25 @@ function yamlValue(key: string): string {
   return match[1].replace(/^(["'])(.*)\1$/, '$2');
 }
 
-/** envVars as `- key: K` followed by `value: V`. */
-function renderEnvVars(): Record<string, string> {
-  const section = /^\s*envVars:\s*\n((?:\s*-?\s*(?:key|value):.*\n)+)/m.exec(renderYaml)?.[1] ?? '';
-  const vars: Record<string, string> = {};
-  for (const match of section.matchAll(/-\s*key:\s*(\S+)\s*\n\s*value:\s*(.+?)\s*$/gm)) {
-    vars[match[1]!] = match[2]!.replace(/^(["'])(.*)\1$/, '$2');
+/**
+ * envVars as `- key: K` followed by `value: V`, or by `sync: false` (a secret Render asks
+ * for at deploy time, listed here with the value undefined). Comment lines are skipped.
+ */
+function renderEnvVars(): Record<string, string | undefined> {
+  const lines = renderYaml.split('\n');
+  const start = lines.findIndex((line) => /^\s*envVars:\s*$/.test(line));
+  const vars: Record<string, string | undefined> = {};
+  let key: string | undefined;
+  for (const line of lines.slice(start + 1)) {
+    if (/^\s*(#.*)?$/.test(line)) continue;
+    const item = /^\s*-\s*key:\s*(\S+)\s*$/.exec(line);
+    const field = /^\s+(value|sync):\s*(.+?)\s*$/.exec(line);
+    if (item) {
+      key = item[1]!;
+      vars[key] = undefined;
+    } else if (field && key) {
+      if (field[1] === 'value') vars[key] = field[2]!.replace(/^(["'])(.*)\1$/, '$2');
+    } else break;
   }
   return vars;
 }
@@ -98,6 +111,11 @@ describe('render.yaml', () => {
     const unknown = Object.keys(env).filter((key) => !configKeys.includes(key) && !PLATFORM_VARS.has(key));
     expect(unknown).toEqual([]);
     expect(() => loadConfig(env)).not.toThrow();
+  });
+
+  test('when deployed, then API_KEY is a secret Render asks for, never a value in the repository', () => {
+    expect(Object.keys(env)).toContain('API_KEY');
+    expect(env.API_KEY).toBeUndefined();
   });
 
   test('when deployed, then the directory URL is the same as the config default', () => {

@@ -1,0 +1,74 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { RequestHandler } from 'express';
+import { rateLimit } from 'express-rate-limit';
+import helmet from 'helmet';
+import type { Config } from '../config.js';
+import { AppError } from '../errors.js';
+import { sendProblem } from './problem.js';
+
+/**
+ * With API_KEY set, the API answers only requests carrying `Authorization: Bearer <key>`.
+ * Both sides are hashed first so the comparison takes the same time whatever the length
+ * or content of what was sent.
+ */
+export function requireApiKey(apiKey: string | undefined): RequestHandler {
+  if (apiKey === undefined) return (_req, _res, next) => next();
+  const expected = digest(apiKey);
+  return (req, res, next) => {
+    const sent = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '')?.[1];
+    if (sent !== undefined && timingSafeEqual(digest(sent), expected)) return next();
+    res.setHeader('WWW-Authenticate', 'Bearer realm="hospital-bulk"');
+    throw new AppError(
+      'unauthorized',
+      sent === undefined ? 'This service needs an API key: send Authorization: Bearer <key>.' : 'The API key is not valid.',
+    );
+  };
+}
+
+/** Per client IP: uploads, dry runs and resumes each spend the directory's shared quota. */
+export function limitUploads(perMinute: number): RequestHandler {
+  return rateLimit({
+    windowMs: 60_000,
+    limit: perMinute,
+    standardHeaders: 'draft-8',
+    legacyHeaders: false,
+    handler: (_req, res, _next, options) => {
+      sendProblem(
+        res,
+        new AppError('rate_limited', `At most ${options.limit} uploads per minute from one client; try again in a minute.`),
+      );
+    },
+  });
+}
+
+/** No more than MAX_ACTIVE_BATCHES queued or running at once: the directory serves them all at 30 creates a minute. */
+export function limitActiveBatches(config: Pick<Config, 'MAX_ACTIVE_BATCHES'>, active: () => number): () => void {
+  return () => {
+    if (active() < config.MAX_ACTIVE_BATCHES) return;
+    throw new AppError(
+      'overloaded',
+      `${config.MAX_ACTIVE_BATCHES} batches are already running, the most this service takes at once; try again in a minute.`,
+    );
+  };
+}
+
+/**
+ * helmet's defaults, with a Content-Security-Policy that lets our own page and the
+ * Swagger UI at /docs work: scripts and styles from our origin only (Swagger UI sets
+ * inline styles), images also as data: URIs, connections to our origin.
+ */
+export function securityHeaders(): RequestHandler {
+  return helmet({
+    contentSecurityPolicy: {
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'", "'unsafe-inline'"],
+        imgSrc: ["'self'", 'data:'],
+        connectSrc: ["'self'"],
+      },
+    },
+  });
+}
+
+const digest = (value: string) => createHash('sha256').update(value).digest();
