@@ -8,6 +8,7 @@ import { errorHandler, notFound } from './http/problem.js';
 import type { Health } from './http/schemas.js';
 import { requestLog } from './http/requestLog.js';
 import { limitUploads, requireApiKey, securityHeaders } from './http/security.js';
+import { webPage } from './http/web.js';
 import { version } from './version.js';
 
 /** Builds the HTTP app around its dependencies; never listens (src/server.ts does). */
@@ -30,6 +31,9 @@ export function createApp(deps: Deps): express.Express {
   app.use(eventRoutes(deps));
   // GET /openapi.json and GET /docs; the document is built here, once.
   app.use(docsRoutes(buildOpenApiDocument({ maxRows: deps.config.MAX_ROWS, maxUploadBytes: deps.config.MAX_UPLOAD_BYTES })));
+
+  // The operations page at / (static files from dist/web).
+  app.use(webPage());
 
   app.use(notFound);
   app.use(errorHandler(deps.logger, { maxUploadBytes: deps.config.MAX_UPLOAD_BYTES }));

@@ -11,11 +11,13 @@ export type Accepted = { kind: 'new'; batchId: string } | { kind: 'replay'; batc
  * Validates an upload and records it as a pending batch with all its rows, before anything
  * is sent upstream. With an Idempotency-Key already seen for the same file, it returns that
  * batch instead (the directory receives nothing twice); for a different file, 422.
+ * `assertRoomForBatch` runs after validation and before the insert, so a bad file still
+ * hears what is wrong with it and a replay is never refused for lack of room.
  */
 export function acceptUpload(
   db: Db,
   upload: { content: Buffer; filename: string; idempotencyKey: string | null },
-  limits: { maxRows: number },
+  limits: { maxRows: number; assertRoomForBatch: () => void },
 ): Accepted {
   const fileSha256 = createHash('sha256').update(upload.content).digest('hex');
   const earlier = upload.idempotencyKey ? findBatchByIdempotencyKey(db, upload.idempotencyKey) : undefined;
@@ -30,6 +32,7 @@ export function acceptUpload(
     return { kind: 'replay', batch: earlier };
   }
   const rows = readHospitalsCsv(upload.content, limits);
+  limits.assertRoomForBatch();
   const batchId = randomUUID();
   // better-sqlite3 is synchronous: nothing can slip in between the lookup above and this insert.
   insertBatch(db, {

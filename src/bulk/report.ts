@@ -1,13 +1,21 @@
+import type { z } from 'zod';
 import type { BatchRecord, RowRecord } from '../db/schema.js';
+import type { BatchReportSchema, BatchSummarySchema, ProgressSchema, RowReportSchema } from '../http/schemas.js';
+
+// The response shapes are the documented schemas: a builder that drifts from them does not compile.
+export type BatchReport = z.infer<typeof BatchReportSchema>;
+export type BatchSummary = z.infer<typeof BatchSummarySchema>;
+export type RowReport = z.infer<typeof RowReportSchema>;
+export type Progress = z.infer<typeof ProgressSchema>;
 
 /** The per-row report users get from the upload and from GET /batches/:id. */
-export function toReport(batch: BatchRecord, rows: RowRecord[]) {
+export function toReport(batch: BatchRecord, rows: RowRecord[]): BatchReport {
   return {
     ...toSummary(batch),
     processing_time_seconds: batch.processingMs === null ? null : Math.round(batch.processingMs) / 1000,
     error: batch.error,
     notice: batch.notice,
-    hospitals: rows.map((row) => ({
+    hospitals: rows.map((row): RowReport => ({
       row: row.row,
       hospital_id: row.hospitalId,
       name: row.name,
@@ -20,10 +28,8 @@ export function toReport(batch: BatchRecord, rows: RowRecord[]) {
   };
 }
 
-export type BatchReport = ReturnType<typeof toReport>;
-
 /** One line of the history list. */
-export function toSummary(batch: BatchRecord) {
+export function toSummary(batch: BatchRecord): BatchSummary {
   return {
     batch_id: batch.id,
     filename: batch.filename,
@@ -32,7 +38,7 @@ export function toSummary(batch: BatchRecord) {
     processed_hospitals: batch.createdRows,
     failed_hospitals: batch.failedRows,
     batch_activated: batch.activated,
-    created_at: iso(batch.createdAt),
+    created_at: new Date(batch.createdAt).toISOString(),
     completed_at: iso(batch.completedAt),
   };
 }
@@ -42,7 +48,7 @@ export function toSummary(batch: BatchRecord) {
  * shorter than the wait the rate limiter already predicts for the rows still to send
  * (other uploads may be queued ahead of them).
  */
-export function toProgress(batch: BatchRecord, rows: RowRecord[], queueWaitMs: (rows: number) => number, now = Date.now()) {
+export function toProgress(batch: BatchRecord, rows: RowRecord[], queueWaitMs: (rows: number) => number, now = Date.now()): Progress {
   const done = rows.filter((row) => row.status === 'created' || row.status === 'created_and_activated').length;
   const failed = rows.filter((row) => row.status === 'failed' || row.status === 'unknown').length;
   const pending = rows.length - done - failed;
@@ -61,7 +67,5 @@ export function toProgress(batch: BatchRecord, rows: RowRecord[], queueWaitMs: (
     eta_seconds: etaMs === null ? null : Math.round(etaMs / 100) / 10,
   };
 }
-
-export type Progress = ReturnType<typeof toProgress>;
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());

@@ -3,26 +3,18 @@ import { z } from 'zod';
 import type { Deps } from '../deps.js';
 import { acceptUpload } from '../bulk/accept.js';
 import { processBatch, resumeBatch, rollbackBatch } from '../bulk/process.js';
-import { toProgress, toReport, toSummary } from '../bulk/report.js';
+import { toProgress, toReport, toSummary, type BatchReport } from '../bulk/report.js';
 import { findBatch, findRows, listBatches } from '../db/queries.js';
 import { AppError } from '../errors.js';
+import { batchIdParam, idempotencyKey, listQuery, type AsyncAccepted, type BatchList } from './schemas.js';
+import { limitActiveBatches } from './security.js';
 import { displayName, receiveCsv } from './upload.js';
-
-const batchIdParam = z.uuid({ error: 'The batch id must be a UUID.' });
-const limitMessage = 'limit must be a whole number from 1 to 200';
-const listQuery = z.object({
-  limit: z.coerce.number({ error: limitMessage }).int({ error: limitMessage }).min(1, { error: limitMessage }).max(200, { error: limitMessage }).default(50),
-  cursor: z.string().optional(),
-});
-// The IETF draft makes the key a structured-field string ("…"); a bare token is accepted too.
-const idempotencyKey = z
-  .string()
-  .transform((value) => value.trim().replace(/^"(.*)"$/, '$1'))
-  .pipe(z.string().regex(/^[\x21-\x7e]{1,255}$/, { error: 'Idempotency-Key must be 1 to 255 visible ASCII characters.' }));
 
 /** POST /hospitals/bulk: validate the CSV, record it, run it through the directory, report. */
 export function bulkRoutes(deps: Deps): Router {
   const router = Router();
+  // Checked and followed by lifecycle.track() in the same tick: concurrent uploads cannot both slip in.
+  const assertRoomForBatch = limitActiveBatches(deps.config, () => deps.lifecycle.active);
   router.post('/hospitals/bulk', refuseWhileStopping(deps), ...receiveCsv(deps.config.MAX_UPLOAD_BYTES), async (req, res) => {
     const key = req.get('idempotency-key');
     const accepted = acceptUpload(
@@ -32,7 +24,7 @@ export function bulkRoutes(deps: Deps): Router {
         filename: displayName(req.file!.originalname),
         idempotencyKey: key === undefined ? null : parseOrThrow(idempotencyKey, key),
       },
-      { maxRows: deps.config.MAX_ROWS },
+      { maxRows: deps.config.MAX_ROWS, assertRoomForBatch },
     );
     if (accepted.kind === 'replay') {
       const { batch } = accepted;
@@ -67,7 +59,7 @@ export function bulkRoutes(deps: Deps): Router {
         status: batch.status,
         total_hospitals: batch.totalRows,
         links: { self: `/batches/${id}`, events: `/batches/${id}/events` },
-      });
+      } satisfies AsyncAccepted);
   });
   return router;
 }
@@ -84,7 +76,7 @@ export function batchRoutes(deps: Deps): Router {
     res.json({
       batches: shown.map(toSummary),
       next_cursor: more && last ? encodeCursor(last.createdAt, last.id) : null,
-    });
+    } satisfies BatchList);
   });
   router.get('/batches/:id', (req, res) => {
     const id = batchId(req.params.id);
@@ -95,10 +87,13 @@ export function batchRoutes(deps: Deps): Router {
     res.json({
       ...toReport(batch, rows),
       ...(running ? { progress: toProgress(batch, rows, deps.directory.estimatedCreateWaitMs) } : {}),
-    });
+    } satisfies BatchReport);
   });
+  const assertRoomForBatch = limitActiveBatches(deps.config, () => deps.lifecycle.active);
   router.post('/batches/:id/resume', refuseWhileStopping(deps), async (req, res) => {
-    res.json(await deps.lifecycle.track(resumeBatch(deps, batchId(req.params.id))));
+    const id = batchId(req.params.id);
+    assertRoomForBatch();
+    res.json(await deps.lifecycle.track(resumeBatch(deps, id)));
   });
   router.post('/batches/:id/rollback', refuseWhileStopping(deps), async (req, res) => {
     res.json(await deps.lifecycle.track(rollbackBatch(deps, batchId(req.params.id))));
@@ -115,7 +110,6 @@ function wantsAsync(req: Request): boolean {
 function refuseWhileStopping(deps: Deps): RequestHandler {
   return (_req, res, next) => {
     if (!deps.lifecycle.stopping) return next();
-    res.setHeader('Retry-After', '30');
     throw new AppError('shutting_down', 'The service is restarting and takes no new work; send the request again in a minute.');
   };
 }
