@@ -1,0 +1,95 @@
+import type { Progress } from '../bulk/report.js';
+import { progressBar, type BarState } from './render.js';
+import type { SseEvent } from './sse.js';
+
+/** A `row` event's data, as src/bulk/process.ts records it (progress is absent on adopted rows). */
+interface RowEvent {
+  row: number;
+  status: string;
+  hospital_id: number | null;
+  error_message: string | null;
+  attempts: number;
+  progress?: Progress;
+}
+
+export interface ProgressView {
+  onEvent(event: SseEvent): void;
+  /** Leaves the last state on screen and stops redrawing. */
+  stop(): void;
+}
+
+const CREATED = new Set(['created', 'created_and_activated']);
+const FAILED = new Set(['failed', 'unknown']);
+
+/**
+ * What stderr shows while a batch runs: on a terminal a bar redrawn in place (ticking every
+ * second, since a real create takes ~5 s), elsewhere one plain line per row, for logs.
+ */
+export function createProgressView(stream: NodeJS.WriteStream, total: number): ProgressView {
+  const statuses = new Map<number, string>();
+  let latest: { progress: Progress; at: number } | null = null;
+  const startedAt = Date.now();
+
+  // Adopted rows come without server progress: count them from the row events seen.
+  const state = (now: number): BarState => {
+    const since = latest ? (now - latest.at) / 1000 : 0;
+    const tally = [...statuses.values()];
+    return {
+      done: latest?.progress.done ?? tally.filter((s) => CREATED.has(s)).length,
+      failed: latest?.progress.failed ?? tally.filter((s) => FAILED.has(s)).length,
+      total,
+      elapsedSeconds: latest ? latest.progress.elapsed_seconds + since : (now - startedAt) / 1000,
+      etaSeconds: latest === null || latest.progress.eta_seconds === null ? null : Math.max(0, latest.progress.eta_seconds - since),
+    };
+  };
+  const record = (event: SseEvent): RowEvent | null => {
+    if (event.event !== 'row') return null;
+    const row = parse(event.data);
+    if (!row) return null;
+    statuses.set(row.row, row.status);
+    if (row.progress) latest = { progress: row.progress, at: Date.now() };
+    return row;
+  };
+
+  if (!stream.isTTY) {
+    return {
+      onEvent(event) {
+        const row = record(event);
+        if (row) stream.write(`${rowLine(row, state(Date.now()))}\n`);
+      },
+      stop() {},
+    };
+  }
+  const draw = () => stream.write(`\r${progressBar(state(Date.now()))}\x1b[K`);
+  const ticker = setInterval(draw, 1000).unref();
+  let stopped = false;
+  draw();
+  return {
+    onEvent(event) {
+      if (record(event) && !stopped) draw();
+    },
+    stop() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(ticker);
+      draw();
+      // The last state stays on screen, set apart from the report that follows.
+      stream.write('\n\n');
+    },
+  };
+}
+
+function rowLine(row: RowEvent, state: BarState): string {
+  const position = `[${state.done + state.failed}/${state.total}] row ${row.row}`;
+  if (CREATED.has(row.status)) return `${position} created (hospital ${row.hospital_id ?? '?'}, attempts ${row.attempts})`;
+  return `${position} ${row.status}: ${row.error_message ?? 'no reason given'}`;
+}
+
+function parse(data: string): RowEvent | null {
+  try {
+    const value = JSON.parse(data) as Partial<RowEvent>;
+    return typeof value.row === 'number' && typeof value.status === 'string' ? (value as RowEvent) : null;
+  } catch {
+    return null;
+  }
+}

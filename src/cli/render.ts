@@ -1,0 +1,105 @@
+import type { BatchReport, Progress, toSummary } from '../bulk/report.js';
+
+export type BatchSummary = ReturnType<typeof toSummary>;
+export type Cell = string | number | boolean | null | undefined;
+
+const NAME_WIDTH = 32;
+const BAR_WIDTH = 20;
+
+/** Columns padded to their widest cell; the last column is not padded (no trailing blanks). */
+export function table(headers: string[], rows: Cell[][]): string {
+  const cells = rows.map((row) => row.map(text));
+  const widths = headers.map((header, i) => Math.max(header.length, ...cells.map((row) => row[i]?.length ?? 0)));
+  const line = (row: string[]) => row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  return [line(headers), line(widths.map((width) => '-'.repeat(width))), ...cells.map(line)].join('\n') + '\n';
+}
+
+const text = (cell: Cell) => (cell === null || cell === undefined ? '-' : typeof cell === 'boolean' ? (cell ? 'yes' : 'no') : String(cell));
+
+/** Long names would push every other column off the screen. */
+export function truncate(value: string, width = NAME_WIDTH): string {
+  return value.length <= width ? value : `${value.slice(0, width - 1)}…`;
+}
+
+/** Seconds as m:ss (h:mm:ss past an hour). */
+export function clock(seconds: number): string {
+  const total = Math.max(0, Math.round(seconds));
+  const [h, m, s] = [Math.floor(total / 3600), Math.floor((total % 3600) / 60), total % 60];
+  const mm = h > 0 ? String(m).padStart(2, '0') : String(m);
+  return `${h > 0 ? `${h}:` : ''}${mm}:${String(s).padStart(2, '0')}`;
+}
+
+export interface BarState {
+  done: number;
+  failed: number;
+  total: number;
+  elapsedSeconds: number;
+  etaSeconds: number | null;
+}
+
+/** `[#########-----------] 9/20  done 8  failed 1  elapsed 0:42  eta 0:51` */
+export function progressBar({ done, failed, total, elapsedSeconds, etaSeconds }: BarState): string {
+  const finished = done + failed;
+  const filled = total === 0 ? BAR_WIDTH : Math.min(BAR_WIDTH, Math.round((finished / total) * BAR_WIDTH));
+  const bar = `${'#'.repeat(filled)}${'-'.repeat(BAR_WIDTH - filled)}`;
+  const eta = etaSeconds === null ? '-:--' : clock(etaSeconds);
+  return `[${bar}] ${finished}/${total}  done ${done}  failed ${failed}  elapsed ${clock(elapsedSeconds)}  eta ${eta}`;
+}
+
+export const barState = (progress: Progress, total: number): BarState => ({
+  done: progress.done,
+  failed: progress.failed,
+  total,
+  elapsedSeconds: progress.elapsed_seconds,
+  etaSeconds: progress.eta_seconds,
+});
+
+/** The per-row table, then the summary; a running batch (GET /batches/:id) leads with its progress. */
+export function reportText(report: BatchReport & { progress?: Progress }): string {
+  const rows = report.hospitals.map((h) => [h.row, h.hospital_id, truncate(h.name), h.status, h.attempts, h.error_message]);
+  const progress = report.progress ? `progress ${progressBar(barState(report.progress, report.total_hospitals))}\n\n` : '';
+  return `${progress}${table(['row', 'hospital id', 'name', 'status', 'attempts', 'error'], rows)}\n${summaryText(report)}`;
+}
+
+export function summaryText(report: BatchReport): string {
+  const seconds = report.processing_time_seconds;
+  const time = seconds === null ? '-' : seconds < 60 ? `${seconds.toFixed(1)} s` : clock(seconds);
+  const lines = [
+    `batch ${report.batch_id}  ${report.status}  ${report.processed_hospitals} created, ${report.failed_hospitals} failed of ${report.total_hospitals}  activated ${text(report.batch_activated)}  time ${time}`,
+  ];
+  if (report.error) lines.push(`error: ${report.error}`);
+  if (report.notice) lines.push(`notice: ${report.notice}`);
+  if (report.status === 'failed' || report.status === 'interrupted') {
+    lines.push(`next: hospital-bulk resume ${report.batch_id}   or   hospital-bulk rollback ${report.batch_id}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export function batchesText(batches: BatchSummary[], nextCursor: string | null): string {
+  if (batches.length === 0) return 'No batches yet.\n';
+  const rows = batches.map((b) => [
+    b.batch_id,
+    truncate(b.filename, 28),
+    b.status,
+    `${b.processed_hospitals}/${b.total_hospitals}`,
+    b.batch_activated,
+    timestamp(b.created_at),
+  ]);
+  const more = nextCursor === null ? '' : `\nmore: hospital-bulk batches --cursor ${nextCursor}\n`;
+  return table(['batch id', 'file', 'status', 'created', 'activated', 'created at'], rows) + more;
+}
+
+/** ISO time without the milliseconds, readable in a column: 2026-11-23 01:59:59Z. */
+const timestamp = (iso: string | null) => (iso === null ? null : iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z'));
+
+export interface CsvProblem {
+  line?: number | null;
+  column?: string | null;
+  message?: string;
+}
+
+/** The CSV's problems; the line is its own column, so the message does not repeat it. */
+export function problemsText(problems: CsvProblem[]): string {
+  const rows = problems.map((p) => [p.line, p.column, (p.message ?? '').replace(/^Line \d+: /, '')]);
+  return table(['line', 'column', 'message'], rows);
+}
