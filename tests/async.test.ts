@@ -159,6 +159,18 @@ describe('event stream', () => {
     expect(events.at(-1)!.event).toBe('report');
   });
 
+  test('when ON_FAILURE=rollback and a row is refused, then the stream ends on the rollback, never on an intermediate failed', async () => {
+    stack = await startStack({ env: { ON_FAILURE: 'rollback' } });
+    stack.sim.inject('create', { kind: 'pass' });
+    stack.sim.inject('create', { kind: 'status', status: 400, body: { detail: 'Refused' } });
+    const { body: accepted } = await uploadAsync(2);
+
+    const events = parseSse((await request(stack.app).get(`/batches/${accepted.batch_id}/events`)).text);
+
+    expect(events.filter((e) => e.event === 'batch').map((e) => e.data.status)).toEqual(['processing', 'rolled_back']);
+    expect(events.at(-1)!).toMatchObject({ event: 'report', data: { status: 'rolled_back' } });
+  });
+
   test('when the batch does not exist, then 404 problem JSON, not a stream', async () => {
     stack = await startStack();
 

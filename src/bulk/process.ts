@@ -263,31 +263,40 @@ function stopSending(deps: ProcessDeps, batchId: string, startedAt: number, left
 
 /** The service is shutting down: what is in flight is unknown, the rest waits for a resume. */
 function interrupt(deps: ProcessDeps, batchId: string, startedAt: number): BatchReport {
-  const inFlight = findRows(deps.db, batchId).filter((row) => row.status === 'creating').map((row) => row.row);
-  if (inFlight.length > 0) {
-    updateRows(deps.db, batchId, inFlight, {
-      status: 'unknown',
-      errorMessage: 'The service stopped while this row was being sent; resume the batch to check whether it was created.',
-    });
+  const inFlight = findRows(deps.db, batchId).filter((row) => row.status === 'creating');
+  const errorMessage = 'The service stopped while this row was being sent; resume the batch to check whether it was created.';
+  if (inFlight.length > 0) updateRows(deps.db, batchId, inFlight.map((row) => row.row), { status: 'unknown', errorMessage });
+  for (const row of inFlight) {
+    deps.events.record(batchId, 'row', { row: row.row, status: 'unknown', hospital_id: null, error_message: errorMessage, attempts: row.attempts });
   }
   return finish(deps, batchId, startedAt, 'interrupted', `The service shut down during this batch. Resume it with POST /batches/${batchId}/resume.`);
 }
 
 async function failed(deps: ProcessDeps, batchId: string, startedAt: number, error: string): Promise<BatchReport> {
-  const report = finish(deps, batchId, startedAt, 'failed', error);
-  if (deps.config.ON_FAILURE !== 'rollback') return report;
+  const rollingBack = deps.config.ON_FAILURE === 'rollback';
+  // When a rollback follows, "failed" is not the end: watchers hear the rollback's outcome instead.
+  const report = finish(deps, batchId, startedAt, 'failed', error, { announce: !rollingBack });
+  if (!rollingBack) return report;
   try {
     return await rollbackBatch(deps, batchId);
   } catch (rollbackError) {
     deps.logger.error('automatic rollback failed', { batch_id: batchId, error: rollbackError instanceof Error ? rollbackError.message : String(rollbackError) });
+    deps.events.record(batchId, 'batch', { status: 'failed', error });
     return report;
   }
 }
 
-function finish(deps: ProcessDeps, batchId: string, startedAt: number, status: BatchStatus, error: string | null): BatchReport {
+function finish(
+  deps: ProcessDeps,
+  batchId: string,
+  startedAt: number,
+  status: BatchStatus,
+  error: string | null,
+  { announce = true } = {},
+): BatchReport {
   const completedAt = Date.now();
   updateBatch(deps.db, batchId, { status, error, completedAt, processingMs: completedAt - startedAt });
-  deps.events.record(batchId, 'batch', { status, error });
+  if (announce) deps.events.record(batchId, 'batch', { status, error });
   const report = toReport(findBatch(deps.db, batchId)!, findRows(deps.db, batchId));
   deps.logger.info('batch finished', {
     batch_id: batchId,
