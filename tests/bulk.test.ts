@@ -30,7 +30,7 @@ describe('when the upload is refused before anything is sent', () => {
 
     expect(res.status).toBe(400);
     expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-    expect(res.body).toMatchObject({ status: 400, detail: 'No file received: send the CSV in the multipart field "file".' });
+    expect(res.body).toMatchObject({ status: 400, detail: 'No file received: send the CSV in the multipart field "file", with a file name (curl -F file=@hospitals.csv).' });
     await expectNothingHappened();
   });
 

@@ -28,7 +28,7 @@ export function receiveCsv(maxBytes: number): RequestHandler[] {
     next();
   };
   const requireFile: RequestHandler = (req, _res, next) => {
-    if (!req.file) throw new AppError('bad_request', 'No file received: send the CSV in the multipart field "file".');
+    if (!req.file) throw new AppError('bad_request', 'No file received: send the CSV in the multipart field "file", with a file name (curl -F file=@hospitals.csv).');
     next();
   };
   return [checkLength, parse, requireFile];
