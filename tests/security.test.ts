@@ -124,6 +124,8 @@ describe('headers and leaks', () => {
     expect(res.headers['x-powered-by']).toBeUndefined();
     expect(res.headers['x-content-type-options']).toBe('nosniff');
     expect(res.headers['content-security-policy']).toMatch(/default-src 'self'/);
+    // The page must also load over plain HTTP on a LAN address (demo --serve).
+    expect(res.headers['content-security-policy']).not.toMatch(/upgrade-insecure-requests/);
     expect(res.headers['strict-transport-security']).toBeDefined();
   });
 

@@ -66,6 +66,10 @@ export function securityHeaders(): RequestHandler {
         styleSrc: ["'self'", "'unsafe-inline'"],
         imgSrc: ["'self'", 'data:'],
         connectSrc: ["'self'"],
+        // helmet adds upgrade-insecure-requests by default: over plain HTTP on anything but
+        // localhost (a LAN address, demo --serve) the browser would then fetch the page's own
+        // scripts over https and show nothing. TLS, where there is any, is the proxy's job.
+        upgradeInsecureRequests: null,
       },
     },
   });

@@ -1,0 +1,444 @@
+/**
+ * The operations page in a real browser (Debian's Chromium, driven by playwright-core)
+ * against the real service and the directory simulator over HTTP. Screenshots of every
+ * final screen land in test-artifacts/; docs/page.png is the README's picture.
+ */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { startStack, type Stack } from './helpers.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const root = fileURLToPath(new URL('..', import.meta.url));
+const SAMPLE = join(root, 'sample_hospitals.csv');
+const ARTIFACTS = join(root, 'test-artifacts');
+const DESKTOP = { width: 1200, height: 900 };
+const PHONE = { width: 390, height: 844 };
+const API_KEY = 'browser-test-key-0123456789';
+
+/** Per test: well above what a run takes, below where a hung browser would stall the suite. */
+const TIMEOUT_MS = 30_000;
+
+let browser: Browser;
+
+beforeAll(async () => {
+  // Never skipped: a machine without Chromium must fail here, saying what to do.
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(
+      `Chromium is not installed at ${CHROMIUM}, and the browser tests need it. ` +
+        'Install it with: apt-get update && apt-get install -y chromium   (.ci/run does this in CI).',
+    );
+  }
+  if (!existsSync(join(root, 'dist', 'web', 'index.html'))) {
+    throw new Error('dist/web/index.html is missing: run `npm run build` before the browser tests (npm test does).');
+  }
+  mkdirSync(ARTIFACTS, { recursive: true });
+  mkdirSync(join(root, 'docs'), { recursive: true });
+  // launch() gives the browser a fresh temporary user-data dir of its own (playwright
+  // refuses --user-data-dir here) and deletes it on close: no profile is shared or reused.
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--headless=new'],
+  });
+}, TIMEOUT_MS);
+
+afterAll(async () => {
+  await browser?.close();
+});
+
+interface Harness {
+  stack: Stack;
+  url: string;
+  context: BrowserContext;
+  page: Page;
+  /** Console errors and uncaught exceptions the page produced. */
+  problems: string[];
+  /** Alerts, confirms… the page opened (none expected). */
+  dialogs: string[];
+}
+
+let cleanup: (() => Promise<void>) | null = null;
+
+afterEach(async () => {
+  const close = cleanup;
+  cleanup = null;
+  await close?.();
+});
+
+/** A fresh service + simulator + browser context (its own storage) for one test. */
+async function open(env: Record<string, string> = {}): Promise<Harness> {
+  const stack = await startStack({ sim: { createDelayMs: 30 }, env });
+  const server = createServer(stack.app);
+  const close = stack.close.bind(stack);
+  stack.close = async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+    await close();
+  };
+  // Cleaned up by afterEach even if the rest of the set-up fails.
+  cleanup = () => stack.close();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const context = await browser.newContext({ viewport: DESKTOP, acceptDownloads: true });
+  cleanup = async () => {
+    await context.close();
+    await stack.close();
+  };
+  context.setDefaultTimeout(10_000);
+  // Every value the progress bar takes, to check it moved row by row.
+  await context.addInitScript(`
+    window.__progress = [];
+    new MutationObserver((records) => {
+      for (const record of records) window.__progress.push(Number(record.target.getAttribute('aria-valuenow')));
+    }).observe(document, { subtree: true, attributes: true, attributeFilter: ['aria-valuenow'] });
+  `);
+  const page = await context.newPage();
+  const harness: Harness = { stack, url, context, page, problems: [], dialogs: [] };
+  page.on('console', (message) => {
+    if (message.type() === 'error') harness.problems.push(message.text());
+  });
+  page.on('pageerror', (error) => harness.problems.push(String(error)));
+  page.on('dialog', (dialog) => {
+    harness.dialogs.push(dialog.message());
+    void dialog.dismiss();
+  });
+  return harness;
+}
+
+const shot = (page: Page, name: string) => page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+
+/** The page never scrolls sideways (wide tables scroll inside their own box). */
+async function expectNoSidewaysScroll(page: Page) {
+  expect(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth')).toBe(true);
+}
+
+const rowStatuses = (page: Page, table: string) =>
+  page.locator(`${table} tbody tr`).evaluateAll((rows) => rows.map((row) => (row as { getAttribute(name: string): string | null }).getAttribute('data-status')));
+
+/** Uploads straight to the API (no page), for tests that start on a batch's page. */
+async function uploadViaApi(url: string, csv: string, filename: string) {
+  const form = new FormData();
+  form.append('file', new Blob([csv], { type: 'text/csv' }), filename);
+  const res = await fetch(`${url}/hospitals/bulk`, { method: 'POST', body: form });
+  return (await res.json()) as { batch_id: string; status: string; failed_hospitals: number };
+}
+
+const THREE_ROWS = 'name,address,phone\nGeneral Hospital,1 Main St,555-0100\nClinic,2 Oak Ave,\nMercy,3 Elm Rd,555-0199\n';
+
+describe('the operations page', () => {
+  test('the sample file: preview, create, live progress to 100 %, every row activated, in History, and the results download has its rows', async () => {
+    const { page, url, stack, problems, dialogs } = await open();
+    await page.goto(`${url}/`);
+
+    await page.locator('#csv-file').setInputFiles(SAMPLE);
+
+    const preview = page.locator('table.preview-table tbody tr');
+    await preview.nth(4).waitFor();
+    expect(await preview.count()).toBe(5);
+    expect(await page.locator('table.preview-table tbody td').allTextContents()).toEqual(
+      expect.arrayContaining(["St. Mary's Medical Center", '8 Elm Court, Building "B"', 'Lakeside Community Clinic']),
+    );
+    expect(await page.locator('.cell-invalid').count()).toBe(0);
+    expect(stack.sim.requests.filter((r) => r.method !== 'GET')).toEqual([]);
+    await shot(page, 'upload-preview');
+
+    await page.getByRole('button', { name: 'Create 5 hospitals' }).click();
+
+    await page.locator('[role=progressbar][aria-valuenow="100"]').waitFor();
+    const summary = page.getByTestId('summary');
+    await summary.waitFor();
+    expect(await summary.locator('.summary-title').textContent()).toBe('Batch completed: 5 hospitals created and activated.');
+    expect(await summary.locator('[data-stat=created] dd').textContent()).toBe('5 of 5');
+    expect(await summary.locator('[data-stat=failed] dd').textContent()).toBe('0');
+    expect(await summary.locator('[data-stat=activated] dd').textContent()).toBe('Yes');
+    expect(await summary.locator('[data-stat=time] dd').textContent()).toMatch(/^\d+(\.\d)? s$/);
+    expect(await rowStatuses(page, 'table.rows-table')).toEqual(Array(5).fill('created_and_activated'));
+    // The bar filled in row by row from the event stream, never going back.
+    const seen = (await page.evaluate('window.__progress')) as number[];
+    expect(seen.filter((v) => v > 0 && v < 100).length).toBeGreaterThanOrEqual(3);
+    expect(seen).toEqual([...seen].sort((a, b) => a - b));
+    expect(seen.at(-1)).toBe(100);
+    await shot(page, 'upload-done');
+    await page.screenshot({ path: join(root, 'docs', 'page.png'), fullPage: true });
+
+    // The results download: the link's own href, fetched by the page.
+    const href = await summary.getByRole('link', { name: 'Download results (CSV)' }).getAttribute('href');
+    const csv = (await page.evaluate(`fetch(${JSON.stringify(href)}).then((res) => res.text())`)) as string;
+    const lines = csv.trim().split('\r\n');
+    expect(lines[0]).toBe('row,name,address,phone,hospital_id,status,error_message');
+    expect(lines).toHaveLength(6);
+    expect(lines.slice(1).every((line) => line.includes(',created_and_activated,'))).toBe(true);
+    expect(csv).toContain('Mercy Regional Hospital');
+
+    await page.getByRole('navigation').getByRole('link', { name: 'History' }).click();
+    const history = page.locator('table.history-table tbody tr');
+    await history.first().waitFor();
+    expect(await history.count()).toBe(1);
+    expect(await history.locator('th a').textContent()).toBe('sample_hospitals.csv');
+    expect(await history.locator('.badge').getAttribute('data-status')).toBe('completed');
+    expect(await history.locator('td').nth(1).textContent()).toBe('5 of 5');
+    await shot(page, 'history');
+
+    await history.getByRole('link', { name: 'sample_hospitals.csv' }).click();
+    await page.getByRole('heading', { level: 1, name: 'sample_hospitals.csv' }).waitFor();
+    await page.locator('table.rows-table tbody tr').nth(4).waitFor();
+    expect(await rowStatuses(page, 'table.rows-table')).toEqual(Array(5).fill('created_and_activated'));
+    expect(await page.getByRole('button', { name: 'Resume' }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: 'Roll back' }).count()).toBe(1);
+    await shot(page, 'batch-completed');
+
+    // Readable on a phone: nothing but the tables' own boxes scrolls sideways.
+    await page.setViewportSize(PHONE);
+    await expectNoSidewaysScroll(page);
+    await shot(page, 'batch-completed-phone');
+    await page.getByRole('navigation').getByRole('link', { name: 'History' }).click();
+    await history.first().waitFor();
+    await expectNoSidewaysScroll(page);
+    await shot(page, 'history-phone');
+    await page.getByRole('navigation').getByRole('link', { name: 'Upload' }).click();
+    await summary.waitFor();
+    await expectNoSidewaysScroll(page);
+    await shot(page, 'upload-done-phone');
+
+    expect(problems).toEqual([]);
+    expect(dialogs).toEqual([]);
+  }, TIMEOUT_MS);
+
+  test('an invalid file: the problems are marked on their cells, nothing is created or recorded, and names are shown as text', async () => {
+    const { page, url, stack, problems, dialogs } = await open();
+    await page.goto(`${url}/`);
+
+    await page.locator('#csv-file').setInputFiles({
+      name: 'bad hospitals.csv',
+      mimeType: 'text/csv',
+      buffer: Buffer.from('name,address,phone\n ,1 Main St,555\n<script>alert(1)</script>,,\nClinic,3 Road,555,extra\nGood,4 Road,\n'),
+    });
+
+    await page.locator('table.preview-table tbody tr').nth(3).waitFor();
+    const nameCell = page.locator('tr[data-row="1"] td.cell-invalid[data-column=name]');
+    expect(await nameCell.getAttribute('data-error')).toBe('Line 2: name is required');
+    expect(await nameCell.textContent()).toContain('Line 2: name is required');
+    const addressCell = page.locator('tr[data-row="2"] td.cell-invalid[data-column=address]');
+    expect(await addressCell.getAttribute('data-error')).toBe('Line 3: address is required');
+    expect(await addressCell.textContent()).toContain('Line 3: address is required');
+    // A row-level problem marks the whole row.
+    const wideRow = page.locator('tr[data-row="3"]');
+    expect(await wideRow.getAttribute('class')).toContain('row-invalid');
+    expect(await wideRow.getAttribute('data-error')).toBe('Line 4 has 4 fields; the header has 3');
+    expect(await wideRow.locator('.note-error').textContent()).toBe('Line 4 has 4 fields; the header has 3');
+    expect(await page.locator('tr[data-row="4"] .cell-invalid').count()).toBe(0);
+    // The name is text, never markup.
+    expect(await page.locator('tr[data-row="2"] td').first().textContent()).toBe('<script>alert(1)</script>');
+    expect(await page.locator('main script').count()).toBe(0);
+    expect(await page.getByRole('alert').textContent()).toContain('3 problems found');
+    expect(await page.getByRole('button', { name: /^Create/ }).count()).toBe(0);
+    await shot(page, 'upload-invalid');
+
+    // A file-level problem is listed above the table.
+    await page.locator('#csv-file').setInputFiles({ name: 'no-address.csv', mimeType: 'text/csv', buffer: Buffer.from('name\nGeneral Hospital\n') });
+    await page.getByRole('heading', { name: 'Check no-address.csv' }).waitFor();
+    expect(await page.getByRole('alert').textContent()).toContain('Required column "address" is missing from the header');
+    expect(await page.getByRole('button', { name: /^Create/ }).count()).toBe(0);
+    await shot(page, 'upload-invalid-header');
+    await page.setViewportSize(PHONE);
+    await expectNoSidewaysScroll(page);
+    await shot(page, 'upload-invalid-header-phone');
+
+    // Warnings are listed and marked, but do not stop the upload.
+    await page.setViewportSize(DESKTOP);
+    await page.locator('#csv-file').setInputFiles({ name: 'repeats.csv', mimeType: 'text/csv', buffer: Buffer.from('name,address\nClinic,1 Road\nOther,2 Road\nclinic , 1  road\n') });
+    await page.getByRole('heading', { name: 'Check repeats.csv' }).waitFor();
+    expect(await page.locator('.box-warning').textContent()).toContain('Row 3 repeats row 1 (same name and address).');
+    expect(await page.locator('tr[data-row="3"] .note-warning').textContent()).toBe('Row 3 repeats row 1 (same name and address).');
+    expect(await page.getByRole('button', { name: 'Create 3 hospitals' }).count()).toBe(1);
+    await shot(page, 'upload-warnings');
+
+    expect(stack.sim.requests.filter((r) => r.method !== 'GET')).toEqual([]);
+    expect(stack.sim.hospitals()).toEqual([]);
+    expect(((await (await fetch(`${url}/batches`)).json()) as { batches: unknown[] }).batches).toEqual([]);
+    expect(problems).toEqual([]);
+    expect(dialogs).toEqual([]);
+  }, TIMEOUT_MS);
+
+  test('a failed batch: its page offers Resume and Roll back, and Resume finishes it', async () => {
+    const { page, url, stack, problems } = await open({ UPSTREAM_MAX_ATTEMPTS: '1', CIRCUIT_FAILURE_THRESHOLD: '50' });
+    stack.sim.inject('create', { kind: 'pass' });
+    stack.sim.inject('create', { kind: 'status', status: 503 });
+    const report = await uploadViaApi(url, THREE_ROWS, 'morning intake.csv');
+    expect(report).toMatchObject({ status: 'failed', failed_hospitals: 1 });
+
+    await page.goto(`${url}/#/batches/${report.batch_id}`);
+    await page.getByRole('heading', { level: 1, name: 'morning intake.csv' }).waitFor();
+    expect(await page.locator('.batch-status .badge').getAttribute('data-status')).toBe('failed');
+    expect(await page.getByRole('alert').textContent()).toContain('1 of 3 rows were not created');
+    expect(await rowStatuses(page, 'table.rows-table')).toEqual(['created', 'failed', 'created']);
+    expect(await page.getByRole('button', { name: 'Roll back' }).count()).toBe(1);
+    await shot(page, 'batch-failed');
+
+    await page.getByRole('button', { name: 'Resume' }).click();
+
+    await page.locator('.batch-status .badge[data-status=completed]').waitFor();
+    expect(await rowStatuses(page, 'table.rows-table')).toEqual(Array(3).fill('created_and_activated'));
+    expect(await page.locator('.feedback').textContent()).toBe('Resumed: every row is created and the batch is activated.');
+    expect(await page.getByTestId('batch-sentence').textContent()).toBe('Batch completed: 3 hospitals created and activated.');
+    expect(await page.getByRole('button', { name: 'Resume' }).count()).toBe(0);
+    expect(stack.sim.hospitals().filter((h) => h.creation_batch_id === report.batch_id && h.active)).toHaveLength(3);
+    await shot(page, 'batch-resumed');
+    expect(problems).toEqual([]);
+  }, TIMEOUT_MS);
+
+  test('another failed batch: Roll back asks first, then removes it from the directory', async () => {
+    const { page, url, stack, problems } = await open({ UPSTREAM_MAX_ATTEMPTS: '1' });
+    stack.sim.inject('create', { kind: 'pass' });
+    stack.sim.inject('create', { kind: 'status', status: 400, body: { detail: 'Address not recognised' } });
+    const report = await uploadViaApi(url, THREE_ROWS, 'evening intake.csv');
+    expect(report.status).toBe('failed');
+    expect(stack.sim.hospitals().filter((h) => h.creation_batch_id === report.batch_id)).toHaveLength(2);
+
+    await page.goto(`${url}/#/batches/${report.batch_id}`);
+    await page.getByRole('heading', { level: 1, name: 'evening intake.csv' }).waitFor();
+    expect(await page.locator('tr[data-row="2"] .col-message').textContent()).toBe('Rejected by the directory (HTTP 400): Address not recognised');
+
+    // Escape cancels: nothing happens.
+    await page.getByRole('button', { name: 'Roll back' }).click();
+    const dialog = page.getByRole('dialog', { name: 'Roll back this batch?' });
+    await dialog.waitFor();
+    expect(await dialog.textContent()).toContain('2 hospitals of this batch will be deleted from the directory');
+    await shot(page, 'batch-rollback-confirm');
+    await page.keyboard.press('Escape');
+    await dialog.waitFor({ state: 'detached' });
+    expect(await page.locator('.batch-status .badge').getAttribute('data-status')).toBe('failed');
+    expect(stack.sim.requests.filter((r) => r.route === 'deleteBatch')).toEqual([]);
+
+    await page.getByRole('button', { name: 'Roll back' }).click();
+    await dialog.getByRole('button', { name: 'Roll back' }).click();
+
+    await page.locator('.batch-status .badge[data-status=rolled_back]').waitFor();
+    expect(await rowStatuses(page, 'table.rows-table')).toEqual(Array(3).fill('deleted'));
+    expect(await page.getByRole('button', { name: 'Resume' }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: 'Roll back' }).count()).toBe(0);
+    expect(stack.sim.hospitals().filter((h) => h.creation_batch_id === report.batch_id)).toEqual([]);
+    await shot(page, 'batch-rolled-back');
+    expect(problems).toEqual([]);
+  }, TIMEOUT_MS);
+
+  test('a batch still running: its page shows the progress live and ends with the final report, without a reload', async () => {
+    const { page, url, stack, problems } = await open();
+    stack.sim.setCreateDelay(250);
+    const form = new FormData();
+    form.append('file', new Blob([THREE_ROWS], { type: 'text/csv' }), 'slow intake.csv');
+    const accepted = (await (await fetch(`${url}/hospitals/bulk`, { method: 'POST', body: form, headers: { Prefer: 'respond-async' } })).json()) as {
+      batch_id: string;
+    };
+
+    await page.goto(`${url}/#/batches/${accepted.batch_id}`);
+    await page.getByRole('heading', { level: 1, name: 'slow intake.csv' }).waitFor();
+    expect(await page.locator('.batch-status .badge').getAttribute('data-status')).toMatch(/^(pending|processing)$/);
+    await page.locator('[role=progressbar]').waitFor();
+    expect(await page.getByRole('button', { name: 'Resume' }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: 'Roll back' }).count()).toBe(0);
+
+    await page.locator('.batch-status .badge[data-status=completed]').waitFor();
+    expect(await rowStatuses(page, 'table.rows-table')).toEqual(Array(3).fill('created_and_activated'));
+    const seen = (await page.evaluate('window.__progress')) as number[];
+    expect(seen.some((v) => v > 0 && v < 100)).toBe(true);
+    expect(await page.getByRole('button', { name: 'Roll back' }).count()).toBe(1);
+    expect(problems).toEqual([]);
+  }, TIMEOUT_MS);
+
+  test('History pages: 20 batches at a time, newest first, and "Load more" brings the rest', async () => {
+    const { page, url, problems } = await open({ UPLOAD_RATE_PER_MIN: '100' });
+    for (let i = 1; i <= 21; i += 1) {
+      const report = await uploadViaApi(url, `name,address\nClinic ${i},${i} Road\n`, `day ${i}.csv`);
+      expect(report.status).toBe('completed');
+    }
+
+    await page.goto(`${url}/#/batches`);
+    const lines = page.locator('table.history-table tbody tr');
+    await lines.nth(19).waitFor();
+    expect(await lines.count()).toBe(20);
+    expect(await lines.first().locator('th a').textContent()).toBe('day 21.csv');
+    const more = page.getByRole('button', { name: 'Load more' });
+    expect(await more.isVisible()).toBe(true);
+
+    await more.click();
+
+    await lines.nth(20).waitFor();
+    expect(await lines.count()).toBe(21);
+    expect(await lines.last().locator('th a').textContent()).toBe('day 1.csv');
+    expect(await more.isVisible()).toBe(false);
+    expect(problems).toEqual([]);
+  }, TIMEOUT_MS);
+
+  test('keyboard: Tab reaches the labelled file input with a visible focus, and a file can be chosen and sent without a mouse', async () => {
+    const { page, url, problems } = await open();
+    await page.goto(`${url}/`);
+    for (const role of ['banner', 'navigation', 'main', 'contentinfo'] as const) expect(await page.getByRole(role).count()).toBe(1);
+
+    let presses = 0;
+    while ((await page.evaluate('document.activeElement && document.activeElement.id')) !== 'csv-file') {
+      presses += 1;
+      expect(presses).toBeLessThanOrEqual(8);
+      await page.keyboard.press('Tab');
+    }
+    const input = page.getByLabel('Choose a CSV file or drop it here');
+    expect(await input.getAttribute('id')).toBe('csv-file');
+    expect(await input.getAttribute('type')).toBe('file');
+    expect(await input.ariaSnapshot()).toContain('Choose a CSV file or drop it here');
+    expect(await page.evaluate("getComputedStyle(document.querySelector('.dropzone-label')).outlineStyle")).toBe('solid');
+    await shot(page, 'upload-keyboard-focus');
+
+    const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.keyboard.press('Space')]);
+    await chooser.setFiles(SAMPLE);
+    await page.getByRole('heading', { name: 'Check sample_hospitals.csv' }).waitFor();
+    presses = 0;
+    while ((await page.evaluate('document.activeElement && document.activeElement.textContent')) !== 'Create 5 hospitals') {
+      presses += 1;
+      expect(presses).toBeLessThanOrEqual(6);
+      await page.keyboard.press('Tab');
+    }
+    await page.keyboard.press('Enter');
+    await page.getByTestId('summary').waitFor();
+    expect(await page.locator('table.rows-table thead th[scope=col]').count()).toBe(8);
+    expect(problems).toEqual([]);
+  }, TIMEOUT_MS);
+
+  test('when the service needs an API key: the page asks for it, keeps it in sessionStorage only, and sends it on every request, the live progress and the download included', async () => {
+    const { page, url, problems } = await open({ API_KEY });
+    await page.goto(`${url}/`);
+
+    await page.locator('#csv-file').setInputFiles(SAMPLE);
+    const keyField = page.getByLabel('API key', { exact: true });
+    await keyField.waitFor();
+    expect(await page.locator('#api-key-reason').textContent()).toBe('This service asks for an API key. Enter the key you were given by whoever runs the service.');
+    await shot(page, 'api-key');
+
+    await keyField.fill('not-the-key');
+    await page.getByRole('button', { name: 'Use this key' }).click();
+    await page.locator('#api-key-reason', { hasText: 'That API key was not accepted' }).waitFor();
+    await keyField.fill(API_KEY);
+    await page.getByRole('button', { name: 'Use this key' }).click();
+
+    await page.getByRole('button', { name: 'Create 5 hospitals' }).click();
+    await page.getByTestId('summary').waitFor();
+    expect(await rowStatuses(page, 'table.rows-table')).toEqual(Array(5).fill('created_and_activated'));
+    const seen = (await page.evaluate('window.__progress')) as number[];
+    expect(seen.filter((v) => v > 0 && v < 100).length).toBeGreaterThanOrEqual(3);
+    expect(await page.evaluate("sessionStorage.getItem('hospital-bulk.api-key')")).toBe(API_KEY);
+    expect(await page.evaluate('localStorage.length')).toBe(0);
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Download results (CSV)' }).click()]);
+    expect(download.suggestedFilename()).toBe('sample_hospitals-results.csv');
+    const csv = readFileSync((await download.path())!, 'utf8');
+    expect(csv.trim().split('\r\n')).toHaveLength(6);
+
+    await page.getByRole('navigation').getByRole('link', { name: 'History' }).click();
+    await page.locator('table.history-table tbody tr').first().waitFor();
+    expect(await page.locator('#key-status').textContent()).toContain('An API key is in use in this tab.');
+    // Only the two refused dry runs were refused.
+    expect(problems.filter((text) => !/status of 401/.test(text))).toEqual([]);
+  }, TIMEOUT_MS);
+});

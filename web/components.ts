@@ -1,0 +1,174 @@
+/** Pieces shared by the upload screen and the batch page. */
+import { wireDownload } from './api.js';
+import { h, headerRow, replace, scrollingTable } from './dom.js';
+import { duration, plural, rowBadge } from './format.js';
+import type { BatchReport, Progress, RowReport, RowStatus } from './types.js';
+
+export type BoxKind = 'error' | 'warning' | 'info' | 'success';
+
+/** A coloured message box; errors are alerts, the rest plain notes. */
+export function messageBox(kind: BoxKind, title: string, ...body: (Node | string)[]): HTMLDivElement {
+  return h(
+    'div',
+    { class: `box box-${kind}`, ...(kind === 'error' ? { role: 'alert' } : {}) },
+    h('p', { class: 'box-title' }, title),
+    body.map((part) => (typeof part === 'string' ? h('p', {}, part) : part)),
+  );
+}
+
+/** The progress bar and its sentence (a polite live region). */
+export class ProgressBar {
+  readonly element: HTMLDivElement;
+  private readonly bar: HTMLDivElement;
+  private readonly fill: HTMLDivElement;
+  private readonly text: HTMLParagraphElement;
+
+  constructor(private readonly total: number) {
+    this.fill = h('div', { class: 'progress-fill' });
+    this.bar = h(
+      'div',
+      { class: 'progress', role: 'progressbar', 'aria-label': 'Rows handled', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': 0 },
+      this.fill,
+    );
+    this.text = h('p', { class: 'progress-text', role: 'status', 'aria-live': 'polite' }, 'Starting…');
+    this.element = h('div', { class: 'progress-block' }, this.bar, this.text);
+  }
+
+  set(percent: number, sentence: string): void {
+    const value = Math.max(0, Math.min(100, Math.round(percent)));
+    this.bar.setAttribute('aria-valuenow', String(value));
+    this.bar.setAttribute('aria-valuetext', `${value} %: ${sentence}`);
+    this.fill.style.width = `${value}%`;
+    this.text.textContent = sentence;
+  }
+
+  /** Changes the sentence only (e.g. while reconnecting). */
+  say(sentence: string): void {
+    this.text.textContent = sentence;
+  }
+
+  /** From a row event's progress. */
+  fromProgress(progress: Progress): void {
+    const handled = progress.done + progress.failed;
+    const parts = [`${handled} of ${this.total} rows handled`, `${progress.done} created`];
+    if (progress.failed > 0) parts.push(`${progress.failed} failed`);
+    if (progress.pending > 0 && progress.eta_seconds !== null) parts.push(`about ${duration(progress.eta_seconds)} left`);
+    this.set(progress.percent, `${parts.join(', ')}.`);
+  }
+
+  /** From a finished (or current) report. */
+  fromReport(report: BatchReport): void {
+    const handled = report.hospitals.filter((row) => row.status !== 'pending' && row.status !== 'creating').length;
+    const percent = report.total_hospitals === 0 ? 100 : (handled / report.total_hospitals) * 100;
+    const parts = [`${handled} of ${report.total_hospitals} rows handled`, `${report.processed_hospitals} created`];
+    if (report.failed_hospitals > 0) parts.push(`${report.failed_hospitals} failed`);
+    this.set(percent, `${parts.join(', ')}.`);
+  }
+}
+
+type RowLike = Pick<RowReport, 'row' | 'name' | 'address' | 'phone'> & Partial<RowReport>;
+
+/** The per-row outcome table, filled in as rows are handled. */
+export class RowsTable {
+  readonly element: HTMLDivElement;
+  private readonly body: HTMLTableSectionElement;
+  private readonly cells = new Map<number, { tr: HTMLTableRowElement; status: HTMLTableCellElement; id: HTMLTableCellElement; attempts: HTMLTableCellElement; message: HTMLTableCellElement }>();
+
+  constructor(caption: string, rows: RowLike[]) {
+    this.body = h('tbody');
+    const table = h(
+      'table',
+      { class: 'rows-table' },
+      h('caption', {}, caption),
+      // Status next to the name: on a phone the outcome is visible before scrolling sideways.
+      headerRow('Row', 'Name', 'Status', 'Hospital ID', 'Attempts', 'Message', 'Address', 'Phone'),
+      this.body,
+    );
+    this.element = scrollingTable(caption, table);
+    this.setAll(rows);
+  }
+
+  setAll(rows: RowLike[]): void {
+    this.cells.clear();
+    replace(
+      this.body,
+      rows.map((row) => {
+        const status = h('td', { class: 'col-status' });
+        const id = h('td', { class: 'num' });
+        const attempts = h('td', { class: 'num' });
+        const message = h('td', { class: 'col-message' });
+        const tr = h(
+          'tr',
+          { 'data-row': row.row },
+          h('th', { scope: 'row', class: 'num' }, row.row),
+          h('td', { class: 'col-text' }, row.name),
+          status,
+          id,
+          attempts,
+          message,
+          h('td', { class: 'col-text' }, row.address),
+          h('td', { class: 'nowrap' }, row.phone ?? ''),
+        );
+        this.cells.set(row.row, { tr, status, id, attempts, message });
+        this.update(row.row, {
+          status: row.status ?? 'pending',
+          hospital_id: row.hospital_id ?? null,
+          attempts: row.attempts ?? 0,
+          error_message: row.error_message ?? null,
+        });
+        return tr;
+      }),
+    );
+  }
+
+  update(row: number, patch: { status: RowStatus; hospital_id: number | null; attempts: number; error_message: string | null }): void {
+    const cells = this.cells.get(row);
+    if (!cells) return;
+    replace(cells.status, rowBadge(patch.status));
+    cells.tr.dataset['status'] = patch.status;
+    cells.id.textContent = patch.hospital_id === null ? '' : String(patch.hospital_id);
+    cells.attempts.textContent = patch.attempts > 0 ? String(patch.attempts) : '';
+    cells.message.textContent = patch.error_message ?? '';
+  }
+
+  /** Shows the row being sent right now, if the progress says which. */
+  markSending(row: number | null): void {
+    if (row === null) return;
+    const cells = this.cells.get(row);
+    if (cells && cells.tr.dataset['status'] === 'pending') replace(cells.status, rowBadge('creating'));
+  }
+}
+
+/** Created, failed, activated, time: the outcome of a batch at a glance. */
+export function outcomeList(report: BatchReport): HTMLDListElement {
+  const item = (term: string, value: Node | string, attrs: Record<string, string> = {}) =>
+    h('div', { class: 'stat', ...attrs }, h('dt', {}, term), h('dd', {}, value));
+  return h(
+    'dl',
+    { class: 'stats' },
+    item('Created', `${report.processed_hospitals} of ${report.total_hospitals}`, { 'data-stat': 'created' }),
+    item('Failed', String(report.failed_hospitals), { 'data-stat': 'failed' }),
+    item('Activated', report.batch_activated ? 'Yes' : 'No', { 'data-stat': 'activated' }),
+    item('Time', duration(report.processing_time_seconds), { 'data-stat': 'time' }),
+  );
+}
+
+/** One sentence for the outcome, for the heading and the screen-reader announcement. */
+export function outcomeSentence(report: BatchReport): string {
+  switch (report.status) {
+    case 'completed':
+      return `Batch completed: ${plural(report.processed_hospitals, 'hospital')} created and activated.`;
+    case 'failed':
+      return `Batch failed: ${report.processed_hospitals} of ${report.total_hospitals} created, ${report.failed_hospitals} failed; the batch was not activated.`;
+    case 'interrupted':
+      return `Batch interrupted: ${report.processed_hospitals} of ${report.total_hospitals} created so far; resume it to finish.`;
+    case 'rolled_back':
+      return 'Batch rolled back: its hospitals were deleted from the directory.';
+    default:
+      return `Batch ${report.status}.`;
+  }
+}
+
+export function resultsLink(batchId: string, text = 'Download results (CSV)'): HTMLAnchorElement {
+  return wireDownload(h('a', { href: `/batches/${encodeURIComponent(batchId)}/results.csv`, download: '', class: 'button button-secondary' }, text));
+}

@@ -1,0 +1,95 @@
+/** The shapes of the service's JSON answers that the page reads (see README "Using it"). */
+
+export type BatchStatus = 'pending' | 'processing' | 'completed' | 'failed' | 'interrupted' | 'rolled_back';
+export type RowStatus = 'pending' | 'creating' | 'created' | 'created_and_activated' | 'failed' | 'unknown' | 'deleted';
+
+export interface CsvProblem {
+  row: number | null;
+  line: number | null;
+  column: string | null;
+  message: string;
+}
+
+export interface DryRunWarning {
+  kind: string;
+  row: number | null;
+  message: string;
+}
+
+export interface DryRunResult {
+  valid: boolean;
+  total_rows: number;
+  rows: { row: number; name: string; address: string; phone: string | null }[];
+  errors: CsvProblem[];
+  warnings: DryRunWarning[];
+}
+
+export interface Accepted {
+  batch_id: string;
+  status: BatchStatus;
+  total_hospitals: number;
+  links: { self: string; events: string };
+}
+
+export interface Progress {
+  done: number;
+  failed: number;
+  pending: number;
+  percent: number;
+  current_row: number | null;
+  elapsed_seconds: number;
+  eta_seconds: number | null;
+}
+
+export interface BatchSummary {
+  batch_id: string;
+  filename: string;
+  status: BatchStatus;
+  total_hospitals: number;
+  processed_hospitals: number;
+  failed_hospitals: number;
+  batch_activated: boolean;
+  created_at: string;
+  completed_at: string | null;
+}
+
+export interface RowReport {
+  row: number;
+  hospital_id: number | null;
+  name: string;
+  address: string;
+  phone: string | null;
+  status: RowStatus;
+  error_message: string | null;
+  attempts: number;
+}
+
+export interface BatchReport extends BatchSummary {
+  processing_time_seconds: number | null;
+  error: string | null;
+  notice: string | null;
+  hospitals: RowReport[];
+  progress?: Progress;
+}
+
+export interface BatchPage {
+  batches: BatchSummary[];
+  next_cursor: string | null;
+}
+
+/** `event: row` of GET /batches/:id/events. */
+export interface RowEvent {
+  row: number;
+  status: RowStatus;
+  hospital_id: number | null;
+  error_message: string | null;
+  attempts: number;
+  progress?: Progress;
+}
+
+/** `event: batch` of GET /batches/:id/events. */
+export interface BatchEvent {
+  status: BatchStatus;
+  error?: string | null;
+  batch_activated?: boolean;
+}
