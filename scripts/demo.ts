@@ -83,7 +83,10 @@ try {
   );
 
   if (args.serve) {
-    console.log(`\nServing at ${serviceUrl}  (directory simulator at ${sim.url}). Try:`);
+    console.log(`\nServing at ${serviceUrl}  (directory simulator at ${sim.url}).`);
+    console.log(`  The page:  ${serviceUrl}/   (check a file, upload it, watch it, find it later)`);
+    console.log(`  API docs:  ${serviceUrl}/docs`);
+    console.log('Try:');
     console.log(`  curl ${serviceUrl}/batches/${report.batch_id}`);
     console.log(`  curl -F file=@sample_hospitals.csv ${serviceUrl}/hospitals/bulk`);
     console.log('Press Ctrl-C to stop.');
@@ -92,6 +95,7 @@ try {
     console.log('\nStopping...');
     exitCode = 0;
   } else {
+    console.log('\nTo open the page and the API docs in a browser: npm run demo -- --serve');
     exitCode = report.status === 'completed' ? 0 : 1;
   }
 } catch (error) {
