@@ -1,5 +1,5 @@
 import request from 'supertest';
-import { startStack, type Stack } from './helpers.js';
+import { parseSse, type Stack, startStack } from './helpers.js';
 
 const csv = (rows: number) =>
   ['name,address,phone', ...Array.from({ length: rows }, (_, i) => `Hospital ${i + 1},${i + 1} Main St,555-01${String(i).padStart(2, '0')}`)].join('\n');
@@ -12,24 +12,6 @@ const uploadAsync = (rows: number, how: 'prefer' | 'query' = 'prefer') => {
   if (how === 'prefer') void req.set('Prefer', 'respond-async');
   return req.attach('file', Buffer.from(csv(rows)), 'hospitals.csv');
 };
-
-interface SseEvent {
-  id: string | undefined;
-  event: string;
-  data: Record<string, unknown>;
-}
-
-/** Splits a text/event-stream body into its events (comments and retry lines dropped). */
-function parseSse(text: string): SseEvent[] {
-  return text
-    .split('\n\n')
-    .map((block) => block.split('\n').filter((line) => line !== '' && !line.startsWith(':')))
-    .filter((lines) => lines.some((line) => line.startsWith('data:')))
-    .map((lines) => {
-      const field = (name: string) => lines.find((line) => line.startsWith(`${name}:`))?.slice(name.length + 1).trim();
-      return { id: field('id'), event: field('event') ?? 'message', data: JSON.parse(field('data')!) as Record<string, unknown> };
-    });
-}
 
 /** Drops what differs between two runs of the same file: ids, times and hospital ids. */
 function comparable(report: Record<string, unknown>) {

@@ -101,3 +101,21 @@ export type Stack = Awaited<ReturnType<typeof startStack>>;
 
 /** Requests the simulator received for one route, in order. */
 export const requestsTo = (sim: Simulator, route: string) => sim.requests.filter((r) => r.route === route);
+
+export interface SseEvent {
+  id: string | undefined;
+  event: string;
+  data: Record<string, unknown>;
+}
+
+/** Splits a text/event-stream body into its events (comments and retry lines dropped). */
+export function parseSse(text: string): SseEvent[] {
+  return text
+    .split('\n\n')
+    .map((block) => block.split('\n').filter((line) => line !== '' && !line.startsWith(':')))
+    .filter((lines) => lines.some((line) => line.startsWith('data:')))
+    .map((lines) => {
+      const field = (name: string) => lines.find((line) => line.startsWith(`${name}:`))?.slice(name.length + 1).trim();
+      return { id: field('id'), event: field('event') ?? 'message', data: JSON.parse(field('data')!) as Record<string, unknown> };
+    });
+}

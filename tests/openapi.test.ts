@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { Express } from 'express';
 import request from 'supertest';
-import { closedPortUrl, startStack, type Stack } from './helpers.js';
+import { closedPortUrl, parseSse, type Stack, startStack } from './helpers.js';
 
 /**
  * The OpenAPI document against the app that serves it: every route is documented and
@@ -115,24 +115,6 @@ function validate(ajv: Ajv2020, at: string, value: unknown, what: string): void 
   if (!check(value)) {
     throw new Error(`${what} does not match its documented schema: ${ajv.errorsText(check.errors)}\n${JSON.stringify(value).slice(0, 800)}`);
   }
-}
-
-interface SseEvent {
-  id: string | undefined;
-  event: string;
-  data: unknown;
-}
-
-/** Splits a text/event-stream body into its events (comments and retry lines dropped). */
-function parseSse(text: string): SseEvent[] {
-  return text
-    .split('\n\n')
-    .map((block) => block.split('\n').filter((line) => line !== '' && !line.startsWith(':')))
-    .filter((lines) => lines.some((line) => line.startsWith('data:')))
-    .map((lines) => {
-      const field = (name: string) => lines.find((line) => line.startsWith(`${name}:`))?.slice(name.length + 1).trim();
-      return { id: field('id'), event: field('event') ?? 'message', data: JSON.parse(field('data')!) as unknown };
-    });
 }
 
 const upload = (app: Express, content: string | Buffer, filename = 'hospitals.csv') =>
