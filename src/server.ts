@@ -58,12 +58,13 @@ async function main(): Promise<void> {
       signal,
       grace_ms: config.SHUTDOWN_GRACE_MS,
     });
-    server.close();
+    // Listen for 'close' now: it can fire before the batches below have finished stopping.
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     // Each running batch finishes its row (or gives up after the grace period), records
     // itself as interrupted and answers its waiting client with the partial report.
     await deps.lifecycle.stop();
     server.closeIdleConnections();
-    await Promise.race([once(server, 'close'), sleep(2_000)]);
+    await Promise.race([closed, sleep(2_000)]);
     server.closeAllConnections();
     deps.close();
     logger.info('stopped');

@@ -22,6 +22,8 @@ export class RateLimiter {
 
   /** Resolves when a request for `key` may be sent; call the returned function when it has finished. */
   acquire(key: string, limit: number): Promise<() => void> {
+    // Per-batch keys are used for a few minutes and then never again: forget spent ones.
+    if (this.slots.size > 64) this.sweep(Date.now());
     this.waiting.set(key, (this.waiting.get(key) ?? 0) + 1);
     const turn = (this.queues.get(key) ?? Promise.resolve()).then(() => this.takeSlot(key, limit));
     const tail = turn.catch(() => undefined);
@@ -88,6 +90,10 @@ export class RateLimiter {
     } finally {
       if (this.released.get(key) === release) this.released.delete(key);
     }
+  }
+
+  private sweep(now: number): void {
+    for (const key of [...this.slots.keys()]) this.live(key, now);
   }
 
   private live(key: string, now: number): { freeAt: number }[] {

@@ -12,6 +12,8 @@ export function requestLog(logger: Logger): RequestHandler {
     res.locals.requestId = requestId;
     res.setHeader('X-Request-Id', requestId);
     const started = process.hrtime.bigint();
+    // winston formats a line before its level filter drops it: skip the work when info is off.
+    if (!logger.isInfoEnabled()) return next();
     res.on('finish', () => {
       logger.info('request', {
         request_id: requestId,
