@@ -7,11 +7,13 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RecordedRequest, Simulator } from '../simulator/simulator.js';
+import { freePort } from '../scripts/free-port.js';
+
+export { freePort };
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const SERVER_JS = join(ROOT, 'dist/src/server.js');
@@ -77,14 +79,6 @@ export function killAllChildren(): void {
   }
 }
 
-/** A TCP port nothing listens on right now (a tiny race before the child binds it is acceptable). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 export interface Child {
   url: string;

@@ -8,13 +8,13 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { BatchReport, toSummary } from '../src/bulk/report.js';
 import { createSimulator } from '../simulator/simulator.js';
+import { freePort } from './free-port.js';
 
 const { values: args } = parseArgs({ options: { serve: { type: 'boolean', default: false } } });
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -108,14 +108,6 @@ try {
 }
 process.exit(exitCode);
 
-/** Asks the OS for a port nobody uses (a tiny race before the child binds it is acceptable here). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port: free } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return free;
-}
 
 /** Polls GET /health; gives up when the child exits (bad config, port taken) or time runs out. */
 async function waitHealthy(timeoutMs: number): Promise<void> {

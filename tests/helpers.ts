@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -9,6 +8,7 @@ import { loadConfig, type Config } from '../src/config.js';
 import { buildDeps } from '../src/deps.js';
 import { createLogger } from '../src/logger.js';
 import { createSimulator, type Simulator, type SimulatorOptions } from '../simulator/simulator.js';
+import { freePort } from '../scripts/free-port.js';
 
 /** Small timeouts and delays so failure paths run in milliseconds; real code, real HTTP. */
 export const FAST_ENV: Record<string, string> = {
@@ -48,11 +48,7 @@ export function tempDir(): { path: string; remove: () => void } {
 
 /** A port nothing listens on: the directory is down. */
 export async function closedPortUrl(): Promise<string> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return `http://127.0.0.1:${port}`;
+  return `http://127.0.0.1:${await freePort()}`;
 }
 
 export async function startSimulator(options: SimulatorOptions = {}): Promise<Simulator> {

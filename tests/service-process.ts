@@ -7,10 +7,12 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FAST_ENV } from './helpers.js';
+import { freePort } from '../scripts/free-port.js';
+
+export { freePort };
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const SERVER_JS = join(root, 'dist/src/server.js');
@@ -29,14 +31,6 @@ export interface ServiceProcess {
 
 const live = new Set<ServiceProcess>();
 
-/** A TCP port nothing listens on right now. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /**
  * Spawns the built server with a minimal environment (no variable of the caller's shell

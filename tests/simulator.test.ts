@@ -5,10 +5,10 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { createSimulator } from '../simulator/simulator.js';
 import type { Simulator, SimulatorOptions } from '../simulator/simulator.js';
+import { freePort } from '../scripts/free-port.js';
 
 const BATCH = '3f2b8c1e-9d4a-4b6f-8e2a-1c5d7f9a0b3e';
 const OTHER_BATCH = '11111111-2222-4333-8444-555555555555';
@@ -649,15 +649,7 @@ describe('observation', () => {
 });
 
 describe('cli', () => {
-  async function freePort(): Promise<number> {
-    const server = createServer();
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    const { port } = server.address() as AddressInfo;
-    server.close();
-    await once(server, 'close');
-    return port;
-  }
+
 
   function runCli(args: string[]) {
     const child = spawn('node_modules/.bin/tsx', ['simulator/cli.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
