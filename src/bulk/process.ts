@@ -1,7 +1,7 @@
 import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
 import { claimBatch, findBatch, findRows, updateBatch, updateRows } from '../db/queries.js';
-import type { BatchStatus, RowRecord } from '../db/schema.js';
+import type { BatchRecord, BatchStatus, RowRecord } from '../db/schema.js';
 import { DirectoryError, findUnclaimed, type CreateOutcome, type DirectoryClient } from '../directory/client.js';
 import { AppError } from '../errors.js';
 import type { Lifecycle } from '../lifecycle.js';
@@ -114,15 +114,21 @@ async function createMissingRows(deps: ProcessDeps, rows: RowRecord[]): Promise<
     commitRow(deps, row, outcome);
     failuresInARow = outcome.kind === 'failed' ? failuresInARow + 1 : 0;
   };
+  const mustStop = () => {
+    if (lifecycle.stopping) interrupted = true;
+    return interrupted || failuresInARow >= config.CIRCUIT_FAILURE_THRESHOLD;
+  };
   const worker = async (): Promise<void> => {
-    for (;;) {
-      if (lifecycle.stopping) interrupted = true;
-      // Checked before taking a row, so a stop leaves every untouched row in the queue.
-      if (interrupted || failuresInARow >= config.CIRCUIT_FAILURE_THRESHOLD) return;
+    // Checked before taking a row, so a stop leaves every untouched row in the queue.
+    while (!mustStop()) {
       const row = queue.shift();
       if (!row) return;
       const key = JSON.stringify([row.name, row.address, row.phone]);
-      const turn = (sameRowInFlight.get(key) ?? Promise.resolve()).then(() => runRow(row));
+      const turn = (sameRowInFlight.get(key) ?? Promise.resolve()).then(() => {
+        // It may have waited behind its twin while the batch was told to stop.
+        if (mustStop()) queue.push(row);
+        else return runRow(row);
+      });
       sameRowInFlight.set(key, turn);
       await turn;
     }
@@ -135,14 +141,7 @@ async function createMissingRows(deps: ProcessDeps, rows: RowRecord[]): Promise<
 
 /** Finishes a `failed` or `interrupted` batch: reconcile, create what is missing, activate. */
 export async function resumeBatch(deps: ProcessDeps, batchId: string): Promise<BatchReport> {
-  const batch = findBatch(deps.db, batchId);
-  if (!batch) throw new AppError('not_found', `No batch with id ${batchId}.`);
-  if (!claimBatch(deps.db, batchId, ['failed', 'interrupted'], 'processing')) {
-    throw new AppError('conflict', `The batch is ${batch.status}; only a failed or interrupted batch can be resumed.`, {
-      batch_id: batchId,
-      batch_status: batch.status,
-    });
-  }
+  claim(deps, batchId, ['failed', 'interrupted'], 'resumed');
   return processBatch(deps, batchId);
 }
 
@@ -151,14 +150,7 @@ export async function resumeBatch(deps: ProcessDeps, batchId: string): Promise<B
  * `interrupted` and `completed`; throws `conflict` otherwise.
  */
 export async function rollbackBatch(deps: ProcessDeps, batchId: string): Promise<BatchReport> {
-  const batch = findBatch(deps.db, batchId);
-  if (!batch) throw new AppError('not_found', `No batch with id ${batchId}.`);
-  if (!claimBatch(deps.db, batchId, ['failed', 'interrupted', 'completed'], 'processing')) {
-    throw new AppError('conflict', `The batch is ${batch.status}; only a failed, interrupted or completed batch can be rolled back.`, {
-      batch_id: batchId,
-      batch_status: batch.status,
-    });
-  }
+  const batch = claim(deps, batchId, ['failed', 'interrupted', 'completed'], 'rolled back');
   try {
     const deleted = await deps.directory.deleteBatch(batchId, { batchId });
     deps.logger.info('batch rolled back', { batch_id: batchId, deleted_count: deleted });
@@ -172,6 +164,20 @@ export async function rollbackBatch(deps: ProcessDeps, batchId: string): Promise
   updateBatch(deps.db, batchId, { status: 'rolled_back', activated: false, completedAt });
   deps.events.record(batchId, 'batch', { status: 'rolled_back', error: null });
   return toReport(findBatch(deps.db, batchId)!, findRows(deps.db, batchId));
+}
+
+/** Moves the batch to `processing` if it is in one of `from`; else 404 or 409 saying why not. */
+function claim(deps: ProcessDeps, batchId: string, from: BatchStatus[], action: string): BatchRecord {
+  const batch = findBatch(deps.db, batchId);
+  if (!batch) throw new AppError('not_found', `No batch with id ${batchId}.`);
+  if (!claimBatch(deps.db, batchId, from, 'processing')) {
+    const allowed = `${from.slice(0, -1).join(', ')} or ${from.at(-1)}`;
+    throw new AppError('conflict', `The batch is ${batch.status}; only a ${allowed} batch can be ${action}.`, {
+      batch_id: batchId,
+      batch_status: batch.status,
+    });
+  }
+  return batch;
 }
 
 /**
