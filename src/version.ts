@@ -1,17 +1,10 @@
 import { readFileSync } from 'node:fs';
-
-// package.json sits at the repository root, one level above src/ and two above dist/src/.
-const candidates = ['../package.json', '../../package.json'];
+import { findUp } from './paths.js';
 
 /** The service version from package.json, as /health reports it. */
 export const version: string = (() => {
-  for (const candidate of candidates) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(candidate, import.meta.url), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'hospital-bulk' && pkg.version) return pkg.version;
-    } catch {
-      // try the next location
-    }
-  }
-  return 'unknown';
+  const path = findUp('package.json');
+  if (path === null) return 'unknown';
+  const pkg = JSON.parse(readFileSync(path, 'utf8')) as { version?: string };
+  return pkg.version ?? 'unknown';
 })();

@@ -1,9 +1,9 @@
-import { existsSync, mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { drizzle } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
+import { findUp } from '../paths.js';
 import * as schema from './schema.js';
 
 export type Db = ReturnType<typeof drizzle<typeof schema>>;
@@ -23,15 +23,8 @@ export function openDatabase(path: string): { db: Db; close: () => void } {
   return { db, close: () => sqlite.close() };
 }
 
-// The same module runs from src/ (tsx, jest) and from dist/src/ (built): find the
-// committed migrations/ folder by walking up instead of hard-coding the depth.
 function migrationsFolder(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = join(dir, 'migrations');
-    if (existsSync(join(candidate, 'meta', '_journal.json'))) return candidate;
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error('migrations/ folder not found above ' + fileURLToPath(import.meta.url));
-    dir = parent;
-  }
+  const journal = findUp('migrations/meta/_journal.json');
+  if (journal === null) throw new Error('The migrations/ folder was not found above the running code.');
+  return dirname(dirname(journal));
 }

@@ -1,7 +1,6 @@
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname } from 'node:path';
 import express, { Router } from 'express';
+import { findUp } from '../paths.js';
 
 /**
  * The operations page at `/`: the static files `npm run build` puts in dist/web (compiled
@@ -25,15 +24,7 @@ export function webPage(folder = webFolder()): Router {
   return router;
 }
 
-// The same module runs from src/ (tsx, jest) and from dist/src/ (built): walk up to the
-// folder holding dist/web instead of hard-coding the depth (as src/db/database.ts does).
 function webFolder(): string | null {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = join(dir, 'dist', 'web');
-    if (existsSync(join(candidate, 'index.html'))) return candidate;
-    const parent = dirname(dir);
-    if (parent === dir) return null;
-    dir = parent;
-  }
+  const index = findUp('dist/web/index.html');
+  return index === null ? null : dirname(index);
 }
