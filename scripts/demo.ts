@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { BatchReport, toSummary } from '../src/bulk/report.js';
+import type { BatchReport, BatchSummary } from '../src/bulk/report.js';
+import { batchesText, reportText } from '../src/cli/render.js';
 import { createSimulator } from '../simulator/simulator.js';
 import { freePort } from './free-port.js';
 
@@ -65,22 +66,12 @@ try {
   if (!response.ok) throw new Error(`upload answered ${response.status}: ${await response.text()}`);
   const report = (await response.json()) as BatchReport;
 
-  printTable(
-    ['row', 'hospital id', 'name', 'status', 'attempts', 'error'],
-    report.hospitals.map((h) => [h.row, h.hospital_id, h.name, h.status, h.attempts, h.error_message]),
-  );
-  console.log(
-    `\nBatch ${report.batch_id}: ${report.status}, ${report.processed_hospitals} created / ${report.failed_hospitals} failed of ${report.total_hospitals}, ` +
-      `activated: ${report.batch_activated ? 'yes' : 'no'}, processing time ${report.processing_time_seconds ?? '?'} s` +
-      (report.error ? `\n  error: ${report.error}` : ''),
-  );
+  // The same screens the CLI prints (src/cli/render.ts).
+  process.stdout.write(`${reportText(report)}\n`);
 
-  console.log('\nGET /batches');
-  const history = (await (await fetch(`${serviceUrl}/batches`)).json()) as { batches: ReturnType<typeof toSummary>[] };
-  printTable(
-    ['batch id', 'file', 'status', 'created', 'activated', 'created at'],
-    history.batches.map((b) => [b.batch_id, b.filename, b.status, `${b.processed_hospitals}/${b.total_hospitals}`, b.batch_activated, b.created_at]),
-  );
+  console.log('GET /batches');
+  const history = (await (await fetch(`${serviceUrl}/batches`)).json()) as { batches: BatchSummary[]; next_cursor: string | null };
+  process.stdout.write(batchesText(history.batches, history.next_cursor));
 
   if (args.serve) {
     console.log(`\nServing at ${serviceUrl}  (directory simulator at ${sim.url}).`);
@@ -132,11 +123,3 @@ async function stopChild(): Promise<void> {
   if (started) console.log(`\nService stopped (exit code ${code ?? signal}).`);
 }
 
-function printTable(headers: string[], rows: (string | number | boolean | null)[][]): void {
-  const cells = rows.map((row) => row.map((cell) => (cell === null ? '-' : String(cell))));
-  const widths = headers.map((header, i) => Math.max(header.length, ...cells.map((row) => row[i]?.length ?? 0)));
-  const line = (row: string[]) => `  ${row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ')}`.trimEnd();
-  console.log(line(headers));
-  console.log(line(widths.map((width) => '-'.repeat(width))));
-  for (const row of cells) console.log(line(row));
-}

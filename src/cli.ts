@@ -6,11 +6,12 @@
  * no (or could not be reached), 2 the command line is wrong.
  */
 import { readFile } from 'node:fs/promises';
-import type { BatchReport, Progress } from './bulk/report.js';
+import type { BatchReport, BatchSummary, Progress } from './bulk/report.js';
 import { ApiError, ConnectionError, createApi, type Api } from './cli/api.js';
 import { parseInvocation, USAGE, UsageError, type Invocation } from './cli/args.js';
 import { createProgressView } from './cli/progress.js';
-import { batchesText, problemsText, reportText, type BatchSummary, type CsvProblem } from './cli/render.js';
+import { batchesText, problemsText, reportText } from './cli/render.js';
+import type { CsvProblem } from './errors.js';
 import { followEvents } from './cli/sse.js';
 
 type Report = BatchReport & { progress?: Progress };

@@ -1,6 +1,5 @@
-import type { BatchReport, Progress, toSummary } from '../bulk/report.js';
-
-export type BatchSummary = ReturnType<typeof toSummary>;
+import type { BatchReport, BatchSummary, Progress } from '../bulk/report.js';
+import type { CsvProblem } from '../errors.js';
 export type Cell = string | number | boolean | null | undefined;
 
 const NAME_WIDTH = 32;
@@ -92,14 +91,8 @@ export function batchesText(batches: BatchSummary[], nextCursor: string | null):
 /** ISO time without the milliseconds, readable in a column: 2026-11-23 01:59:59Z. */
 const timestamp = (iso: string | null) => (iso === null ? null : iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z'));
 
-export interface CsvProblem {
-  line?: number | null;
-  column?: string | null;
-  message?: string;
-}
-
 /** The CSV's problems; the line is its own column, so the message does not repeat it. */
 export function problemsText(problems: CsvProblem[]): string {
-  const rows = problems.map((p) => [p.line, p.column, (p.message ?? '').replace(/^Line \d+: /, '')]);
+  const rows = problems.map((p) => [p.line, p.column, p.message.replace(/^Line \d+: /, '')]);
   return table(['line', 'column', 'message'], rows);
 }
