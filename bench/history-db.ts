@@ -27,8 +27,8 @@ export async function buildHistoryDb(dir: string): Promise<HistoryDb> {
   const started = performance.now();
   const path = join(dir, 'history-10k.db');
   // dist has no .d.ts files: type the module from its source.
-  const { openDatabase } = (await import(pathToFileURL(join(ROOT, 'dist/src/db/database.js')).href)) as typeof import('../src/db/database.js');
-  openDatabase(path).close();
+  const { openSqlite } = (await import(pathToFileURL(join(ROOT, 'dist/src/db/sqlite/database.js')).href)) as typeof import('../src/db/sqlite/database.js');
+  openSqlite(path).close();
 
   const sqlite = new Database(path);
   sqlite.pragma('journal_mode = WAL');
@@ -65,7 +65,7 @@ export async function buildHistoryDb(dir: string): Promise<HistoryDb> {
         createdAt + processingMs,
         processingMs,
       );
-      insertEvent.run(id, 'batch', JSON.stringify({ status: 'processing' }), createdAt + 5);
+      insertEvent.run(id, 'status', JSON.stringify({ type: 'status', status: 'processing', error: null }), createdAt + 5);
       for (let r = 1; r <= ROWS_PER_BATCH; r++) {
         const name = `Hospital ${b}-${r}`;
         const address = `${r} Main Street, Springfield ${b}`;
@@ -74,12 +74,12 @@ export async function buildHistoryDb(dir: string): Promise<HistoryDb> {
         insertEvent.run(
           id,
           'row',
-          JSON.stringify({ row: r, status: 'created', hospital_id: hospitalId, error_message: null, attempts: 1 }),
+          JSON.stringify({ type: 'row', row: r, status: 'created', hospitalId, errorMessage: null, attempts: 1, progress: null }),
           createdAt + 100 * r,
         );
         hospitalId++;
       }
-      insertEvent.run(id, 'batch', JSON.stringify({ status: 'completed', error: null }), createdAt + processingMs);
+      insertEvent.run(id, 'status', JSON.stringify({ type: 'status', status: 'completed', error: null }), createdAt + processingMs);
     }
   });
   for (let from = 0; from < BATCHES; from += PER_TRANSACTION) insertChunk(from, Math.min(BATCHES, from + PER_TRANSACTION));

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { BatchReport, BatchSummary } from '../src/bulk/report.js';
+import type { BatchReport, BatchSummary } from '../src/http/presenter.js';
 import { batchesText, reportText } from '../src/cli/render.js';
 import { createSimulator } from '../simulator/simulator.js';
 import { freePort } from './free-port.js';

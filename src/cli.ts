@@ -6,7 +6,7 @@
  * no (or could not be reached), 2 the command line is wrong.
  */
 import { readFile } from 'node:fs/promises';
-import type { BatchReport, BatchSummary, Progress } from './bulk/report.js';
+import type { BatchReport, BatchSummary, Progress } from './http/presenter.js';
 import { ApiError, ConnectionError, createApi, type Api } from './cli/api.js';
 import { parseInvocation, USAGE, UsageError, type Invocation } from './cli/args.js';
 import { createProgressView } from './cli/progress.js';

@@ -22,6 +22,15 @@ export const configSchema = z.object({
   PORT: int(0, 65535).default(3000),
   LOG_LEVEL: z.enum(['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly']).default('info'),
   DATABASE_PATH: z.string().min(1).default('./data/hospital-bulk.db'),
+  /** PostgreSQL instead of the SQLite file: postgres://user:password@host:5432/db (sslmode in the URL). */
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\/\S+$/, { error: 'must be a postgres:// or postgresql:// URL' })
+    .optional(),
+  /** How long a batch's lease lasts without renewal before another instance may take it over. */
+  BATCH_LEASE_MS: int(100).default(30_000),
+  /** This instance's name in leases and logs; a random one when unset. */
+  INSTANCE_ID: z.string().regex(/^[\w.:-]{1,100}$/, { error: 'must be 1 to 100 letters, digits, or . _ : -' }).optional(),
 
   HOSPITAL_API_BASE_URL: z
     .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })

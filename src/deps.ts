@@ -1,26 +1,28 @@
-import { createEventBus } from './bulk/events.js';
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { Config } from './config.js';
-import { openDatabase } from './db/database.js';
+import { openStore } from './db/index.js';
 import { createDirectoryClient } from './directory/client.js';
 import { createLifecycle } from './lifecycle.js';
 import { createLogger, type Logger } from './logger.js';
 
 /** The composition root: every real dependency, built once from the config. */
-export function buildDeps(config: Config, logger: Logger = createLogger(config)) {
-  const database = openDatabase(config.DATABASE_PATH);
+export async function buildDeps(config: Config, logger: Logger = createLogger(config)) {
+  const store = await openStore(config);
   const directory = createDirectoryClient(config, logger);
   return {
     config,
     logger,
-    db: database.db,
+    store,
     directory,
-    events: createEventBus(database.db),
     lifecycle: createLifecycle(),
-    close(): void {
+    /** Owner name in batch leases: unique per process, readable in logs. */
+    instanceId: config.INSTANCE_ID ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
+    async close(): Promise<void> {
       directory.close();
-      database.close();
+      await store.close();
     },
   };
 }
 
-export type Deps = ReturnType<typeof buildDeps>;
+export type Deps = Awaited<ReturnType<typeof buildDeps>>;

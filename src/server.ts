@@ -3,7 +3,6 @@ import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { interruptOrphans } from './db/queries.js';
 import { buildDeps } from './deps.js';
 
 /** The entry point: real dependencies, start-up recovery, listening, graceful shutdown. */
@@ -16,11 +15,11 @@ async function main(): Promise<void> {
     process.stderr.write(`${error.message}\n`);
     process.exit(1);
   }
-  const deps = buildDeps(config);
+  const deps = await buildDeps(config);
   const { logger } = deps;
 
   // Whatever a killed process left running cannot still be running: make it resumable.
-  for (const batchId of interruptOrphans(deps.db)) {
+  for (const batchId of await deps.store.interruptOrphans()) {
     logger.warn('batch interrupted by an earlier stop; resume it with POST /batches/:id/resume', { batch_id: batchId });
   }
 
@@ -47,7 +46,7 @@ async function main(): Promise<void> {
   logger.info('listening', {
     url: typeof address === 'object' && address ? `http://${address.address}:${address.port}` : String(address),
     directory: config.HOSPITAL_API_BASE_URL,
-    database: config.DATABASE_PATH,
+    database: deps.store.engine === 'sqlite' ? config.DATABASE_PATH : 'postgres',
   });
 
   let stopping = false;
@@ -66,7 +65,7 @@ async function main(): Promise<void> {
     server.closeIdleConnections();
     await Promise.race([closed, sleep(2_000)]);
     server.closeAllConnections();
-    deps.close();
+    await deps.close();
     logger.info('stopped');
     process.exit(0);
   };

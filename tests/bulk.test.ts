@@ -305,7 +305,7 @@ describe('history', () => {
     stack = await startStack();
     const { body: report } = await upload(csv(2));
 
-    stack.restart();
+    await stack.restart();
 
     const res = await request(stack.app).get(`/batches/${report.batch_id}`);
     expect(res.status).toBe(200);

@@ -210,7 +210,7 @@ describe.each(['production', 'development'])('an unexpected error with NODE_ENV=
 
   test('when the database is gone under a request, then 500 problem JSON with no stack trace or file path, and the error is logged', async () => {
     await request(stack.app).get('/batches').expect(200); // the control: it works while the database is open
-    stack.deps.close();
+    await stack.deps.close();
 
     const res = await request(stack.app).get('/batches').set('X-Request-Id', `boom-${nodeEnv}`).expect(500);
     expect(res.headers['content-type']).toMatch(PROBLEM_JSON);

@@ -67,7 +67,7 @@ export async function startStack(options: { sim?: SimulatorOptions; env?: Record
   const env: Record<string, string> = { ...FAST_ENV, HOSPITAL_API_BASE_URL: sim.url, DATABASE_PATH: join(dir.path, 'history.db'), ...options.env };
   const log = memoryLogger(env.LOG_LEVEL === 'error' ? 'error' : 'debug');
   const config = loadConfig(env);
-  let deps = buildDeps(config, log.logger);
+  let deps = await buildDeps(config, log.logger);
   let app = createApp(deps);
   return {
     sim,
@@ -80,13 +80,13 @@ export async function startStack(options: { sim?: SimulatorOptions; env?: Record
     },
     logLines: log.lines,
     /** Builds a fresh app on the same database file, as a restart would. */
-    restart() {
-      deps.close();
-      deps = buildDeps(config, log.logger);
+    async restart() {
+      await deps.close();
+      deps = await buildDeps(config, log.logger);
       app = createApp(deps);
     },
     async close() {
-      deps.close();
+      await deps.close();
       await sim.close();
       dir.remove();
     },

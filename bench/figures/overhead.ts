@@ -18,6 +18,8 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import winston from 'winston';
+import type { RowStatus } from '../../src/bulk/status.js';
+import type { Claim } from '../../src/db/store.js';
 import { createSimulator } from '../../simulator/simulator.js';
 import {
   answeredAt,
@@ -142,16 +144,14 @@ export async function overhead(): Promise<FigureResult> {
 /**
  * Times, with the built code in this process, what the service does for each row besides
  * waiting for the directory: the database work of src/bulk/process.ts runRow + commitRow
- * (updateRows to 'creating', updateRows with the outcome, findBatch + findRows + toProgress
- * for the progress event, events.record), and one directory request through the built
+ * (store.updateRows to 'creating', store.updateRows with the outcome and its row event,
+ * progressOf over the run's rows), and one directory request through the built
  * client (limiter + got) against a plain node:http request to the same simulator.
  */
 async function rowParts(): Promise<string> {
   const dist = (path: string) => pathToFileURL(join(ROOT, 'dist/src', path)).href;
-  const { openDatabase } = (await import(dist('db/database.js'))) as typeof import('../../src/db/database.js');
-  const { insertBatch, updateRows, findBatch, findRows } = (await import(dist('db/queries.js'))) as typeof import('../../src/db/queries.js');
-  const { toProgress } = (await import(dist('bulk/report.js'))) as typeof import('../../src/bulk/report.js');
-  const { createEventBus } = (await import(dist('bulk/events.js'))) as typeof import('../../src/bulk/events.js');
+  const { createSqliteStore } = (await import(dist('db/sqlite/store.js'))) as typeof import('../../src/db/sqlite/store.js');
+  const { progressOf } = (await import(dist('bulk/progress.js'))) as typeof import('../../src/bulk/progress.js');
   const { createDirectoryClient } = (await import(dist('directory/client.js'))) as typeof import('../../src/directory/client.js');
   const { loadConfig } = (await import(dist('config.js'))) as typeof import('../../src/config.js');
   const { createLogger } = (await import(dist('logger.js'))) as typeof import('../../src/logger.js');
@@ -159,7 +159,7 @@ async function rowParts(): Promise<string> {
   const dir = tempDir('overhead-parts');
   const sim = createSimulator({ createDelayMs: 0, rateLimits: false });
   await sim.listen();
-  const { db, close } = openDatabase(join(dir.path, 'parts.db'));
+  const store = createSqliteStore(join(dir.path, 'parts.db'));
   const logger = createLogger(
     { LOG_LEVEL: 'warn', NODE_ENV: 'production' },
     new winston.transports.Stream({ stream: new Writable({ write: (_c, _e, cb) => cb() }) }),
@@ -167,31 +167,28 @@ async function rowParts(): Promise<string> {
   const directory = createDirectoryClient(loadConfig({ HOSPITAL_API_BASE_URL: sim.url, UPSTREAM_RATE_WINDOW_MS: '100' }), logger);
   try {
     // The database work of one row, on batches of 20 like the figure's.
-    const events = createEventBus(db);
-    const batchIds: string[] = [];
+    const claims = new Map<string, { claim: Claim; rows: { row: number; status: RowStatus }[] }>();
     for (let b = 0; b < 50; b++) {
       const id = randomUUID();
-      batchIds.push(id);
-      insertBatch(db, {
-        id,
-        filename: 'parts.csv',
-        fileSha256: '0'.repeat(64),
-        rows: Array.from({ length: ROWS }, (_, i) => ({ row: i + 1, line: i + 2, name: `H ${i}`, address: `${i} Road`, phone: null })),
-      });
+      const rows = Array.from({ length: ROWS }, (_, i) => ({ row: i + 1, line: i + 2, name: `H ${i}`, address: `${i} Road`, phone: null }));
+      await store.admitBatch({ id, filename: 'parts.csv', fileSha256: '0'.repeat(64), idempotencyKey: null, rows }, { maxActive: 1_000 });
+      const claimed = await store.claimBatch(id, { from: ['pending'], owner: 'bench', leaseMs: 60_000 });
+      if (claimed.kind !== 'claimed') throw new Error('claim failed');
+      claims.set(id, { claim: claimed.claim, rows: rows.map((r) => ({ row: r.row, status: 'pending' as RowStatus })) });
     }
-    const rowWork = (batchId: string, row: number) => {
-      updateRows(db, batchId, [row], { status: 'creating' });
-      updateRows(db, batchId, [row], { status: 'created', hospitalId: row, errorMessage: null, attempts: 1 });
-      events.record(batchId, 'row', {
-        row,
-        status: 'created',
-        progress: toProgress(findBatch(db, batchId)!, findRows(db, batchId), directory.estimatedCreateWaitMs),
-      });
+    const rowWork = async (batchId: string, row: number) => {
+      const { claim, rows } = claims.get(batchId)!;
+      await store.updateRows(claim, [row], { status: 'creating' });
+      rows[row - 1]!.status = 'created';
+      const progress = progressOf({ startedAt: Date.now() }, rows, directory.estimatedCreateWaitMs);
+      await store.updateRows(claim, [row], { status: 'created', hospitalId: row, errorMessage: null, attempts: 1 }, [
+        { type: 'row', row, status: 'created', hospitalId: row, errorMessage: null, attempts: 1, progress },
+      ]);
     };
-    const rows = batchIds.flatMap((batchId) => Array.from({ length: ROWS }, (_, i) => [batchId, i + 1] as const));
-    for (const [batchId, row] of rows.slice(0, 100)) rowWork(batchId, row); // warm-up
+    const rows = [...claims.keys()].flatMap((batchId) => Array.from({ length: ROWS }, (_, i) => [batchId, i + 1] as const));
+    for (const [batchId, row] of rows.slice(0, 100)) await rowWork(batchId, row); // warm-up
     const t0 = performance.now();
-    for (const [batchId, row] of rows.slice(100)) rowWork(batchId, row);
+    for (const [batchId, row] of rows.slice(100)) await rowWork(batchId, row);
     const dbUs = ((performance.now() - t0) * 1000) / (rows.length - 100);
 
     // One directory request: a GET /hospitals/batch/:id (404 → []) through the built client,
@@ -217,12 +214,12 @@ async function rowParts(): Promise<string> {
     const plainUs = await timeAsync(() => plain(`/hospitals/batch/${randomUUID()}`));
     agent.destroy();
     return (
-      `the database work of one row (2 × updateRows, findBatch + findRows + toProgress, events.record) ${(dbUs / 1000).toFixed(2)} ms; ` +
+      `the database work of one row (2 × store.updateRows, one with its row event, progressOf) ${(dbUs / 1000).toFixed(2)} ms; ` +
       `one directory round trip to the simulator through the built client (limiter + got) ${(clientUs / 1000).toFixed(2)} ms vs ${(plainUs / 1000).toFixed(2)} ms with plain node:http (both including the simulator's own handling)`
     );
   } finally {
     directory.close();
-    close();
+    await store.close();
     await sim.close();
     dir.remove();
   }

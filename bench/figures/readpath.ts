@@ -139,7 +139,7 @@ export async function readPath(history: HistoryDb): Promise<FigureResult> {
       `read path, where a GET /batches/:id goes: the service spends ${byId.cpuUs.toFixed(0)} µs of CPU per request where the hello app spends ${reference.cpuUs.toFixed(0)} µs ` +
         `(both servers are CPU-bound here, so requests/s follow CPU per request: a ratio of ${TARGET_RATIO} needs about ${(reference.cpuUs / TARGET_RATIO).toFixed(0)} µs). ` +
         `Of the ${byId.cpuUs.toFixed(0)} µs: the service's middleware and a small response (its own GET /health) ${health.cpuUs.toFixed(0)} µs; ` +
-        `findBatch + findRows (src/db/queries.ts, drizzle statements prepared once per database) ${parts.drizzleUs.toFixed(0)} µs (timed in this process with dist/; the same two SELECTs on raw better-sqlite3 statements take ${parts.preparedUs.toFixed(0)} µs); ` +
+        `store.findBatch + findRows (src/db/sqlite/store.ts, drizzle statements prepared once per database) ${parts.drizzleUs.toFixed(0)} µs (timed in this process with dist/; the same two SELECTs on raw better-sqlite3 statements take ${parts.preparedUs.toFixed(0)} µs); ` +
         `toReport + JSON.stringify ${parts.reportUs.toFixed(0)} µs; ` +
         `the rest, ≈ ${Math.max(0, byId.cpuUs - health.cpuUs - parts.drizzleUs - parts.reportUs).toFixed(0)} µs, is (per a CPU profile taken while writing this benchmark) mostly writing the ${(byId.bytesPerResponse / 1024).toFixed(1)} kB answer (writev) and GC, then ETag hashing, the API-key check and routing. ` +
         `GET /batches?limit=50 (${list.cpuUs.toFixed(0)} µs): listBatches(51) ${parts.listDrizzleUs.toFixed(0)} µs vs ${parts.listPreparedUs.toFixed(0)} µs on a raw better-sqlite3 statement (both mostly SQLite reading and building 51 row objects), toSummary × 50 + JSON.stringify ${parts.listJsonUs.toFixed(0)} µs, a ${(list.bytesPerResponse / 1024).toFixed(1)} kB answer to write. ` +
@@ -151,7 +151,7 @@ export async function readPath(history: HistoryDb): Promise<FigureResult> {
 
 /**
  * Times the parts of GET /batches/:id with the built code, in this process, on the same
- * database: the two drizzle queries (src/db/queries.ts findBatch + findRows), the same two
+ * database: the two store reads (src/db/sqlite/store.ts findBatch + findRows), the same two
  * SELECTs through better-sqlite3 statements prepared once, toReport + JSON.stringify, and
  * the request log line that requestLog writes at `info` while LOG_LEVEL is warn.
  */
@@ -160,9 +160,8 @@ async function handlerParts(
   ids: string[],
 ): Promise<{ drizzleUs: number; preparedUs: number; reportUs: number; logUs: number; listDrizzleUs: number; listPreparedUs: number; listJsonUs: number }> {
   const dist = (path: string) => pathToFileURL(join(ROOT, 'dist/src', path)).href;
-  const { openDatabase } = (await import(dist('db/database.js'))) as typeof import('../../src/db/database.js');
-  const { findBatch, findRows, listBatches } = (await import(dist('db/queries.js'))) as typeof import('../../src/db/queries.js');
-  const { toReport, toSummary } = (await import(dist('bulk/report.js'))) as typeof import('../../src/bulk/report.js');
+  const { createSqliteStore } = (await import(dist('db/sqlite/store.js'))) as typeof import('../../src/db/sqlite/store.js');
+  const { toReport, toSummary } = (await import(dist('http/presenter.js'))) as typeof import('../../src/http/presenter.js');
   const { createLogger } = (await import(dist('logger.js'))) as typeof import('../../src/logger.js');
   const { Writable } = await import('node:stream');
   const winston = (await import('winston')).default;
@@ -174,16 +173,24 @@ async function handlerParts(
     for (let i = 0; i < N; i++) fn(i);
     return ((performance.now() - t0) * 1000) / N;
   };
+  const timeAsync = async (fn: (i: number) => Promise<unknown>): Promise<number> => {
+    for (let i = 0; i < 500; i++) await fn(i); // warm-up
+    const t0 = performance.now();
+    for (let i = 0; i < N; i++) await fn(i);
+    return ((performance.now() - t0) * 1000) / N;
+  };
   const id = (i: number) => ids[i % ids.length]!;
 
-  const { db, close } = openDatabase(dbPath);
+  const store = createSqliteStore(dbPath);
   const raw = new Database(dbPath, { readonly: true });
   try {
-    const drizzleUs = time((i) => [findBatch(db, id(i)), findRows(db, id(i))]);
+    const drizzleUs = await timeAsync((i) => Promise.all([store.findBatch(id(i)), store.findRows(id(i))]));
     const batchStmt = raw.prepare('select * from batches where id = ?');
     const rowsStmt = raw.prepare('select * from batch_rows where batch_id = ? order by row');
     const preparedUs = time((i) => [batchStmt.get(id(i)), rowsStmt.all(id(i))]);
-    const reports = ids.slice(0, 100).map((batchId) => ({ batch: findBatch(db, batchId)!, rows: findRows(db, batchId) }));
+    const reports = await Promise.all(
+      ids.slice(0, 100).map(async (batchId) => ({ batch: (await store.findBatch(batchId))!, rows: await store.findRows(batchId) })),
+    );
     const reportUs = time((i) => {
       const r = reports[i % reports.length]!;
       return JSON.stringify(toReport(r.batch, r.rows));
@@ -194,14 +201,14 @@ async function handlerParts(
     const logger = createLogger({ LOG_LEVEL: 'warn', NODE_ENV: 'production' }, sink);
     const logUs = time((i) => logger.info('request', { request_id: 'b7e2c1de-0000-4000-8000-000000000000', method: 'GET', path: `/batches/${id(i)}`, status: 200, duration_ms: 1.234 }));
     // GET /batches?limit=50 reads 51 batches (one more, to know whether there is a next page).
-    const listDrizzleUs = time(() => listBatches(db, 51));
+    const listDrizzleUs = await timeAsync(() => store.listBatches(51));
     const listStmt = raw.prepare('select * from batches order by created_at desc, id desc limit ?');
     const listPreparedUs = time(() => listStmt.all(51));
-    const page = listBatches(db, 51).slice(0, 50);
+    const page = (await store.listBatches(51)).slice(0, 50);
     const listJsonUs = time(() => JSON.stringify({ batches: page.map(toSummary), next_cursor: 'x' }));
     return { drizzleUs, preparedUs, reportUs, logUs, listDrizzleUs, listPreparedUs, listJsonUs };
   } finally {
     raw.close();
-    close();
+    await store.close();
   }
 }

@@ -1,46 +1,55 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { Db } from '../db/database.js';
-import { findBatchByIdempotencyKey, insertBatch } from '../db/queries.js';
-import type { BatchRecord } from '../db/schema.js';
+import type { BatchRecord, Store } from '../db/store.js';
 import { AppError } from '../errors.js';
 import { readHospitalsCsv } from './csv.js';
+import { tooManyBatches } from './process.js';
 
-export type Accepted = { kind: 'new'; batchId: string } | { kind: 'replay'; batch: BatchRecord };
+export type Accepted = { kind: 'new'; batch: BatchRecord } | { kind: 'replay'; batch: BatchRecord };
 
 /**
  * Validates an upload and records it as a pending batch with all its rows, before anything
  * is sent upstream. With an Idempotency-Key already seen for the same file, it returns that
  * batch instead (the directory receives nothing twice); for a different file, 422.
- * `assertRoomForBatch` runs after validation and before the insert, so a bad file still
- * hears what is wrong with it and a replay is never refused for lack of room.
+ * The key's uniqueness and the MAX_ACTIVE_BATCHES room are decided by the store in the
+ * transaction that inserts, so concurrent uploads (on any instance) cannot both slip in.
  */
-export function acceptUpload(
-  db: Db,
+export async function acceptUpload(
+  store: Store,
   upload: { content: Buffer; filename: string; idempotencyKey: string | null },
-  limits: { maxRows: number; assertRoomForBatch: () => void },
-): Accepted {
+  limits: { maxRows: number; maxActive: number },
+): Promise<Accepted> {
   const fileSha256 = createHash('sha256').update(upload.content).digest('hex');
-  const earlier = upload.idempotencyKey ? findBatchByIdempotencyKey(db, upload.idempotencyKey) : undefined;
-  if (earlier) {
-    if (earlier.fileSha256 !== fileSha256) {
-      throw new AppError(
-        'idempotency_key_reused',
-        `This Idempotency-Key was already used for a different file (batch ${earlier.id}). Use a new key for a new file.`,
-        { batch_id: earlier.id },
-      );
-    }
-    return { kind: 'replay', batch: earlier };
-  }
+  // A replay must not be refused for a file problem or for lack of room: look first.
+  const earlier = upload.idempotencyKey ? await store.findBatchByIdempotencyKey(upload.idempotencyKey) : undefined;
+  if (earlier) return replay(earlier, fileSha256);
   const rows = readHospitalsCsv(upload.content, limits);
-  limits.assertRoomForBatch();
-  const batchId = randomUUID();
-  // better-sqlite3 is synchronous: nothing can slip in between the lookup above and this insert.
-  insertBatch(db, {
-    id: batchId,
-    filename: upload.filename,
-    fileSha256,
-    idempotencyKey: upload.idempotencyKey,
-    rows: rows.map(({ row, line, name, address, phone }) => ({ row, line, name, address, phone })),
-  });
-  return { kind: 'new', batchId };
+  const admission = await store.admitBatch(
+    {
+      id: randomUUID(),
+      filename: upload.filename,
+      fileSha256,
+      idempotencyKey: upload.idempotencyKey,
+      rows: rows.map(({ row, line, name, address, phone }) => ({ row, line, name, address, phone })),
+    },
+    { maxActive: limits.maxActive },
+  );
+  switch (admission.kind) {
+    case 'new':
+      return { kind: 'new', batch: admission.batch };
+    case 'existing':
+      return replay(admission.batch, fileSha256);
+    case 'full':
+      throw tooManyBatches(limits.maxActive);
+  }
+}
+
+function replay(earlier: BatchRecord, fileSha256: string): Accepted {
+  if (earlier.fileSha256 !== fileSha256) {
+    throw new AppError(
+      'idempotency_key_reused',
+      `This Idempotency-Key was already used for a different file (batch ${earlier.id}). Use a new key for a new file.`,
+      { batch_id: earlier.id },
+    );
+  }
+  return { kind: 'replay', batch: earlier };
 }

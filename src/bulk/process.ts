@@ -1,47 +1,136 @@
 import type { Config } from '../config.js';
-import type { Db } from '../db/database.js';
-import { claimBatch, findBatch, findRows, updateBatch, updateRows } from '../db/queries.js';
-import type { BatchRecord, BatchStatus, RowRecord } from '../db/schema.js';
+import { LeaseLostError, STOPPED_WHILE_SENDING, type BatchRecord, type Claim, type RowPatch, type RowRecord, type Store } from '../db/store.js';
 import { DirectoryError, findUnclaimed, type CreateOutcome, type DirectoryClient } from '../directory/client.js';
 import { AppError } from '../errors.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
-import type { EventBus } from './events.js';
-import { toProgress, toReport, type BatchReport } from './report.js';
+import type { BatchEvent } from './events.js';
+import { progressOf } from './progress.js';
+import { isCreated, RESUMABLE, ROLLBACKABLE, type BatchStatus } from './status.js';
 
 export interface ProcessDeps {
-  db: Db;
+  store: Store;
   directory: DirectoryClient;
   logger: Logger;
   lifecycle: Lifecycle;
-  events: EventBus;
-  config: Pick<Config, 'CIRCUIT_FAILURE_THRESHOLD' | 'ON_FAILURE' | 'SHUTDOWN_GRACE_MS' | 'UPSTREAM_CONCURRENCY'>;
+  /** This process, as the owner of the batches it runs. */
+  instanceId: string;
+  config: Pick<
+    Config,
+    'CIRCUIT_FAILURE_THRESHOLD' | 'ON_FAILURE' | 'SHUTDOWN_GRACE_MS' | 'UPSTREAM_CONCURRENCY' | 'MAX_ACTIVE_BATCHES' | 'BATCH_LEASE_MS'
+  >;
+}
+
+/** A batch and its rows as they stand: what every workflow step answers with. */
+export interface BatchOutcome {
+  batch: BatchRecord;
+  rows: RowRecord[];
+}
+
+/** One run of a claimed batch: the claim that fences its writes, and its rows as last written. */
+interface Run {
+  deps: ProcessDeps;
+  claim: Claim;
+  startedAt: number;
+  rows: RowRecord[];
 }
 
 const STOPPED = Symbol('stopped');
-const isCreated = (row: RowRecord) => row.status === 'created' || row.status === 'created_and_activated';
 
 /**
- * Takes a recorded batch through the directory: wake it, settle what an earlier run left
- * open, create each missing row in file order (committing every outcome as it happens),
- * activate only if every row exists, finish. Resolves with the final report; throws
- * `directory_unavailable` if the directory never woke.
+ * Takes a freshly recorded (`pending`) batch through the directory: wake it, create each
+ * row in file order (committing every outcome as it happens), activate only if every row
+ * exists, finish. Throws `directory_unavailable` if the directory never woke.
  */
-export async function processBatch(deps: ProcessDeps, batchId: string): Promise<BatchReport> {
-  const { db, directory, lifecycle, config } = deps;
-  const startedAt = Date.now();
-  updateBatch(db, batchId, { status: 'processing', startedAt, error: null, completedAt: null });
-  deps.events.record(batchId, 'batch', { status: 'processing' });
-  deps.logger.info('batch started', { batch_id: batchId });
+export async function processBatch(deps: ProcessDeps, batchId: string): Promise<BatchOutcome> {
+  return run(deps, await claim(deps, batchId, ['pending'], 'started'));
+}
 
-  const woke = await unlessStopped(deps, directory.wake({ batchId }).then(
-    () => null,
-    (error: unknown) => error,
-  ));
-  if (woke === STOPPED) return interrupt(deps, batchId, startedAt);
+/** Finishes a `failed` or `interrupted` batch: reconcile, create what is missing, activate. */
+export async function resumeBatch(deps: ProcessDeps, batchId: string): Promise<BatchOutcome> {
+  return run(deps, await claim(deps, batchId, RESUMABLE, 'resumed', deps.config.MAX_ACTIVE_BATCHES));
+}
+
+/**
+ * Deletes the batch upstream and marks it rolled back; from failed, interrupted or completed.
+ * If the directory refuses, the batch returns to where it was, with `onRestore` announced.
+ */
+export async function rollbackBatch(deps: ProcessDeps, batchId: string, onRestore: BatchEvent[] = []): Promise<BatchOutcome> {
+  const { claim: held, previous } = await claimWithPrevious(deps, batchId, ROLLBACKABLE, 'rolled back');
+  try {
+    const deleted = await deps.directory.deleteBatch(batchId, { batchId });
+    deps.logger.info('batch rolled back', { batch_id: batchId, deleted_count: deleted });
+  } catch (error) {
+    await deps.store.finishBatch(held, previous.status, {}, onRestore);
+    const message = error instanceof Error ? error.message : String(error);
+    throw new AppError('directory_unavailable', `${message} The batch was not rolled back; try again later.`, { batch_id: batchId }, { cause: error });
+  }
+  await deps.store.updateRows(held, 'all', { status: 'deleted' });
+  await deps.store.finishBatch(held, 'rolled_back', { activated: false, completedAt: Date.now() }, [
+    { type: 'status', status: 'rolled_back', error: null },
+  ]);
+  return outcome(deps.store, batchId);
+}
+
+async function claim(deps: ProcessDeps, batchId: string, from: readonly BatchStatus[], action: string, maxActive?: number): Promise<Claim> {
+  return (await claimWithPrevious(deps, batchId, from, action, maxActive)).claim;
+}
+
+/** Moves the batch to `processing` for this instance; 404, 409 or 503 saying why not. */
+async function claimWithPrevious(deps: ProcessDeps, batchId: string, from: readonly BatchStatus[], action: string, maxActive?: number) {
+  const result = await deps.store.claimBatch(batchId, { from, owner: deps.instanceId, leaseMs: deps.config.BATCH_LEASE_MS, maxActive });
+  switch (result.kind) {
+    case 'claimed':
+      return result;
+    case 'not_found':
+      throw new AppError('not_found', `No batch with id ${batchId}.`);
+    case 'full':
+      throw tooManyBatches(deps.config.MAX_ACTIVE_BATCHES);
+    case 'conflict': {
+      const allowed = `${from.slice(0, -1).join(', ')}${from.length > 1 ? ' or ' : ''}${from.at(-1)}`;
+      throw new AppError('conflict', `The batch is ${result.status}; only a ${allowed} batch can be ${action}.`, {
+        batch_id: batchId,
+        batch_status: result.status,
+      });
+    }
+  }
+}
+
+export function tooManyBatches(max: number): AppError {
+  return new AppError('overloaded', `${max} batches are already running, the most this service takes at once; try again in a minute.`);
+}
+
+/** Runs a claimed batch to its end, renewing the lease meanwhile; a lost lease stops it without another write. */
+async function run(deps: ProcessDeps, held: Claim): Promise<BatchOutcome> {
+  const renew = setInterval(() => {
+    deps.store.renewLease(held, deps.config.BATCH_LEASE_MS).catch((error: unknown) => {
+      deps.logger.warn('lease renewal failed', { batch_id: held.batchId, error: String(error) });
+    });
+  }, Math.max(50, Math.floor(deps.config.BATCH_LEASE_MS / 3)));
+  try {
+    return await runClaimed(deps, held);
+  } catch (error) {
+    if (!(error instanceof LeaseLostError)) throw error;
+    deps.logger.warn('batch taken over by another instance; this one stops', { batch_id: held.batchId });
+    return outcome(deps.store, held.batchId);
+  } finally {
+    clearInterval(renew);
+  }
+}
+
+async function runClaimed(deps: ProcessDeps, held: Claim): Promise<BatchOutcome> {
+  const { store, directory } = deps;
+  const batchId = held.batchId;
+  const startedAt = Date.now();
+  await store.updateBatch(held, { startedAt, error: null, completedAt: null }, [{ type: 'status', status: 'processing', error: null }]);
+  deps.logger.info('batch started', { batch_id: batchId });
+  const current: Run = { deps, claim: held, startedAt, rows: await store.findRows(batchId) };
+
+  const woke = await unlessStopped(deps, directory.wake({ batchId }).then(() => null, (error: unknown) => error));
+  if (woke === STOPPED) return interrupt(current);
   if (woke !== null) {
     const message = woke instanceof Error ? woke.message : String(woke);
-    finish(deps, batchId, startedAt, 'failed', message);
+    await finish(current, 'failed', message);
     throw new AppError(
       'directory_unavailable',
       `${message} Nothing more was created; the batch is kept and can be resumed with POST /batches/${batchId}/resume.`,
@@ -52,37 +141,31 @@ export async function processBatch(deps: ProcessDeps, batchId: string): Promise<
 
   try {
     // A fresh upload has touched nothing upstream; anything else must be settled first.
-    const before = findRows(db, batchId);
-    if (before.some((row) => row.status !== 'pending' || row.attempts > 0)) await reconcile(deps, batchId, before);
+    if (current.rows.some((row) => row.status !== 'pending' || row.attempts > 0)) await reconcile(current);
   } catch (error) {
     if (!(error instanceof DirectoryError)) throw error;
-    return finish(deps, batchId, startedAt, 'failed', `Could not check the batch in the directory before resuming: ${error.message}`);
+    return finish(current, 'failed', `Could not check the batch in the directory before resuming: ${error.message}`);
   }
 
-  const rows = findRows(db, batchId);
-  const stop = await createMissingRows(deps, rows);
-  if (stop.kind === 'interrupted') return interrupt(deps, batchId, startedAt);
-  if (stop.kind === 'circuit_open') return stopSending(deps, batchId, startedAt, stop.notAttempted, stop.failures);
+  const stop = await createMissingRows(current);
+  if (stop.kind === 'interrupted') return interrupt(current);
+  if (stop.kind === 'circuit_open') return stopSending(current, stop.notAttempted, stop.failures);
 
-  const done = findRows(db, batchId);
-  const missing = done.filter((row) => !isCreated(row)).length;
-  if (missing > 0) {
-    return failed(deps, batchId, startedAt, `${missing} of ${done.length} rows were not created; the batch was not activated.`);
-  }
+  const missing = current.rows.filter((row) => !isCreated(row)).length;
+  if (missing > 0) return failed(current, `${missing} of ${current.rows.length} rows were not created; the batch was not activated.`);
   const activated = await unlessStopped(
     deps,
-    directory.activateBatch(batchId, done.map((row) => row.hospitalId!), { batchId }).catch((error: unknown) => {
+    directory.activateBatch(batchId, current.rows.map((row) => row.hospitalId!), { batchId }).catch((error: unknown) => {
       if (error instanceof DirectoryError) return error;
       throw error;
     }),
   );
-  if (activated === STOPPED) return interrupt(deps, batchId, startedAt);
-  if (activated instanceof DirectoryError) return failed(deps, batchId, startedAt, activated.message);
-  updateRows(db, batchId, 'all', { status: 'created_and_activated' });
-  updateBatch(db, batchId, { activated: true });
-  deps.events.record(batchId, 'batch', { status: 'processing', batch_activated: true });
+  if (activated === STOPPED) return interrupt(current);
+  if (activated instanceof DirectoryError) return failed(current, activated.message);
+  await store.updateRows(held, 'all', { status: 'created_and_activated' });
+  await store.updateBatch(held, { activated: true }, [{ type: 'activated' }]);
   deps.logger.info('batch activated', { batch_id: batchId, activated_count: activated.activatedCount });
-  return finish(deps, batchId, startedAt, 'completed', null);
+  return finish(current, 'completed', null);
 }
 
 type LoopEnd = { kind: 'done' } | { kind: 'interrupted' } | { kind: 'circuit_open'; failures: number; notAttempted: RowRecord[] };
@@ -93,26 +176,27 @@ type LoopEnd = { kind: 'done' } | { kind: 'interrupted' } | { kind: 'circuit_ope
  * always be settled by adopting "a hospital with these values that no other row owns".
  * New rows stop starting when a shutdown begins or the directory looks down.
  */
-async function createMissingRows(deps: ProcessDeps, rows: RowRecord[]): Promise<LoopEnd> {
+async function createMissingRows(current: Run): Promise<LoopEnd> {
+  const { deps } = current;
   const { directory, lifecycle, config } = deps;
-  const claimed = new Set(rows.filter(isCreated).map((row) => row.hospitalId!));
-  const queue = rows.filter((row) => !isCreated(row));
+  const claimed = new Set(current.rows.filter(isCreated).map((row) => row.hospitalId!));
+  const queue = current.rows.filter((row) => !isCreated(row));
   const sameRowInFlight = new Map<string, Promise<unknown>>();
   let failuresInARow = 0;
   let interrupted = false;
 
   const runRow = async (row: RowRecord): Promise<void> => {
-    updateRows(deps.db, row.batchId, [row.row], { status: 'creating' });
-    const outcome = await unlessStopped(
+    await writeRow(current, row.row, { status: 'creating' });
+    const result = await unlessStopped(
       deps,
       directory.createHospital({ name: row.name, address: row.address, phone: row.phone }, { batchId: row.batchId, row: row.row, claimed }),
     );
-    if (outcome === STOPPED) {
+    if (result === STOPPED) {
       interrupted = true;
       return;
     }
-    commitRow(deps, row, outcome);
-    failuresInARow = outcome.kind === 'failed' ? failuresInARow + 1 : 0;
+    await commitRow(current, row, result);
+    failuresInARow = result.kind === 'failed' ? failuresInARow + 1 : 0;
   };
   const mustStop = () => {
     if (lifecycle.stopping) interrupted = true;
@@ -135,49 +219,30 @@ async function createMissingRows(deps: ProcessDeps, rows: RowRecord[]): Promise<
   };
   await Promise.all(Array.from({ length: Math.min(config.UPSTREAM_CONCURRENCY, Math.max(queue.length, 1)) }, worker));
   if (interrupted) return { kind: 'interrupted' };
-  if (queue.length > 0) return { kind: 'circuit_open', failures: failuresInARow, notAttempted: queue };
+  if (queue.length > 0) return { kind: 'circuit_open', failures: failuresInARow, notAttempted: queue.sort((a, b) => a.row - b.row) };
   return { kind: 'done' };
 }
 
-/** Finishes a `failed` or `interrupted` batch: reconcile, create what is missing, activate. */
-export async function resumeBatch(deps: ProcessDeps, batchId: string): Promise<BatchReport> {
-  claim(deps, batchId, ['failed', 'interrupted'], 'resumed');
-  return processBatch(deps, batchId);
+/** Writes one row's change to the store and to the run's copy; a `row` event when it is an outcome. */
+async function writeRow(current: Run, rowNumber: number, patch: RowPatch, announce = false): Promise<RowRecord> {
+  const index = current.rows.findIndex((row) => row.row === rowNumber);
+  const updated: RowRecord = { ...current.rows[index]!, ...patch, updatedAt: Date.now() };
+  current.rows[index] = updated;
+  const events: BatchEvent[] = announce ? [rowEvent(current, updated)] : [];
+  await current.deps.store.updateRows(current.claim, [rowNumber], patch, events);
+  return updated;
 }
 
-/**
- * Deletes the batch upstream and marks it rolled back. Allowed from `failed`,
- * `interrupted` and `completed`; throws `conflict` otherwise.
- */
-export async function rollbackBatch(deps: ProcessDeps, batchId: string): Promise<BatchReport> {
-  const batch = claim(deps, batchId, ['failed', 'interrupted', 'completed'], 'rolled back');
-  try {
-    const deleted = await deps.directory.deleteBatch(batchId, { batchId });
-    deps.logger.info('batch rolled back', { batch_id: batchId, deleted_count: deleted });
-  } catch (error) {
-    updateBatch(deps.db, batchId, { status: batch.status });
-    const message = error instanceof Error ? error.message : String(error);
-    throw new AppError('directory_unavailable', `${message} The batch was not rolled back; try again later.`, { batch_id: batchId }, { cause: error });
-  }
-  updateRows(deps.db, batchId, 'all', { status: 'deleted' });
-  const completedAt = Date.now();
-  updateBatch(deps.db, batchId, { status: 'rolled_back', activated: false, completedAt });
-  deps.events.record(batchId, 'batch', { status: 'rolled_back', error: null });
-  return toReport(findBatch(deps.db, batchId)!, findRows(deps.db, batchId));
-}
-
-/** Moves the batch to `processing` if it is in one of `from`; else 404 or 409 saying why not. */
-function claim(deps: ProcessDeps, batchId: string, from: BatchStatus[], action: string): BatchRecord {
-  const batch = findBatch(deps.db, batchId);
-  if (!batch) throw new AppError('not_found', `No batch with id ${batchId}.`);
-  if (!claimBatch(deps.db, batchId, from, 'processing')) {
-    const allowed = `${from.slice(0, -1).join(', ')} or ${from.at(-1)}`;
-    throw new AppError('conflict', `The batch is ${batch.status}; only a ${allowed} batch can be ${action}.`, {
-      batch_id: batchId,
-      batch_status: batch.status,
-    });
-  }
-  return batch;
+function rowEvent(current: Run, row: RowRecord, withProgress = true): BatchEvent {
+  return {
+    type: 'row',
+    row: row.row,
+    status: row.status,
+    hospitalId: row.hospitalId,
+    errorMessage: row.errorMessage,
+    attempts: row.attempts,
+    progress: withProgress ? progressOf({ startedAt: current.startedAt }, current.rows, current.deps.directory.estimatedCreateWaitMs) : null,
+  };
 }
 
 /**
@@ -186,134 +251,126 @@ function claim(deps: ProcessDeps, batchId: string, from: BatchStatus[], action: 
  * known to be created adopt a matching hospital no other row owns (a create whose answer
  * was lost), as a multiset, so two identical rows never share one hospital.
  */
-async function reconcile(deps: ProcessDeps, batchId: string, rows: RowRecord[]): Promise<void> {
+async function reconcile(current: Run): Promise<void> {
+  const { deps, claim: held } = current;
+  const batchId = held.batchId;
   const upstream = await deps.directory.getBatch(batchId, { batchId });
   const present = new Set(upstream.map((h) => h.id));
   const claimed = new Set<number>();
   let forgotten = 0;
   let adopted = 0;
-  for (const row of rows.filter(isCreated)) {
+  for (const row of current.rows.filter(isCreated)) {
     if (present.has(row.hospitalId!)) {
       claimed.add(row.hospitalId!);
       continue;
     }
     forgotten += 1;
-    updateRows(deps.db, batchId, [row.row], { status: 'pending', hospitalId: null, errorMessage: null });
+    await writeRow(current, row.row, { status: 'pending', hospitalId: null, errorMessage: null });
   }
-  for (const row of rows.filter((r) => !isCreated(r))) {
+  for (const row of current.rows.filter((r) => !isCreated(r))) {
     const match = findUnclaimed(upstream, row, claimed);
     if (!match) continue;
     claimed.add(match.id);
     adopted += 1;
-    updateRows(deps.db, batchId, [row.row], { status: 'created', hospitalId: match.id, errorMessage: null });
-    deps.events.record(batchId, 'row', { row: row.row, status: 'created', hospital_id: match.id, error_message: null, attempts: row.attempts });
+    await writeRow(current, row.row, { status: 'created', hospitalId: match.id, errorMessage: null }, true);
   }
   const notices = [
     forgotten > 0 &&
       `The directory no longer held ${forgotten} hospital(s) of this batch (it forgets everything when it sleeps); they were created again under the same batch id.`,
     adopted > 0 && `${adopted} row(s) had been created by an earlier attempt whose answer was lost; they were adopted, not created again.`,
   ].filter(Boolean);
-  updateBatch(deps.db, batchId, { notice: notices.length > 0 ? notices.join(' ') : null });
+  await deps.store.updateBatch(held, { notice: notices.length > 0 ? notices.join(' ') : null });
   deps.logger.info('batch reconciled', { batch_id: batchId, upstream: upstream.length, forgotten, adopted });
 }
 
-function commitRow({ db, logger, events, directory }: ProcessDeps, row: RowRecord, outcome: CreateOutcome): void {
-  const attempts = row.attempts + outcome.attempts;
-  const patch = rowPatch(outcome, attempts);
-  updateRows(db, row.batchId, [row.row], patch);
-  events.record(row.batchId, 'row', {
-    row: row.row,
-    status: patch.status,
-    hospital_id: 'hospitalId' in patch ? patch.hospitalId : null,
-    error_message: patch.errorMessage,
-    attempts,
-    progress: toProgress(findBatch(db, row.batchId)!, findRows(db, row.batchId), directory.estimatedCreateWaitMs),
-  });
-  logger.log(outcome.kind === 'created' ? 'info' : 'warn', `row ${outcome.kind}`, {
+async function commitRow(current: Run, row: RowRecord, result: CreateOutcome): Promise<void> {
+  const attempts = row.attempts + result.attempts;
+  await writeRow(current, row.row, rowPatch(result, attempts), true);
+  current.deps.logger.log(result.kind === 'created' ? 'info' : 'warn', `row ${result.kind}`, {
     batch_id: row.batchId,
     row: row.row,
     attempts,
-    ...(outcome.kind === 'created' ? { hospital_id: outcome.hospital.id, adopted: outcome.adopted } : { error: outcome.message }),
+    ...(result.kind === 'created' ? { hospital_id: result.hospital.id, adopted: result.adopted } : { error: result.message }),
   });
 }
 
-function rowPatch(outcome: CreateOutcome, attempts: number) {
-  switch (outcome.kind) {
+function rowPatch(result: CreateOutcome, attempts: number): RowPatch {
+  switch (result.kind) {
     case 'created':
-      return { status: 'created' as const, hospitalId: outcome.hospital.id, errorMessage: null, attempts };
+      return { status: 'created', hospitalId: result.hospital.id, errorMessage: null, attempts };
     case 'rejected':
-      return { status: 'failed' as const, errorMessage: `Rejected by the directory (HTTP ${outcome.status}): ${outcome.message}`, attempts };
+      return { status: 'failed', errorMessage: `Rejected by the directory (HTTP ${result.status}): ${result.message}`, attempts };
     case 'failed':
-      return outcome.outcome === 'unknown'
+      return result.outcome === 'unknown'
         ? {
-            status: 'unknown' as const,
-            errorMessage: `No answer from the directory after ${attempts} attempt(s) (${outcome.message}); it may have been created: resume the batch to check.`,
+            status: 'unknown',
+            errorMessage: `No answer from the directory after ${attempts} attempt(s) (${result.message}); it may have been created: resume the batch to check.`,
             attempts,
           }
-        : { status: 'failed' as const, errorMessage: `Not created after ${attempts} attempt(s): ${outcome.message}`, attempts };
+        : { status: 'failed', errorMessage: `Not created after ${attempts} attempt(s): ${result.message}`, attempts };
   }
 }
 
 /** Fail fast: the directory is down, so the rest of the batch waits for a resume instead of timing out row by row. */
-function stopSending(deps: ProcessDeps, batchId: string, startedAt: number, left: RowRecord[], failures: number): Promise<BatchReport> {
+async function stopSending(current: Run, left: RowRecord[], failures: number): Promise<BatchOutcome> {
   const reason = `Not sent: ${failures} rows in a row could not reach the directory, so the batch stopped. Resume it when the directory is back.`;
   // A row whose outcome is unknown keeps saying so: it may exist upstream.
-  updateRows(deps.db, batchId, left.filter((row) => row.status !== 'unknown').map((row) => row.row), { errorMessage: reason });
+  const notSent = left.filter((row) => row.status !== 'unknown').map((row) => row.row);
+  for (const row of current.rows) if (notSent.includes(row.row)) Object.assign(row, { errorMessage: reason });
+  if (notSent.length > 0) await current.deps.store.updateRows(current.claim, notSent, { errorMessage: reason });
   return failed(
-    deps,
-    batchId,
-    startedAt,
-    `Stopped after ${failures} consecutive rows failed to reach the directory; ${left.length} row(s) were not attempted. Resume with POST /batches/${batchId}/resume.`,
+    current,
+    `Stopped after ${failures} consecutive rows failed to reach the directory; ${left.length} row(s) were not attempted. Resume with POST /batches/${current.claim.batchId}/resume.`,
   );
 }
 
 /** The service is shutting down: what is in flight is unknown, the rest waits for a resume. */
-function interrupt(deps: ProcessDeps, batchId: string, startedAt: number): BatchReport {
-  const inFlight = findRows(deps.db, batchId).filter((row) => row.status === 'creating');
-  const errorMessage = 'The service stopped while this row was being sent; resume the batch to check whether it was created.';
-  if (inFlight.length > 0) updateRows(deps.db, batchId, inFlight.map((row) => row.row), { status: 'unknown', errorMessage });
-  for (const row of inFlight) {
-    deps.events.record(batchId, 'row', { row: row.row, status: 'unknown', hospital_id: null, error_message: errorMessage, attempts: row.attempts });
+async function interrupt(current: Run): Promise<BatchOutcome> {
+  for (const row of current.rows.filter((r) => r.status === 'creating')) {
+    await writeRow(current, row.row, { status: 'unknown', errorMessage: STOPPED_WHILE_SENDING }, true);
   }
-  return finish(deps, batchId, startedAt, 'interrupted', `The service shut down during this batch. Resume it with POST /batches/${batchId}/resume.`);
+  return finish(current, 'interrupted', `The service shut down during this batch. Resume it with POST /batches/${current.claim.batchId}/resume.`);
 }
 
-async function failed(deps: ProcessDeps, batchId: string, startedAt: number, error: string): Promise<BatchReport> {
+async function failed(current: Run, error: string): Promise<BatchOutcome> {
+  const { deps } = current;
   const rollingBack = deps.config.ON_FAILURE === 'rollback';
   // When a rollback follows, "failed" is not the end: watchers hear the rollback's outcome instead.
-  const report = finish(deps, batchId, startedAt, 'failed', error, { announce: !rollingBack });
-  if (!rollingBack) return report;
+  const result = await finish(current, 'failed', error, { announce: !rollingBack });
+  if (!rollingBack) return result;
   try {
-    return await rollbackBatch(deps, batchId);
+    // Should the rollback fail, the batch goes back to `failed`, and that is announced then.
+    return await rollbackBatch(deps, current.claim.batchId, [{ type: 'status', status: 'failed', error }]);
   } catch (rollbackError) {
-    deps.logger.error('automatic rollback failed', { batch_id: batchId, error: rollbackError instanceof Error ? rollbackError.message : String(rollbackError) });
-    deps.events.record(batchId, 'batch', { status: 'failed', error });
-    return report;
+    deps.logger.error('automatic rollback failed', {
+      batch_id: current.claim.batchId,
+      error: rollbackError instanceof Error ? rollbackError.message : String(rollbackError),
+    });
+    return outcome(deps.store, current.claim.batchId);
   }
 }
 
-function finish(
-  deps: ProcessDeps,
-  batchId: string,
-  startedAt: number,
-  status: BatchStatus,
-  error: string | null,
-  { announce = true } = {},
-): BatchReport {
+async function finish(current: Run, status: BatchStatus, error: string | null, { announce = true } = {}): Promise<BatchOutcome> {
+  const { deps, claim: held } = current;
   const completedAt = Date.now();
-  updateBatch(deps.db, batchId, { status, error, completedAt, processingMs: completedAt - startedAt });
-  if (announce) deps.events.record(batchId, 'batch', { status, error });
-  const report = toReport(findBatch(deps.db, batchId)!, findRows(deps.db, batchId));
+  const events: BatchEvent[] = announce ? [{ type: 'status', status, error }] : [];
+  await deps.store.finishBatch(held, status, { error, completedAt, processingMs: completedAt - current.startedAt }, events);
+  const result = await outcome(deps.store, held.batchId);
   deps.logger.info('batch finished', {
-    batch_id: batchId,
+    batch_id: held.batchId,
     status,
-    created: report.processed_hospitals,
-    failed: report.failed_hospitals,
-    activated: report.batch_activated,
-    processing_ms: completedAt - startedAt,
+    created: result.batch.createdRows,
+    failed: result.batch.failedRows,
+    activated: result.batch.activated,
+    processing_ms: completedAt - current.startedAt,
     ...(error ? { error } : {}),
   });
-  return report;
+  return result;
+}
+
+async function outcome(store: Store, batchId: string): Promise<BatchOutcome> {
+  const [batch, rows] = await Promise.all([store.findBatch(batchId), store.findRows(batchId)]);
+  return { batch: batch!, rows };
 }
 
 /** Waits for `work`, unless a shutdown begins and the grace period runs out first. */

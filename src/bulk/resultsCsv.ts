@@ -1,4 +1,4 @@
-import type { BatchRecord, RowRecord } from '../db/schema.js';
+import type { BatchRecord, RowRecord } from '../db/store.js';
 
 const COLUMNS = ['row', 'name', 'address', 'phone', 'hospital_id', 'status', 'error_message'] as const;
 

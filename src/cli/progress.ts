@@ -1,4 +1,4 @@
-import type { Progress } from '../bulk/report.js';
+import type { Progress } from '../http/presenter.js';
 import { progressBar, type BarState } from './render.js';
 import type { SseEvent } from './sse.js';
 

@@ -1,4 +1,4 @@
-import type { BatchReport, BatchSummary, Progress } from '../bulk/report.js';
+import type { BatchReport, BatchSummary, Progress } from '../http/presenter.js';
 import type { CsvProblem } from '../errors.js';
 export type Cell = string | number | boolean | null | undefined;
 

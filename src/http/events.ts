@@ -1,11 +1,10 @@
 import { Router } from 'express';
 import type { Deps } from '../deps.js';
-import { toReport } from '../bulk/report.js';
-import { findBatch, findRows } from '../db/queries.js';
+import { isFinished } from '../bulk/status.js';
 import { AppError } from '../errors.js';
+import { toReport, toServerSentEvent } from './presenter.js';
 import { batchId } from './routes.js';
 
-const FINISHED = new Set(['completed', 'failed', 'interrupted', 'rolled_back']);
 const HEARTBEAT_MS = 15_000;
 
 /**
@@ -16,9 +15,9 @@ const HEARTBEAT_MS = 15_000;
  */
 export function eventRoutes(deps: Deps): Router {
   const router = Router();
-  router.get('/batches/:id/events', (req, res) => {
+  router.get('/batches/:id/events', async (req, res) => {
     const id = batchId(req.params.id);
-    if (!findBatch(deps.db, id)) throw new AppError('not_found', `No batch with id ${id}.`);
+    if (!(await deps.store.findBatch(id))) throw new AppError('not_found', `No batch with id ${id}.`);
     let last = Number.parseInt(req.get('last-event-id') ?? '0', 10) || 0;
 
     res.writeHead(200, {
@@ -31,19 +30,42 @@ export function eventRoutes(deps: Deps): Router {
     res.write('retry: 3000\n\n');
 
     let ended = false;
-    const send = () => {
-      if (ended) return;
-      for (const event of deps.events.after(id, last)) {
-        res.write(`id: ${event.seq}\nevent: ${event.type}\ndata: ${event.data}\n\n`);
-        last = event.seq;
+    // One read at a time, in order: a wake-up during a read is served by one more read after it.
+    let reading: Promise<void> | null = null;
+    let again = false;
+    const readNew = async () => {
+      for (const stored of await deps.store.eventsAfter(id, last)) {
+        const { name, data } = toServerSentEvent(stored.event);
+        if (ended) return;
+        res.write(`id: ${stored.seq}\nevent: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
+        last = stored.seq;
       }
-      const batch = findBatch(deps.db, id);
-      if (batch && FINISHED.has(batch.status)) {
-        res.write(`id: ${last}\nevent: report\ndata: ${JSON.stringify(toReport(batch, findRows(deps.db, id)))}\n\n`);
+      const batch = await deps.store.findBatch(id);
+      if (!ended && batch && isFinished(batch.status)) {
+        res.write(`id: ${last}\nevent: report\ndata: ${JSON.stringify(toReport(batch, await deps.store.findRows(id)))}\n\n`);
         end();
       }
     };
-    const unwatch = deps.events.watch(id, send);
+    const send = () => {
+      if (ended) return;
+      if (reading) {
+        again = true;
+        return;
+      }
+      reading = readNew()
+        .catch((error: unknown) => {
+          deps.logger.error('event stream read failed', { batch_id: id, error: String(error) });
+          end();
+        })
+        .finally(() => {
+          reading = null;
+          if (again) {
+            again = false;
+            send();
+          }
+        });
+    };
+    const unwatch = deps.store.watch(id, send);
     const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), HEARTBEAT_MS);
     const end = () => {
       ended = true;

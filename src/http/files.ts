@@ -2,7 +2,6 @@ import { Router } from 'express';
 import type { Deps } from '../deps.js';
 import { dryRun } from '../bulk/dryRun.js';
 import { resultsFilename, toResultsCsv } from '../bulk/resultsCsv.js';
-import { findBatch, findRows } from '../db/queries.js';
 import { AppError } from '../errors.js';
 import { batchId } from './routes.js';
 import { receiveCsv } from './upload.js';
@@ -13,9 +12,9 @@ export function fileRoutes(deps: Deps): Router {
   router.post('/hospitals/bulk/validate', ...receiveCsv(deps.config.MAX_UPLOAD_BYTES), async (req, res) => {
     res.json(await dryRun(deps, req.file!.buffer));
   });
-  router.get('/batches/:id/results.csv', (req, res) => {
+  router.get('/batches/:id/results.csv', async (req, res) => {
     const id = batchId(req.params.id);
-    const batch = findBatch(deps.db, id);
+    const [batch, rows] = await Promise.all([deps.store.findBatch(id), deps.store.findRows(id)]);
     if (!batch) throw new AppError('not_found', `No batch with id ${id}.`);
     const filename = resultsFilename(batch);
     // The ASCII fallback keeps old clients working; filename* carries the real (UTF-8) name.
@@ -23,7 +22,7 @@ export function fileRoutes(deps: Deps): Router {
     res
       .type('text/csv; charset=utf-8')
       .setHeader('Content-Disposition', `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(filename)}`)
-      .send(toResultsCsv(findRows(deps.db, id)));
+      .send(toResultsCsv(rows));
   });
   return router;
 }

@@ -2,54 +2,52 @@ import { Router, type Request, type RequestHandler } from 'express';
 import { z } from 'zod';
 import type { Deps } from '../deps.js';
 import { acceptUpload } from '../bulk/accept.js';
-import { processBatch, resumeBatch, rollbackBatch } from '../bulk/process.js';
-import { toProgress, toReport, toSummary, type BatchReport } from '../bulk/report.js';
-import { findBatch, findRows, listBatches } from '../db/queries.js';
+import { processBatch, resumeBatch, rollbackBatch, type BatchOutcome } from '../bulk/process.js';
+import { progressOf } from '../bulk/progress.js';
+import { isRunning } from '../bulk/status.js';
 import { AppError } from '../errors.js';
+import { toReport, toSummary, type BatchReport } from './presenter.js';
 import { batchIdParam, idempotencyKey, listQuery, type AsyncAccepted, type BatchList } from './schemas.js';
-import { limitActiveBatches } from './security.js';
 import { displayName, receiveCsv } from './upload.js';
 
 /** POST /hospitals/bulk: validate the CSV, record it, run it through the directory, report. */
 export function bulkRoutes(deps: Deps): Router {
   const router = Router();
-  // Checked and followed by lifecycle.track() in the same tick: concurrent uploads cannot both slip in.
-  const assertRoomForBatch = limitActiveBatches(deps.config, () => deps.lifecycle.active);
   router.post('/hospitals/bulk', refuseWhileStopping(deps), ...receiveCsv(deps.config.MAX_UPLOAD_BYTES), async (req, res) => {
     const key = req.get('idempotency-key');
-    const accepted = acceptUpload(
-      deps.db,
+    const accepted = await acceptUpload(
+      deps.store,
       {
         content: req.file!.buffer,
         filename: displayName(req.file!.originalname),
         idempotencyKey: key === undefined ? null : parseOrThrow(idempotencyKey, key),
       },
-      { maxRows: deps.config.MAX_ROWS, assertRoomForBatch },
+      { maxRows: deps.config.MAX_ROWS, maxActive: deps.config.MAX_ACTIVE_BATCHES },
     );
     if (accepted.kind === 'replay') {
       const { batch } = accepted;
       res.setHeader('Idempotent-Replayed', 'true');
-      if (batch.status === 'pending' || batch.status === 'processing') {
+      if (isRunning(batch.status)) {
         res.location(`/batches/${batch.id}`);
         throw new AppError('conflict', `The upload with this Idempotency-Key is still being processed; follow /batches/${batch.id}.`, {
           batch_id: batch.id,
         });
       }
-      res.json(toReport(batch, findRows(deps.db, batch.id)));
+      res.json(toReport(batch, await deps.store.findRows(batch.id)));
       return;
     }
-    const id = accepted.batchId;
+    const { batch } = accepted;
+    const id = batch.id;
     deps.logger.info('batch accepted', { batch_id: id, request_id: res.locals.requestId });
     const processing = deps.lifecycle.track(processBatch(deps, id));
     if (!wantsAsync(req)) {
-      res.json(await processing);
+      res.json(report(await processing));
       return;
     }
     // The outcome is in the history either way; a failure here has already been recorded.
     processing.catch((error: unknown) => {
       if (!(error instanceof AppError)) deps.logger.error('batch crashed', { batch_id: id, error: String(error) });
     });
-    const batch = findBatch(deps.db, id)!;
     res
       .status(202)
       .location(`/batches/${id}`)
@@ -64,12 +62,12 @@ export function bulkRoutes(deps: Deps): Router {
   return router;
 }
 
-/** The upload history, read from SQLite, and the actions on a batch. */
+/** The upload history and the actions on a batch. */
 export function batchRoutes(deps: Deps): Router {
   const router = Router();
-  router.get('/batches', (req, res) => {
+  router.get('/batches', async (req, res) => {
     const query = parseOrThrow(listQuery, req.query);
-    const page = listBatches(deps.db, query.limit + 1, query.cursor ? decodeCursor(query.cursor) : undefined);
+    const page = await deps.store.listBatches(query.limit + 1, query.cursor ? decodeCursor(query.cursor) : undefined);
     const more = page.length > query.limit;
     const shown = more ? page.slice(0, query.limit) : page;
     const last = shown.at(-1);
@@ -78,28 +76,23 @@ export function batchRoutes(deps: Deps): Router {
       next_cursor: more && last ? encodeCursor(last.createdAt, last.id) : null,
     } satisfies BatchList);
   });
-  router.get('/batches/:id', (req, res) => {
+  router.get('/batches/:id', async (req, res) => {
     const id = batchId(req.params.id);
-    const batch = findBatch(deps.db, id);
+    const [batch, rows] = await Promise.all([deps.store.findBatch(id), deps.store.findRows(id)]);
     if (!batch) throw new AppError('not_found', `No batch with id ${id}.`);
-    const rows = findRows(deps.db, id);
-    const running = batch.status === 'pending' || batch.status === 'processing';
-    res.json({
-      ...toReport(batch, rows),
-      ...(running ? { progress: toProgress(batch, rows, deps.directory.estimatedCreateWaitMs) } : {}),
-    } satisfies BatchReport);
+    const progress = isRunning(batch.status) ? progressOf(batch, rows, deps.directory.estimatedCreateWaitMs) : undefined;
+    res.json(toReport(batch, rows, progress) satisfies BatchReport);
   });
-  const assertRoomForBatch = limitActiveBatches(deps.config, () => deps.lifecycle.active);
   router.post('/batches/:id/resume', refuseWhileStopping(deps), async (req, res) => {
-    const id = batchId(req.params.id);
-    assertRoomForBatch();
-    res.json(await deps.lifecycle.track(resumeBatch(deps, id)));
+    res.json(report(await deps.lifecycle.track(resumeBatch(deps, batchId(req.params.id)))));
   });
   router.post('/batches/:id/rollback', refuseWhileStopping(deps), async (req, res) => {
-    res.json(await deps.lifecycle.track(rollbackBatch(deps, batchId(req.params.id))));
+    res.json(report(await deps.lifecycle.track(rollbackBatch(deps, batchId(req.params.id)))));
   });
   return router;
 }
+
+const report = ({ batch, rows }: BatchOutcome) => toReport(batch, rows);
 
 /** RFC 7240 `Prefer: respond-async`, or `?async=true` for clients that cannot set headers. */
 function wantsAsync(req: Request): boolean {

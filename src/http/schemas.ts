@@ -1,10 +1,10 @@
 import { z } from 'zod';
-import { BATCH_STATUSES, ROW_STATUSES } from '../db/schema.js';
+import { BATCH_STATUSES, ROW_STATUSES } from '../bulk/status.js';
 
 /**
  * Everything the HTTP API takes and gives, as zod schemas. The request schemas are the ones
  * src/http/routes.ts validates with; the response schemas type the builders in
- * src/bulk/report.ts (a drift is a compile error) and become the OpenAPI document's
+ * src/http/presenter.ts (a drift is a compile error) and become the OpenAPI document's
  * `components.schemas` (src/http/openapi.ts), so the documentation cannot disagree with
  * either. Schemas with a `.meta({ id })` are emitted as named components.
  */

@@ -2,7 +2,6 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import { rateLimit } from 'express-rate-limit';
 import helmet from 'helmet';
-import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import { sendProblem } from './problem.js';
 
@@ -39,17 +38,6 @@ export function limitUploads(perMinute: number): RequestHandler {
       );
     },
   });
-}
-
-/** No more than MAX_ACTIVE_BATCHES queued or running at once: the directory serves them all at 30 creates a minute. */
-export function limitActiveBatches(config: Pick<Config, 'MAX_ACTIVE_BATCHES'>, active: () => number): () => void {
-  return () => {
-    if (active() < config.MAX_ACTIVE_BATCHES) return;
-    throw new AppError(
-      'overloaded',
-      `${config.MAX_ACTIVE_BATCHES} batches are already running, the most this service takes at once; try again in a minute.`,
-    );
-  };
 }
 
 /**

@@ -1,24 +1,7 @@
 import { index, integer, primaryKey, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+import { BATCH_STATUSES, ROW_STATUSES } from '../../bulk/status.js';
 
-export const BATCH_STATUSES = ['pending', 'processing', 'completed', 'failed', 'interrupted', 'rolled_back'] as const;
-export type BatchStatus = (typeof BATCH_STATUSES)[number];
-
-/**
- * `creating` marks a row whose create is on the wire: if the process dies then, start-up
- * turns it into `unknown` (it may exist upstream) instead of pretending it was never sent.
- */
-export const ROW_STATUSES = [
-  'pending',
-  'creating',
-  'created',
-  'created_and_activated',
-  'failed',
-  'unknown',
-  'deleted',
-] as const;
-export type RowStatus = (typeof ROW_STATUSES)[number];
-
-/** One upload. Times are epoch milliseconds (UTC); the API renders them as ISO 8601. */
+/** One upload. Times are epoch milliseconds (UTC; SQLite integers are 64-bit). */
 export const batches = sqliteTable(
   'batches',
   {
@@ -31,9 +14,7 @@ export const batches = sqliteTable(
     createdRows: integer('created_rows').notNull().default(0),
     failedRows: integer('failed_rows').notNull().default(0),
     activated: integer('activated', { mode: 'boolean' }).notNull().default(false),
-    /** Why the batch as a whole stopped (directory unreachable, activation refused…). */
     error: text('error'),
-    /** What a resume found out, e.g. that the directory had forgotten the batch. */
     notice: text('notice'),
     /** The client's Idempotency-Key header: the same key and file get this batch back. */
     idempotencyKey: text('idempotency_key').unique(),
@@ -42,6 +23,9 @@ export const batches = sqliteTable(
     startedAt: integer('started_at'),
     completedAt: integer('completed_at'),
     processingMs: integer('processing_ms'),
+    leaseOwner: text('lease_owner'),
+    leaseExpiresAt: integer('lease_expires_at'),
+    fence: integer('fence').notNull().default(0),
   },
   // GET /batches pages newest first by (created_at, id): this index serves both the order
   // and the keyset cursor, so a page costs the same with 10 or 100,000 batches.
@@ -70,13 +54,10 @@ export const batchRows = sqliteTable(
   (t) => [primaryKey({ columns: [t.batchId, t.row] })],
 );
 
-export type BatchRecord = typeof batches.$inferSelect;
-export type RowRecord = typeof batchRows.$inferSelect;
-
 /**
- * What happened to a batch, in order: one `row` event per row outcome and one `batch` event
- * per state change. Kept in SQLite so GET /batches/:id/events can replay them to a client
- * that connects late or reconnects with Last-Event-ID (the event id is `seq`).
+ * What happened to a batch, in order: the typed domain events of src/bulk/events.ts as
+ * JSON (`type` repeats the event's own type for reading without parsing). `seq` is the
+ * SSE event id that Last-Event-ID resumes after.
  */
 export const batchEvents = sqliteTable(
   'batch_events',
@@ -85,12 +66,9 @@ export const batchEvents = sqliteTable(
     batchId: text('batch_id')
       .notNull()
       .references(() => batches.id, { onDelete: 'cascade' }),
-    type: text('type', { enum: ['batch', 'row'] }).notNull(),
-    /** The event's JSON payload, as sent. */
+    type: text('type').notNull(),
     data: text('data').notNull(),
     createdAt: integer('created_at').notNull(),
   },
   (t) => [index('batch_events_batch_seq_idx').on(t.batchId, t.seq)],
 );
-
-export type EventRecord = typeof batchEvents.$inferSelect;

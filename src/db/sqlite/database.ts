@@ -3,13 +3,13 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { drizzle } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
-import { findUp } from '../paths.js';
+import { migrationsFolder } from '../migrations.js';
 import * as schema from './schema.js';
 
-export type Db = ReturnType<typeof drizzle<typeof schema>>;
+export type SqliteDb = ReturnType<typeof drizzle<typeof schema>>;
 
-/** Opens (creating folder and file if needed) and migrates the SQLite history database. */
-export function openDatabase(path: string): { db: Db; close: () => void } {
+/** Opens (creating folder and file if needed) the SQLite history; migrates it unless told not to. */
+export function openSqlite(path: string, { migrate: run = true } = {}): { db: SqliteDb; sqlite: Database.Database; close: () => void } {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const sqlite = new Database(path);
   // WAL lets GET /batches read while a batch is being written; the busy timeout covers
@@ -19,12 +19,6 @@ export function openDatabase(path: string): { db: Db; close: () => void } {
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('foreign_keys = ON');
   const db = drizzle(sqlite, { schema });
-  migrate(db, { migrationsFolder: migrationsFolder() });
-  return { db, close: () => sqlite.close() };
-}
-
-function migrationsFolder(): string {
-  const journal = findUp('migrations/meta/_journal.json');
-  if (journal === null) throw new Error('The migrations/ folder was not found above the running code.');
-  return dirname(dirname(journal));
+  if (run) migrate(db, { migrationsFolder: migrationsFolder('sqlite') });
+  return { db, sqlite, close: () => sqlite.close() };
 }

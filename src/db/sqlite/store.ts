@@ -1,0 +1,236 @@
+import { EventEmitter } from 'node:events';
+import { and, asc, count, desc, eq, gt, inArray, lt, or, sql } from 'drizzle-orm';
+import type { BatchEvent } from '../../bulk/events.js';
+import { assertTransition, CREATED_ROWS, FAILED_ROWS, RUNNING, type BatchStatus } from '../../bulk/status.js';
+import {
+  LeaseLostError,
+  STOPPED_WHILE_SENDING,
+  type Admission,
+  type BatchPatch,
+  type BatchRecord,
+  type Claim,
+  type ClaimResult,
+  type NewBatch,
+  type RowPatch,
+  type Store,
+} from '../store.js';
+import { openSqlite, type SqliteDb } from './database.js';
+import { batchEvents, batchRows, batches } from './schema.js';
+
+type Tx = Parameters<Parameters<SqliteDb['transaction']>[0]>[0];
+
+/**
+ * The Store on one SQLite file (better-sqlite3). Each method is one synchronous
+ * transaction, so it is atomic by construction; `immediate` transactions take the write
+ * lock up front, so even a second process on the same file (the CLI) cannot interleave.
+ */
+export function createSqliteStore(path: string): Store {
+  const { db, close } = openSqlite(path);
+  const reads = prepareReads(db);
+  const changed = new EventEmitter().setMaxListeners(0);
+
+  /** Runs `work` in one write transaction; wakes the batch's watchers if it appended events. */
+  function write<T>(batchId: string, events: BatchEvent[] | undefined, now: number, work: (tx: Tx) => T): T {
+    const result = db.transaction(
+      (tx) => {
+        const value = work(tx);
+        if (events && events.length > 0) {
+          tx.insert(batchEvents)
+            .values(events.map((event) => ({ batchId, type: event.type, data: JSON.stringify(event), createdAt: now })))
+            .run();
+        }
+        return value;
+      },
+      { behavior: 'immediate' },
+    );
+    if (events && events.length > 0) changed.emit(batchId);
+    return result;
+  }
+
+  const fenced = (claim: Claim) => and(eq(batches.id, claim.batchId), eq(batches.fence, claim.fence));
+  const mustChange = (claim: Claim, changes: number) => {
+    if (changes !== 1) throw new LeaseLostError(claim.batchId);
+  };
+  const running = (tx: Tx | SqliteDb) =>
+    tx.select({ n: count() }).from(batches).where(inArray(batches.status, RUNNING)).get()?.n ?? 0;
+
+  return {
+    engine: 'sqlite',
+
+    async admitBatch(batch: NewBatch, limits: { maxActive: number }, now = Date.now()): Promise<Admission> {
+      return write(batch.id, undefined, now, (tx) => {
+        if (batch.idempotencyKey !== null) {
+          const earlier = tx.select().from(batches).where(eq(batches.idempotencyKey, batch.idempotencyKey)).get();
+          if (earlier) return { kind: 'existing', batch: earlier };
+        }
+        if (running(tx) >= limits.maxActive) return { kind: 'full' };
+        const inserted = tx
+          .insert(batches)
+          .values({
+            id: batch.id,
+            filename: batch.filename,
+            fileSha256: batch.fileSha256,
+            idempotencyKey: batch.idempotencyKey,
+            notice: batch.notice ?? null,
+            status: 'pending',
+            totalRows: batch.rows.length,
+            createdAt: now,
+          })
+          .returning()
+          .get();
+        tx.insert(batchRows)
+          .values(batch.rows.map((row) => ({ ...row, batchId: batch.id, status: 'pending' as const, updatedAt: now })))
+          .run();
+        return { kind: 'new', batch: inserted };
+      });
+    },
+
+    async findBatch(id) {
+      return reads.batch.get({ id });
+    },
+    async findBatchByIdempotencyKey(key) {
+      return db.select().from(batches).where(eq(batches.idempotencyKey, key)).get();
+    },
+    async findRows(batchId) {
+      return reads.rows.all({ batchId });
+    },
+    async listBatches(limit, after) {
+      return after ? reads.olderPage.all({ limit, ...after }) : reads.firstPage.all({ limit });
+    },
+    async countRunning() {
+      return running(db);
+    },
+
+    async claimBatch(id, { from, owner, leaseMs, maxActive }, now = Date.now()): Promise<ClaimResult> {
+      assertTransition(from, 'processing');
+      return write(id, undefined, now, (tx): ClaimResult => {
+        const batch = tx.select().from(batches).where(eq(batches.id, id)).get();
+        if (!batch) return { kind: 'not_found' };
+        if (!from.includes(batch.status)) return { kind: 'conflict', status: batch.status };
+        if (maxActive !== undefined && running(tx) >= maxActive) return { kind: 'full' };
+        const fence = batch.fence + 1;
+        tx.update(batches)
+          .set({ status: 'processing', fence, leaseOwner: owner, leaseExpiresAt: now + leaseMs })
+          .where(and(eq(batches.id, id), eq(batches.fence, batch.fence)))
+          .run();
+        return { kind: 'claimed', claim: { batchId: id, fence, owner }, previous: batch };
+      });
+    },
+
+    async renewLease(claim, leaseMs, now = Date.now()) {
+      mustChange(claim, db.update(batches).set({ leaseExpiresAt: now + leaseMs }).where(fenced(claim)).run().changes);
+    },
+
+    async finishBatch(claim, to: BatchStatus, patch: BatchPatch, events, now = Date.now()) {
+      assertTransition(['processing'], to);
+      write(claim.batchId, events, now, (tx) => {
+        const result = tx
+          .update(batches)
+          .set({ ...patch, status: to, leaseOwner: null, leaseExpiresAt: null })
+          .where(and(fenced(claim), eq(batches.status, 'processing')))
+          .run();
+        mustChange(claim, result.changes);
+      });
+    },
+
+    async updateBatch(claim, patch: BatchPatch, events, now = Date.now()) {
+      write(claim.batchId, events, now, (tx) => {
+        // An empty patch still proves the claim (and appends the events).
+        const set = Object.keys(patch).length > 0 ? patch : { fence: claim.fence };
+        mustChange(claim, tx.update(batches).set(set).where(fenced(claim)).run().changes);
+      });
+    },
+
+    async updateRows(claim, rows, patch: RowPatch, events, now = Date.now()) {
+      write(claim.batchId, events, now, (tx) => {
+        const which =
+          rows === 'all' ? eq(batchRows.batchId, claim.batchId) : and(eq(batchRows.batchId, claim.batchId), inArray(batchRows.row, [...rows]));
+        tx.update(batchRows).set({ ...patch, updatedAt: now }).where(which).run();
+        // The recount is also the fence check: a stale owner's transaction rolls back here.
+        mustChange(claim, recount(tx, fenced(claim)));
+      });
+    },
+
+    async eventsAfter(batchId, seq) {
+      return reads.eventsAfter.all({ batchId, seq }).map((stored) => ({
+        seq: stored.seq,
+        batchId: stored.batchId,
+        event: JSON.parse(stored.data) as BatchEvent,
+        createdAt: stored.createdAt,
+      }));
+    },
+
+    watch(batchId, onChange) {
+      changed.on(batchId, onChange);
+      return () => changed.off(batchId, onChange);
+    },
+
+    async interruptOrphans(now = Date.now()) {
+      const orphans = db.select({ id: batches.id }).from(batches).where(inArray(batches.status, RUNNING)).all().map((b) => b.id);
+      if (orphans.length === 0) return [];
+      write(orphans[0]!, undefined, now, (tx) => {
+        tx.update(batchRows)
+          .set({ status: 'unknown', errorMessage: STOPPED_WHILE_SENDING, updatedAt: now })
+          .where(and(inArray(batchRows.batchId, orphans), eq(batchRows.status, 'creating')))
+          .run();
+        recount(tx, inArray(batches.id, orphans));
+        tx.update(batches)
+          .set({
+            status: 'interrupted',
+            leaseOwner: null,
+            leaseExpiresAt: null,
+            // A process that is somehow still writing must not be able to.
+            fence: sql`${batches.fence} + 1`,
+            error: sql`'The service stopped while this batch was running. Resume it with POST /batches/' || ${batches.id} || '/resume.'`,
+          })
+          .where(inArray(batches.id, orphans))
+          .run();
+      });
+      return orphans;
+    },
+
+    async close() {
+      changed.removeAllListeners();
+      close();
+    },
+  };
+}
+
+/** Recomputes counters from the rows for the batches `where` selects; returns how many batches it updated. */
+function recount(tx: Tx, where: ReturnType<typeof and>): number {
+  const counted = (statuses: readonly string[]) =>
+    sql<number>`(select count(*) from ${batchRows} where ${batchRows.batchId} = ${batches.id} and ${inArray(batchRows.status, [...statuses] as never[])})`;
+  return tx.update(batches).set({ createdRows: counted(CREATED_ROWS), failedRows: counted(FAILED_ROWS) }).where(where).run().changes;
+}
+
+/**
+ * The reads behind GET /batches, GET /batches/:id and the event stream, prepared once:
+ * drizzle would otherwise rebuild the SQL and SQLite recompile it on every request
+ * (measured: 183 µs against 53 µs for one report).
+ */
+function prepareReads(db: SqliteDb) {
+  const newestFirst = [desc(batches.createdAt), desc(batches.id)];
+  return {
+    batch: db.select().from(batches).where(eq(batches.id, sql.placeholder('id'))).prepare(),
+    rows: db.select().from(batchRows).where(eq(batchRows.batchId, sql.placeholder('batchId'))).orderBy(asc(batchRows.row)).prepare(),
+    firstPage: db.select().from(batches).orderBy(...newestFirst).limit(sql.placeholder('limit')).prepare(),
+    olderPage: db
+      .select()
+      .from(batches)
+      .where(
+        or(
+          lt(batches.createdAt, sql.placeholder('createdAt')),
+          and(eq(batches.createdAt, sql.placeholder('createdAt')), lt(batches.id, sql.placeholder('id'))),
+        ),
+      )
+      .orderBy(...newestFirst)
+      .limit(sql.placeholder('limit'))
+      .prepare(),
+    eventsAfter: db
+      .select()
+      .from(batchEvents)
+      .where(and(eq(batchEvents.batchId, sql.placeholder('batchId')), gt(batchEvents.seq, sql.placeholder('seq'))))
+      .orderBy(asc(batchEvents.seq))
+      .prepare(),
+  };
+}

@@ -1,0 +1,150 @@
+import type { BatchStatus, RowStatus } from '../bulk/status.js';
+import type { BatchEvent } from '../bulk/events.js';
+
+/** One upload. Times are epoch milliseconds (UTC); the API renders them as ISO 8601. */
+export interface BatchRecord {
+  id: string;
+  filename: string;
+  status: BatchStatus;
+  totalRows: number;
+  createdRows: number;
+  failedRows: number;
+  activated: boolean;
+  /** Why the batch as a whole stopped (directory unreachable, activation refused…). */
+  error: string | null;
+  /** What a resume found out, e.g. that the directory had forgotten the batch. */
+  notice: string | null;
+  idempotencyKey: string | null;
+  fileSha256: string;
+  createdAt: number;
+  startedAt: number | null;
+  completedAt: number | null;
+  processingMs: number | null;
+  /** Which instance holds the batch while it runs, and until when without renewal. */
+  leaseOwner: string | null;
+  leaseExpiresAt: number | null;
+  /** Raised by every claim: a write carrying an older fence comes from a stale owner and changes nothing. */
+  fence: number;
+}
+
+/** What happened to one CSV row, in file order. */
+export interface RowRecord {
+  batchId: string;
+  row: number;
+  line: number;
+  name: string;
+  address: string;
+  phone: string | null;
+  status: RowStatus;
+  hospitalId: number | null;
+  errorMessage: string | null;
+  attempts: number;
+  updatedAt: number;
+}
+
+export interface StoredEvent {
+  /** Increasing per database: the SSE event id, and what Last-Event-ID resumes after. */
+  seq: number;
+  batchId: string;
+  event: BatchEvent;
+  createdAt: number;
+}
+
+export interface NewBatch {
+  id: string;
+  filename: string;
+  fileSha256: string;
+  idempotencyKey: string | null;
+  notice?: string | null;
+  rows: { row: number; line: number; name: string; address: string; phone: string | null }[];
+}
+
+/** The right to write a running batch: held by one owner, proven by the fence it was given. */
+export interface Claim {
+  batchId: string;
+  fence: number;
+  owner: string;
+}
+
+export type Admission =
+  | { kind: 'new'; batch: BatchRecord }
+  /** The Idempotency-Key was seen before: the batch it created. */
+  | { kind: 'existing'; batch: BatchRecord }
+  /** MAX_ACTIVE_BATCHES are already running. */
+  | { kind: 'full' };
+
+export type ClaimResult =
+  | { kind: 'claimed'; claim: Claim; previous: BatchRecord }
+  | { kind: 'not_found' }
+  | { kind: 'conflict'; status: BatchStatus }
+  | { kind: 'full' };
+
+export type BatchPatch = Partial<Pick<BatchRecord, 'error' | 'notice' | 'startedAt' | 'completedAt' | 'processingMs' | 'activated'>>;
+export type RowPatch = Partial<Pick<RowRecord, 'status' | 'hospitalId' | 'errorMessage' | 'attempts'>>;
+
+/** Why a row whose create was on the wire when its process stopped is `unknown`. */
+export const STOPPED_WHILE_SENDING = 'The service stopped while this row was being sent; resume the batch to check whether it was created.';
+
+/** A fenced write whose claim is no longer current: another owner has the batch now. */
+export class LeaseLostError extends Error {
+  override readonly name = 'LeaseLostError';
+  constructor(readonly batchId: string) {
+    super(`Batch ${batchId} is no longer ours: another instance took it over.`);
+  }
+}
+
+/**
+ * The history, on SQLite or PostgreSQL: every read and write the workflow and the routes
+ * make. Writes that must land together are one method (one transaction); every status
+ * change is a guarded update; every write to a running batch is fenced by its claim and
+ * throws LeaseLostError when the claim is stale.
+ */
+export interface Store {
+  readonly engine: 'sqlite' | 'postgres';
+
+  /**
+   * Records an upload and its rows as `pending`, in one transaction with the checks that
+   * must not race: an Idempotency-Key already used returns that batch; MAX_ACTIVE_BATCHES
+   * running answers `full`.
+   */
+  admitBatch(batch: NewBatch, limits: { maxActive: number }, now?: number): Promise<Admission>;
+  findBatch(id: string): Promise<BatchRecord | undefined>;
+  findBatchByIdempotencyKey(key: string): Promise<BatchRecord | undefined>;
+  findRows(batchId: string): Promise<RowRecord[]>;
+  /** Newest first, keyset-paginated on (created_at, id). */
+  listBatches(limit: number, after?: { createdAt: number; id: string }): Promise<BatchRecord[]>;
+  /** Batches queued or running (counted against MAX_ACTIVE_BATCHES). */
+  countRunning(): Promise<number>;
+
+  /**
+   * Moves a batch in one of `from` to `processing` for `owner`, raising its fence. With
+   * `maxActive`, refuses (`full`) when that many batches already run, in the same transaction.
+   */
+  claimBatch(
+    id: string,
+    options: { from: readonly BatchStatus[]; owner: string; leaseMs: number; maxActive?: number },
+    now?: number,
+  ): Promise<ClaimResult>;
+  /** Extends the claim's lease; throws LeaseLostError when it is no longer the batch's claim. */
+  renewLease(claim: Claim, leaseMs: number, now?: number): Promise<void>;
+  /** Guarded, fenced status change out of `processing`; releases the lease. Appends `events` in the same transaction. */
+  finishBatch(claim: Claim, to: BatchStatus, patch: BatchPatch, events?: BatchEvent[], now?: number): Promise<void>;
+  /** Fenced update of batch fields (never its status). */
+  updateBatch(claim: Claim, patch: BatchPatch, events?: BatchEvent[], now?: number): Promise<void>;
+  /** Fenced update of rows (all of them, or those numbered), recounting the batch's counters, with `events`, in one transaction. */
+  updateRows(claim: Claim, rows: readonly number[] | 'all', patch: RowPatch, events?: BatchEvent[], now?: number): Promise<void>;
+
+  /** The batch's events after `seq`, oldest first. */
+  eventsAfter(batchId: string, seq: number): Promise<StoredEvent[]>;
+  /** Calls `onChange` after each committed write that appended events to the batch; returns the unsubscribe. */
+  watch(batchId: string, onChange: () => void): () => void;
+
+  /**
+   * Batches a dead owner left `pending` or `processing` (any owner when `owners` is 'all';
+   * on several instances, those whose lease expired): they become `interrupted`, and rows
+   * whose create was on the wire become `unknown`. Returns their ids.
+   */
+  interruptOrphans(now?: number): Promise<string[]>;
+
+  close(): Promise<void>;
+}
