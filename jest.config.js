@@ -2,14 +2,39 @@
  * got, p-retry and csv-parse ship ESM only, so the suite runs as native ESM
  * (node --experimental-vm-modules, see the `test` script) and ts-jest only
  * transpiles: `npm test` type-checks the whole tree with tsc first.
+ *
+ * Two projects: `sqlite` runs every suite; `postgres` runs the suites listed below
+ * again against one real PostgreSQL server that its globalSetup starts (only when one of
+ * them is selected) and passes on as TEST_PG_URL; they see TEST_ENGINE=postgres.
  */
-/** @type {import('jest').Config} */
-export default {
+const POSTGRES_SUITES = ['pg.smoke'];
+
+const base = {
   testEnvironment: 'node',
   roots: ['<rootDir>/tests'],
-  testMatch: ['**/*.test.ts'],
   extensionsToTreatAsEsm: ['.ts'],
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: { '^.+\\.ts$': ['ts-jest', { useESM: true }] },
+};
+
+/** @type {import('jest').Config} */
+export default {
   testTimeout: 20000,
+  projects: [
+    {
+      ...base,
+      displayName: 'sqlite',
+      testMatch: ['**/*.test.ts'],
+      // Needs the server only the postgres project starts.
+      testPathIgnorePatterns: ['/node_modules/', '/tests/pg\\.smoke\\.test\\.ts$'],
+    },
+    {
+      ...base,
+      displayName: 'postgres',
+      testMatch: POSTGRES_SUITES.map((name) => `<rootDir>/tests/${name}.test.ts`),
+      globalSetup: '<rootDir>/tests/pg/global-setup.ts',
+      globalTeardown: '<rootDir>/tests/pg/global-teardown.ts',
+      setupFiles: ['<rootDir>/tests/pg/as-postgres.ts'],
+    },
+  ],
 };

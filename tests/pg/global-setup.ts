@@ -1,0 +1,28 @@
+/**
+ * globalSetup of jest's `postgres` project: one PostgreSQL server for the whole run. Jest
+ * runs it only when a test of that project is selected, in its own process, before it
+ * starts the workers, which inherit TEST_PG_URL from this process's environment.
+ *
+ * Jest loads this file with Node's own loader, not its module mapper, so Node would look
+ * for a server.js that does not exist: tsx loads the TypeScript instead.
+ */
+import { tsImport } from 'tsx/esm/api';
+import type { PostgresServer } from './server.js';
+
+type ServerModule = typeof import('./server.js');
+
+declare global {
+  // Read back by global-teardown.ts, which jest runs in this same process.
+  var __testPostgres: PostgresServer | undefined;
+}
+
+export default async function globalSetup(): Promise<void> {
+  const { startPostgres } = (await tsImport('./server.ts', import.meta.url)) as ServerModule;
+  const started = Date.now();
+  const server = await startPostgres();
+  globalThis.__testPostgres = server;
+  process.env.TEST_PG_URL = server.url;
+  if (process.env.TEST_PG_VERBOSE) {
+    process.stderr.write(`\nPostgreSQL (${server.binary}) started in ${Date.now() - started} ms\n`);
+  }
+}
