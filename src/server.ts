@@ -19,7 +19,9 @@ async function main(): Promise<void> {
   const { logger } = deps;
 
   // Whatever a killed process left running cannot still be running: make it resumable.
-  for (const batchId of await deps.store.interruptOrphans()) {
+  // On PostgreSQL other instances may be running theirs: only expired leases are orphans.
+  const orphans = await deps.store.interruptOrphans({ leaseExpiredOnly: deps.store.engine === 'postgres', leaseMs: config.BATCH_LEASE_MS });
+  for (const batchId of orphans) {
     logger.warn('batch interrupted by an earlier stop; resume it with POST /batches/:id/resume', { batch_id: batchId });
   }
 

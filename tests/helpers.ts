@@ -9,6 +9,8 @@ import { buildDeps } from '../src/deps.js';
 import { createLogger } from '../src/logger.js';
 import { createSimulator, type Simulator, type SimulatorOptions } from '../simulator/simulator.js';
 import { freePort } from '../scripts/free-port.js';
+import { testEngine, testPostgresUrl } from './pg/engine.js';
+import { createTestDatabase } from './pg/server.js';
 
 /** Small timeouts and delays so failure paths run in milliseconds; real code, real HTTP. */
 export const FAST_ENV: Record<string, string> = {
@@ -58,13 +60,25 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
 }
 
 /**
+ * Where a test's history lives: a SQLite file in `dir`, or, in jest's postgres project, a
+ * fresh database on the PostgreSQL server the project started. `drop` removes it.
+ */
+export async function testDatabase(dir: string): Promise<{ env: Record<string, string>; drop: () => Promise<void> }> {
+  if (testEngine() === 'sqlite') return { env: { DATABASE_PATH: join(dir, 'history.db') }, drop: async () => undefined };
+  const database = await createTestDatabase(testPostgresUrl());
+  return { env: { DATABASE_URL: database.url }, drop: database.drop };
+}
+
+/**
  * The whole service as a test sees it: the real app and dependencies, a real simulator
- * over HTTP on a random port, and a SQLite file in a temp dir.
+ * over HTTP on a random port, and the history in a SQLite file in a temp dir or in a
+ * fresh PostgreSQL database (see testDatabase).
  */
 export async function startStack(options: { sim?: SimulatorOptions; env?: Record<string, string> } = {}) {
   const sim = await startSimulator(options.sim);
   const dir = tempDir();
-  const env: Record<string, string> = { ...FAST_ENV, HOSPITAL_API_BASE_URL: sim.url, DATABASE_PATH: join(dir.path, 'history.db'), ...options.env };
+  const database = await testDatabase(dir.path);
+  const env: Record<string, string> = { ...FAST_ENV, HOSPITAL_API_BASE_URL: sim.url, ...database.env, ...options.env };
   const log = memoryLogger(env.LOG_LEVEL === 'error' ? 'error' : 'debug');
   const config = loadConfig(env);
   let deps = await buildDeps(config, log.logger);
@@ -88,6 +102,7 @@ export async function startStack(options: { sim?: SimulatorOptions; env?: Record
     async close() {
       await deps.close();
       await sim.close();
+      await database.drop();
       dir.remove();
     },
   };

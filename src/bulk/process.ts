@@ -51,17 +51,23 @@ export async function resumeBatch(deps: ProcessDeps, batchId: string): Promise<B
   return run(deps, await claim(deps, batchId, RESUMABLE, 'resumed', deps.config.MAX_ACTIVE_BATCHES));
 }
 
-/**
- * Deletes the batch upstream and marks it rolled back; from failed, interrupted or completed.
- * If the directory refuses, the batch returns to where it was, with `onRestore` announced.
- */
-export async function rollbackBatch(deps: ProcessDeps, batchId: string, onRestore: BatchEvent[] = []): Promise<BatchOutcome> {
+/** Deletes the batch upstream and marks it rolled back; from failed, interrupted or completed. */
+export async function rollbackBatch(deps: ProcessDeps, batchId: string): Promise<BatchOutcome> {
   const { claim: held, previous } = await claimWithPrevious(deps, batchId, ROLLBACKABLE, 'rolled back');
+  return rollBackClaimed(deps, held, previous.status, []);
+}
+
+/**
+ * Rolls back a batch this instance holds. If the directory refuses, the batch returns to
+ * `restoreTo`, announcing `onRestore`, and the refusal is thrown.
+ */
+async function rollBackClaimed(deps: ProcessDeps, held: Claim, restoreTo: BatchStatus, onRestore: BatchEvent[]): Promise<BatchOutcome> {
+  const { batchId } = held;
   try {
     const deleted = await deps.directory.deleteBatch(batchId, { batchId });
     deps.logger.info('batch rolled back', { batch_id: batchId, deleted_count: deleted });
   } catch (error) {
-    await deps.store.finishBatch(held, previous.status, {}, onRestore);
+    await deps.store.finishBatch(held, restoreTo, {}, onRestore);
     const message = error instanceof Error ? error.message : String(error);
     throw new AppError('directory_unavailable', `${message} The batch was not rolled back; try again later.`, { batch_id: batchId }, { cause: error });
   }
@@ -333,20 +339,20 @@ async function interrupt(current: Run): Promise<BatchOutcome> {
 }
 
 async function failed(current: Run, error: string): Promise<BatchOutcome> {
-  const { deps } = current;
-  const rollingBack = deps.config.ON_FAILURE === 'rollback';
-  // When a rollback follows, "failed" is not the end: watchers hear the rollback's outcome instead.
-  const result = await finish(current, 'failed', error, { announce: !rollingBack });
-  if (!rollingBack) return result;
+  const { deps, claim: held } = current;
+  if (deps.config.ON_FAILURE !== 'rollback') return finish(current, 'failed', error);
+  // Rolled back under this run's own claim: the batch never shows `failed` (a finished
+  // state that watchers would stop at) on its way to `rolled_back`.
+  const completedAt = Date.now();
+  await deps.store.updateBatch(held, { error, completedAt, processingMs: completedAt - current.startedAt });
   try {
-    // Should the rollback fail, the batch goes back to `failed`, and that is announced then.
-    return await rollbackBatch(deps, current.claim.batchId, [{ type: 'status', status: 'failed', error }]);
+    return await rollBackClaimed(deps, held, 'failed', [{ type: 'status', status: 'failed', error }]);
   } catch (rollbackError) {
     deps.logger.error('automatic rollback failed', {
-      batch_id: current.claim.batchId,
+      batch_id: held.batchId,
       error: rollbackError instanceof Error ? rollbackError.message : String(rollbackError),
     });
-    return outcome(deps.store, current.claim.batchId);
+    return outcome(deps.store, held.batchId);
   }
 }
 

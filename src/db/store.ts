@@ -140,11 +140,12 @@ export interface Store {
   watch(batchId: string, onChange: () => void): () => void;
 
   /**
-   * Batches a dead owner left `pending` or `processing` (any owner when `owners` is 'all';
-   * on several instances, those whose lease expired): they become `interrupted`, and rows
-   * whose create was on the wire become `unknown`. Returns their ids.
+   * Batches a dead owner left `pending` or `processing` become `interrupted`, and rows whose
+   * create was on the wire become `unknown`; returns their ids. With `leaseExpiredOnly`
+   * (several instances share the database) only batches whose lease ran out, or that were
+   * never claimed within `leaseMs`; otherwise every one (a single process, at start-up).
    */
-  interruptOrphans(now?: number): Promise<string[]>;
+  interruptOrphans(options: { leaseExpiredOnly: boolean; leaseMs: number }, now?: number): Promise<string[]>;
 
   close(): Promise<void>;
 }

@@ -1,5 +1,249 @@
-import type { Store } from '../store.js';
+import { EventEmitter } from 'node:events';
+import { and, asc, count, desc, eq, gt, inArray, isNull, lt, or, sql, type SQL } from 'drizzle-orm';
+import { drizzle } from 'drizzle-orm/node-postgres';
+import { migrate } from 'drizzle-orm/node-postgres/migrator';
+import pg from 'pg';
+import type { BatchEvent } from '../../bulk/events.js';
+import { assertTransition, CREATED_ROWS, FAILED_ROWS, RUNNING, type BatchStatus } from '../../bulk/status.js';
+import { migrationsFolder } from '../migrations.js';
+import { LeaseLostError, STOPPED_WHILE_SENDING, type Admission, type BatchPatch, type ClaimResult, type RowPatch, type Store } from '../store.js';
+import * as schema from './schema.js';
+import { batchEvents, batchRows, batches } from './schema.js';
 
-export async function createPostgresStore(_url: string): Promise<Store> {
-  throw new Error('PostgreSQL store: not yet implemented');
+type PgDb = ReturnType<typeof drizzle<typeof schema>>;
+type Tx = Parameters<Parameters<PgDb['transaction']>[0]>[0];
+
+/** Wakes every instance's event streams: the payload is the batch id. */
+const CHANNEL = 'hospital_bulk_events';
+// Admission (MAX_ACTIVE_BATCHES, Idempotency-Key) is decided under one transaction-scoped
+// advisory lock, so two instances cannot both count "room for one more".
+const ADMISSION_LOCK = sql`select pg_advisory_xact_lock(7263541)`;
+
+/** Opens a pool on `url` (its sslmode honoured by pg), migrates, and serves the Store on it. */
+export async function createPostgresStore(url: string, { migrate: run = true } = {}): Promise<Store> {
+  const pool = new pg.Pool({ connectionString: url, max: 10 });
+  // An idle client that errors (the server restarted) must not crash the process.
+  pool.on('error', () => undefined);
+  const db = drizzle(pool, { schema });
+  if (run) await migrate(db, { migrationsFolder: migrationsFolder('postgres') });
+  const changed = new EventEmitter().setMaxListeners(0);
+  const listener = await listen(url, (batchId) => changed.emit(batchId));
+
+  async function write<T>(batchId: string, events: BatchEvent[] | undefined, now: number, work: (tx: Tx) => Promise<T>): Promise<T> {
+    const result = await db.transaction(async (tx) => {
+      const value = await work(tx);
+      if (events && events.length > 0) {
+        await tx.insert(batchEvents).values(events.map((event) => ({ batchId, type: event.type, data: event, createdAt: now })));
+        // Delivered at commit, to every instance listening (this one included).
+        await tx.execute(sql`select pg_notify(${CHANNEL}, ${batchId})`);
+      }
+      return value;
+    });
+    if (events && events.length > 0) changed.emit(batchId);
+    return result;
+  }
+
+  const fenced = (claim: { batchId: string; fence: number }) => and(eq(batches.id, claim.batchId), eq(batches.fence, claim.fence));
+  const mustChange = (batchId: string, rowCount: number | null) => {
+    if (rowCount !== 1) throw new LeaseLostError(batchId);
+  };
+  const lockFenced = async (tx: Tx, claim: { batchId: string; fence: number }) => {
+    const locked = await tx.select({ id: batches.id }).from(batches).where(fenced(claim)).for('update');
+    if (locked.length !== 1) throw new LeaseLostError(claim.batchId);
+  };
+  const running = async (tx: Tx | PgDb) =>
+    (await tx.select({ n: count() }).from(batches).where(inArray(batches.status, RUNNING)))[0]?.n ?? 0;
+  const recount = async (tx: Tx, where: SQL | undefined) => {
+    const counted = (statuses: readonly string[]) =>
+      sql<number>`(select count(*) from ${batchRows} where ${batchRows.batchId} = ${batches.id} and ${inArray(batchRows.status, [...statuses] as never[])})`;
+    return (await tx.update(batches).set({ createdRows: counted(CREATED_ROWS), failedRows: counted(FAILED_ROWS) }).where(where)).rowCount;
+  };
+  const newestFirst = [desc(batches.createdAt), desc(batches.id)];
+
+  return {
+    engine: 'postgres',
+
+    async admitBatch(batch, limits, now = Date.now()): Promise<Admission> {
+      return write(batch.id, undefined, now, async (tx) => {
+        await tx.execute(ADMISSION_LOCK);
+        if (batch.idempotencyKey !== null) {
+          const [earlier] = await tx.select().from(batches).where(eq(batches.idempotencyKey, batch.idempotencyKey));
+          if (earlier) return { kind: 'existing', batch: earlier };
+        }
+        if ((await running(tx)) >= limits.maxActive) return { kind: 'full' };
+        const [inserted] = await tx
+          .insert(batches)
+          .values({
+            id: batch.id,
+            filename: batch.filename,
+            fileSha256: batch.fileSha256,
+            idempotencyKey: batch.idempotencyKey,
+            notice: batch.notice ?? null,
+            status: 'pending',
+            totalRows: batch.rows.length,
+            createdAt: now,
+          })
+          .returning();
+        await tx.insert(batchRows).values(batch.rows.map((row) => ({ ...row, batchId: batch.id, status: 'pending' as const, updatedAt: now })));
+        return { kind: 'new', batch: inserted! };
+      });
+    },
+
+    async findBatch(id) {
+      return (await db.select().from(batches).where(eq(batches.id, id)))[0];
+    },
+    async findBatchByIdempotencyKey(key) {
+      return (await db.select().from(batches).where(eq(batches.idempotencyKey, key)))[0];
+    },
+    async findRows(batchId) {
+      return db.select().from(batchRows).where(eq(batchRows.batchId, batchId)).orderBy(asc(batchRows.row));
+    },
+    async listBatches(limit, after) {
+      const older = after
+        ? or(lt(batches.createdAt, after.createdAt), and(eq(batches.createdAt, after.createdAt), lt(batches.id, after.id)))
+        : undefined;
+      return db.select().from(batches).where(older).orderBy(...newestFirst).limit(limit);
+    },
+    async countRunning() {
+      return running(db);
+    },
+
+    async claimBatch(id, { from, owner, leaseMs, maxActive }, now = Date.now()): Promise<ClaimResult> {
+      assertTransition(from, 'processing');
+      return write(id, undefined, now, async (tx): Promise<ClaimResult> => {
+        if (maxActive !== undefined) await tx.execute(ADMISSION_LOCK);
+        const [batch] = await tx.select().from(batches).where(eq(batches.id, id)).for('update');
+        if (!batch) return { kind: 'not_found' };
+        if (!from.includes(batch.status)) return { kind: 'conflict', status: batch.status };
+        if (maxActive !== undefined && (await running(tx)) >= maxActive) return { kind: 'full' };
+        const fence = batch.fence + 1;
+        await tx
+          .update(batches)
+          .set({ status: 'processing', fence, leaseOwner: owner, leaseExpiresAt: now + leaseMs })
+          .where(eq(batches.id, id));
+        return { kind: 'claimed', claim: { batchId: id, fence, owner }, previous: batch };
+      });
+    },
+
+    async renewLease(claim, leaseMs, now = Date.now()) {
+      mustChange(claim.batchId, (await db.update(batches).set({ leaseExpiresAt: now + leaseMs }).where(fenced(claim))).rowCount);
+    },
+
+    async finishBatch(claim, to: BatchStatus, patch: BatchPatch, events, now = Date.now()) {
+      assertTransition(['processing'], to);
+      await write(claim.batchId, events, now, async (tx) => {
+        const result = await tx
+          .update(batches)
+          .set({ ...patch, status: to, leaseOwner: null, leaseExpiresAt: null })
+          .where(and(fenced(claim), eq(batches.status, 'processing')));
+        mustChange(claim.batchId, result.rowCount);
+      });
+    },
+
+    async updateBatch(claim, patch: BatchPatch, events, now = Date.now()) {
+      await write(claim.batchId, events, now, async (tx) => {
+        const set = Object.keys(patch).length > 0 ? patch : { fence: claim.fence };
+        mustChange(claim.batchId, (await tx.update(batches).set(set).where(fenced(claim))).rowCount);
+      });
+    },
+
+    async updateRows(claim, rows, patch: RowPatch, events, now = Date.now()) {
+      await write(claim.batchId, events, now, async (tx) => {
+        // Lock the batch (and prove the claim) first: concurrent row commits of one batch
+        // then run one after another, and each recount below, a new statement under READ
+        // COMMITTED, sees the rows the previous one committed. Recounting without the lock
+        // loses updates (two recounts from snapshots taken before either commit).
+        await lockFenced(tx, claim);
+        const which =
+          rows === 'all' ? eq(batchRows.batchId, claim.batchId) : and(eq(batchRows.batchId, claim.batchId), inArray(batchRows.row, [...rows]));
+        await tx.update(batchRows).set({ ...patch, updatedAt: now }).where(which);
+        await recount(tx, eq(batches.id, claim.batchId));
+      });
+    },
+
+    async eventsAfter(batchId, seq) {
+      const stored = await db
+        .select()
+        .from(batchEvents)
+        .where(and(eq(batchEvents.batchId, batchId), gt(batchEvents.seq, seq)))
+        .orderBy(asc(batchEvents.seq));
+      return stored.map((row) => ({ seq: row.seq, batchId: row.batchId, event: row.data, createdAt: row.createdAt }));
+    },
+
+    watch(batchId, onChange) {
+      changed.on(batchId, onChange);
+      return () => changed.off(batchId, onChange);
+    },
+
+    async interruptOrphans({ leaseExpiredOnly, leaseMs }, now = Date.now()) {
+      return db.transaction(async (tx) => {
+        const orphaned = leaseExpiredOnly
+          ? or(lt(batches.leaseExpiresAt, now), and(isNull(batches.leaseOwner), lt(batches.createdAt, now - leaseMs)))
+          : undefined;
+        const orphans = (
+          await tx
+            .select({ id: batches.id })
+            .from(batches)
+            .where(and(inArray(batches.status, RUNNING), orphaned))
+            .for('update', { skipLocked: true })
+        ).map((b) => b.id);
+        if (orphans.length === 0) return [];
+        await tx
+          .update(batchRows)
+          .set({ status: 'unknown', errorMessage: STOPPED_WHILE_SENDING, updatedAt: now })
+          .where(and(inArray(batchRows.batchId, orphans), eq(batchRows.status, 'creating')));
+        await recount(tx, inArray(batches.id, orphans));
+        await tx
+          .update(batches)
+          .set({
+            status: 'interrupted',
+            leaseOwner: null,
+            leaseExpiresAt: null,
+            fence: sql`${batches.fence} + 1`,
+            error: sql`'The service stopped while this batch was running. Resume it with POST /batches/' || ${batches.id} || '/resume.'`,
+          })
+          .where(inArray(batches.id, orphans));
+        return orphans;
+      });
+    },
+
+    async close() {
+      changed.removeAllListeners();
+      await listener.close();
+      await pool.end();
+    },
+  };
+}
+
+/**
+ * A dedicated connection LISTENing for committed events, so a stream on this instance
+ * hears about a batch that another instance runs. It reconnects after a lost connection.
+ */
+async function listen(url: string, onBatch: (batchId: string) => void): Promise<{ close: () => Promise<void> }> {
+  let closed = false;
+  let client: pg.Client | null = null;
+  const retry = (): void => {
+    setTimeout(() => void connect().catch(retry), 1_000).unref();
+  };
+  const connect = async (): Promise<void> => {
+    const next = new pg.Client({ connectionString: url });
+    next.on('notification', (message) => {
+      if (message.channel === CHANNEL && message.payload) onBatch(message.payload);
+    });
+    next.on('error', () => {
+      if (closed) return;
+      client = null;
+      retry();
+    });
+    await next.connect();
+    await next.query(`LISTEN ${CHANNEL}`);
+    client = next;
+  };
+  await connect();
+  return {
+    async close() {
+      closed = true;
+      await client?.end().catch(() => undefined);
+    },
+  };
 }

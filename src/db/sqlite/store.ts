@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { and, asc, count, desc, eq, gt, inArray, lt, or, sql } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, inArray, isNull, lt, or, sql } from 'drizzle-orm';
 import type { BatchEvent } from '../../bulk/events.js';
 import { assertTransition, CREATED_ROWS, FAILED_ROWS, RUNNING, type BatchStatus } from '../../bulk/status.js';
 import {
@@ -165,8 +165,16 @@ export function createSqliteStore(path: string): Store {
       return () => changed.off(batchId, onChange);
     },
 
-    async interruptOrphans(now = Date.now()) {
-      const orphans = db.select({ id: batches.id }).from(batches).where(inArray(batches.status, RUNNING)).all().map((b) => b.id);
+    async interruptOrphans({ leaseExpiredOnly, leaseMs }, now = Date.now()) {
+      const orphaned = leaseExpiredOnly
+        ? or(lt(batches.leaseExpiresAt, now), and(isNull(batches.leaseOwner), lt(batches.createdAt, now - leaseMs)))
+        : undefined;
+      const orphans = db
+        .select({ id: batches.id })
+        .from(batches)
+        .where(and(inArray(batches.status, RUNNING), orphaned))
+        .all()
+        .map((b) => b.id);
       if (orphans.length === 0) return [];
       write(orphans[0]!, undefined, now, (tx) => {
         tx.update(batchRows)

@@ -1,0 +1,68 @@
+import { bigint, bigserial, boolean, index, integer, jsonb, pgTable, primaryKey, text } from 'drizzle-orm/pg-core';
+import type { BatchEvent } from '../../bulk/events.js';
+import { BATCH_STATUSES, ROW_STATUSES } from '../../bulk/status.js';
+
+// Epoch milliseconds overflow int4: every time is a bigint, read back as a JS number
+// (safe until the year 287,396).
+const millis = (name: string) => bigint(name, { mode: 'number' });
+
+/** One upload; the same columns as the SQLite schema (src/db/sqlite/schema.ts). */
+export const batches = pgTable(
+  'batches',
+  {
+    id: text('id').primaryKey(),
+    filename: text('filename').notNull(),
+    status: text('status', { enum: BATCH_STATUSES }).notNull(),
+    totalRows: integer('total_rows').notNull(),
+    createdRows: integer('created_rows').notNull().default(0),
+    failedRows: integer('failed_rows').notNull().default(0),
+    activated: boolean('activated').notNull().default(false),
+    error: text('error'),
+    notice: text('notice'),
+    idempotencyKey: text('idempotency_key').unique(),
+    fileSha256: text('file_sha256').notNull(),
+    createdAt: millis('created_at').notNull(),
+    startedAt: millis('started_at'),
+    completedAt: millis('completed_at'),
+    processingMs: millis('processing_ms'),
+    leaseOwner: text('lease_owner'),
+    leaseExpiresAt: millis('lease_expires_at'),
+    fence: integer('fence').notNull().default(0),
+  },
+  (t) => [index('batches_created_at_id_idx').on(t.createdAt, t.id), index('batches_status_idx').on(t.status)],
+);
+
+export const batchRows = pgTable(
+  'batch_rows',
+  {
+    batchId: text('batch_id')
+      .notNull()
+      .references(() => batches.id, { onDelete: 'cascade' }),
+    row: integer('row').notNull(),
+    line: integer('line').notNull(),
+    name: text('name').notNull(),
+    address: text('address').notNull(),
+    phone: text('phone'),
+    status: text('status', { enum: ROW_STATUSES }).notNull().default('pending'),
+    hospitalId: integer('hospital_id'),
+    errorMessage: text('error_message'),
+    attempts: integer('attempts').notNull().default(0),
+    updatedAt: millis('updated_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.batchId, t.row] })],
+);
+
+/** The typed domain events, as jsonb; `seq` is the SSE event id. */
+export const batchEvents = pgTable(
+  'batch_events',
+  {
+    seq: bigserial('seq', { mode: 'number' }).primaryKey(),
+    batchId: text('batch_id')
+      .notNull()
+      .references(() => batches.id, { onDelete: 'cascade' }),
+    type: text('type').notNull(),
+    data: jsonb('data').$type<BatchEvent>().notNull(),
+    createdAt: millis('created_at').notNull(),
+  },
+  (t) => [index('batch_events_batch_seq_idx').on(t.batchId, t.seq)],
+);
