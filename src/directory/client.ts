@@ -5,7 +5,16 @@ import type { Logger } from '../logger.js';
 import { findUnclaimed } from './reconcile.js';
 import { isUnresolvedHost, RetryableAnswer, withRetries, type RetryOptions } from './retry.js';
 import { createTransport, unreadable, type Answer, type DirectoryRequest } from './transport.js';
-import { DirectoryError, type CallContext, type CreateOutcome, type DirectoryErrorKind, type DirectoryOp, type DirectoryWait, type Hospital, type NewHospital } from './types.js';
+import {
+  DirectoryError,
+  type CallContext,
+  type CreateOutcome,
+  type DirectoryErrorKind,
+  type DirectoryOp,
+  type DirectoryWait,
+  type Hospital,
+  type NewHospital,
+} from './types.js';
 
 export { findUnclaimed, matchRows } from './reconcile.js';
 export { DirectoryError } from './types.js';
@@ -72,7 +81,8 @@ export function createDirectoryClient(config: ClientConfig, logger: Logger) {
   async function readBatch(batchId: string, context: CallContext): Promise<Hospital[]> {
     try {
       return await retry('get_batch', context, async (attempt) => {
-        const answer = await transport.send('get_batch', { method: 'GET', path: `/hospitals/batch/${batchId}`, ratePerMin: OTHER_RATE_PER_MIN }, { ...context, attempt });
+        const request: DirectoryRequest = { method: 'GET', path: `/hospitals/batch/${batchId}`, ratePerMin: OTHER_RATE_PER_MIN };
+        const answer = await transport.send('get_batch', request, { ...context, attempt });
         if (answer.outcome === 'ok' && Array.isArray(answer.body)) return answer.body as Hospital[];
         if (answer.outcome === 'rejected' && answer.status === 404) return [];
         if (answer.outcome === 'rejected') {
@@ -97,7 +107,8 @@ export function createDirectoryClient(config: ClientConfig, logger: Logger) {
         async (attempt) => {
           const remaining = deadline - Date.now();
           if (remaining <= 0) throw new AbortError(last);
-          const request: DirectoryRequest = { method: 'GET', path: '/', ratePerMin: HEALTH_RATE_PER_MIN, timeoutMs: Math.min(config.UPSTREAM_TIMEOUT_MS, remaining) };
+          const timeoutMs = Math.min(config.UPSTREAM_TIMEOUT_MS, remaining);
+          const request: DirectoryRequest = { method: 'GET', path: '/', ratePerMin: HEALTH_RATE_PER_MIN, timeoutMs };
           const answer = await transport.send('wake', request, { ...context, attempt });
           if (answer.outcome === 'ok') return;
           last = answer.status ? `HTTP ${answer.status}: ${answer.message}` : answer.message;
@@ -124,7 +135,10 @@ export function createDirectoryClient(config: ClientConfig, logger: Logger) {
    * The id it ends with is added to `claimed` in the same tick the choice is made, so rows
    * running side by side can never both take one hospital.
    */
-  async function createHospital(hospital: NewHospital, callContext: CallContext & { batchId: string; claimed: Set<number> }): Promise<CreateOutcome> {
+  async function createHospital(
+    hospital: NewHospital,
+    callContext: CallContext & { batchId: string; claimed: Set<number> },
+  ): Promise<CreateOutcome> {
     const context = hooked(callContext);
     let attempts = 0;
     let maybeCreated = false;
@@ -255,7 +269,8 @@ export function createDirectoryClient(config: ClientConfig, logger: Logger) {
 
     /** Every hospital the directory holds, in one GET /hospitals/ with a single attempt of at most `timeoutMs`. */
     async listHospitals(timeoutMs: number): Promise<Hospital[]> {
-      const request: DirectoryRequest = { method: 'GET', path: '/hospitals/', ratePerMin: OTHER_RATE_PER_MIN, timeoutMs: Math.min(timeoutMs, config.UPSTREAM_TIMEOUT_MS) };
+      const limit = Math.min(timeoutMs, config.UPSTREAM_TIMEOUT_MS);
+      const request: DirectoryRequest = { method: 'GET', path: '/hospitals/', ratePerMin: OTHER_RATE_PER_MIN, timeoutMs: limit };
       const answer = await transport.send('list', request, { attempt: 1 });
       if (answer.outcome === 'ok' && Array.isArray(answer.body)) return answer.body as Hospital[];
       const why = answer.outcome === 'ok' ? `HTTP ${answer.status} with an unexpected body` : answer.message;
