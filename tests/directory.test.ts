@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { loadConfig } from '../src/config.js';
-import { createDirectoryClient, DirectoryError, type DirectoryClient } from '../src/directory/client.js';
+import { createDirectoryClient, DirectoryError, matchRows, type DirectoryClient, type DirectoryWait, type Hospital } from '../src/directory/client.js';
 import type { Simulator, SimulatorOptions } from '../simulator/simulator.js';
 import { closedPortUrl, FAST_ENV, memoryLogger, requestsTo, startSimulator } from './helpers.js';
 
@@ -362,5 +362,179 @@ describe('pacing', () => {
     expect(sim.hospitals()).toHaveLength(40);
     const times = sim.stats().createTimes;
     for (const t of times) expect(times.filter((u) => u >= t && u < t + 400).length).toBeLessThanOrEqual(30);
+  });
+});
+
+describe('a host name that does not resolve', () => {
+  test('when HOSPITAL_API_BASE_URL names a host that does not resolve, then wake-up fails at once and says which variable to fix', async () => {
+    // .invalid never resolves (RFC 6761): the resolver answers locally, no traffic leaves.
+    client = createDirectoryClient(
+      loadConfig({ ...FAST_ENV, HOSPITAL_API_BASE_URL: 'http://no-such-host.invalid', WARMUP_TIMEOUT_MS: '60000' }),
+      memoryLogger().logger,
+    );
+    const waits: DirectoryWait[] = [];
+
+    const error = await client.wake({ onWait: (wait) => waits.push(wait) }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(DirectoryError);
+    expect((error as DirectoryError).kind).toBe('unavailable');
+    expect((error as DirectoryError).message).toMatch(
+      /^The host name in HOSPITAL_API_BASE_URL \(http:\/\/no-such-host\.invalid\) does not resolve \(.*ENOTFOUND.*\)\. Check the variable/,
+    );
+    expect(waits).toEqual([]);
+  }, 10_000); // far below WARMUP_TIMEOUT_MS: it must not have waited for it
+});
+
+describe('waits reported to onWait', () => {
+  const collect = () => {
+    const waits: DirectoryWait[] = [];
+    return { waits, onWait: (wait: DirectoryWait) => void waits.push(wait) };
+  };
+
+  test('when the next two creates answer 503, then the hook hears two retry waits, for attempts 1 and 2, each including the settle time', async () => {
+    await setUp();
+    sim.inject('create', { kind: 'status', status: 503, body: { detail: 'Service Unavailable' } }, 2);
+    const { waits, onWait } = collect();
+
+    const outcome = await client.createHospital(ROW, { batchId: randomUUID(), row: 1, claimed: new Set(), onWait });
+
+    expect(outcome).toMatchObject({ kind: 'created', attempts: 3 });
+    expect(waits).toEqual([
+      { op: 'create', reason: 'retry', attempt: 1, status: 503, message: 'Service Unavailable', delayMs: expect.any(Number) },
+      { op: 'create', reason: 'retry', attempt: 2, status: 503, message: 'Service Unavailable', delayMs: expect.any(Number) },
+    ]);
+    // UPSTREAM_SETTLE_MS (30) plus a backoff between UPSTREAM_RETRY_BASE_MS (5) and UPSTREAM_RETRY_MAX_MS (20).
+    for (const wait of waits) expect(wait.delayMs).toBeGreaterThanOrEqual(35);
+    for (const wait of waits) expect(wait.delayMs).toBeLessThanOrEqual(50);
+  });
+
+  test('when the directory answers 429, then the hook hears one rate-limited wait of about the window, and no retry wait', async () => {
+    await setUp({}, { UPSTREAM_RATE_WINDOW_MS: '600' });
+    sim.inject('create', { kind: 'status', status: 429, body: { error: 'Rate limit exceeded: 30 per 1 minute' } });
+    const { waits, onWait } = collect();
+
+    const outcome = await client.createHospital(ROW, { batchId: randomUUID(), row: 1, claimed: new Set(), onWait });
+
+    expect(outcome).toMatchObject({ kind: 'created', attempts: 2 });
+    expect(waits).toEqual([
+      { op: 'create', reason: 'rate_limited', attempt: 2, status: 429, message: expect.stringContaining('429'), delayMs: expect.any(Number) },
+    ]);
+    expect(waits[0]!.delayMs).toBeGreaterThan(300);
+    expect(waits[0]!.delayMs).toBeLessThanOrEqual(600);
+  });
+
+  test('when our own pacing holds a create, then the hook hears a rate-limited wait with no status', async () => {
+    await setUp({}, { UPSTREAM_CREATE_RATE_PER_MIN: '1', UPSTREAM_RATE_WINDOW_MS: '300' });
+    const batchId = randomUUID();
+    await create(batchId, 1);
+    const { waits, onWait } = collect();
+
+    const outcome = await client.createHospital({ ...ROW, name: 'Second' }, { batchId, row: 2, claimed: new Set(), onWait });
+
+    expect(outcome.kind).toBe('created');
+    expect(waits).toEqual([{ op: 'create', reason: 'rate_limited', attempt: 1, status: null, message: expect.stringContaining('Pacing'), delayMs: expect.any(Number) }]);
+    expect(waits[0]!.delayMs).toBeLessThanOrEqual(300);
+    expect(sim.stats().count429).toBe(0);
+  });
+
+  test('when nothing listens at the directory URL, then wake-up reports each retry wait before it gives up', async () => {
+    sim = await startSimulator();
+    client = createDirectoryClient(
+      loadConfig({ ...FAST_ENV, HOSPITAL_API_BASE_URL: await closedPortUrl(), WARMUP_TIMEOUT_MS: '300' }),
+      memoryLogger().logger,
+    );
+    const { waits, onWait } = collect();
+
+    await expect(client.wake({ onWait })).rejects.toMatchObject({ kind: 'unavailable' });
+
+    expect(waits.length).toBeGreaterThanOrEqual(2);
+    expect(waits.map((w) => w.attempt)).toEqual(waits.map((_, i) => i + 1));
+    for (const wait of waits) {
+      expect(wait).toMatchObject({ op: 'wake', reason: 'retry', status: null, message: expect.stringContaining('ECONNREFUSED') });
+    }
+  });
+
+  test('when the directory cold-starts for longer than one request timeout, then wake-up reports its retry waits and succeeds', async () => {
+    await setUp({ coldStartMs: 400 }, { UPSTREAM_TIMEOUT_MS: '100', WARMUP_TIMEOUT_MS: '3000' });
+    const { waits, onWait } = collect();
+
+    await client.wake({ onWait });
+
+    expect(waits.length).toBeGreaterThanOrEqual(1);
+    expect(waits.length).toBe(requestsTo(sim, 'health').length - 1);
+    for (const wait of waits) expect(wait).toMatchObject({ op: 'wake', reason: 'retry', status: null });
+  });
+
+  test('when batch reads, activation and deletes meet a 503, then each names its own operation to the hook', async () => {
+    await setUp();
+    const batchId = randomUUID();
+    const created = await create(batchId);
+    const ids = created.kind === 'created' ? [created.hospital.id] : [];
+    sim.inject('batch', { kind: 'status', status: 503 });
+    sim.inject('activate', { kind: 'status', status: 503 });
+    sim.inject('deleteBatch', { kind: 'status', status: 503 });
+    const { waits, onWait } = collect();
+
+    await client.getBatch(batchId, { batchId, onWait });
+    await client.activateBatch(batchId, ids, { batchId, onWait });
+    await client.deleteBatch(batchId, { batchId, onWait });
+
+    expect(waits.map((w) => [w.op, w.reason, w.status])).toEqual([
+      ['get_batch', 'retry', 503],
+      ['activate', 'retry', 503],
+      ['delete_batch', 'retry', 503],
+    ]);
+  });
+
+  test('when the onWait listener throws, then the call it watches still completes and the failure is logged', async () => {
+    await setUp();
+    sim.inject('create', { kind: 'status', status: 503 });
+
+    const outcome = await client.createHospital(ROW, {
+      batchId: randomUUID(),
+      row: 4,
+      claimed: new Set(),
+      onWait: () => {
+        throw new Error('listener broke');
+      },
+    });
+
+    expect(outcome).toMatchObject({ kind: 'created', attempts: 2 });
+    expect(logLines).toContainEqual(expect.objectContaining({ message: 'directory wait listener failed', row: 4, error: 'listener broke' }));
+  });
+});
+
+describe('matching rows to a batch listing (reconciliation)', () => {
+  const hospital = (id: number, name: string, phone: string | null = '555-0100'): Hospital => ({
+    id,
+    name,
+    address: '1 Main St',
+    phone,
+    creation_batch_id: null,
+    active: false,
+    created_at: '2026-01-01T00:00:00',
+  });
+
+  test('when identical rows meet identical hospitals, then each row takes its own, lowest id first, and claimed ones are skipped', () => {
+    const upstream = [hospital(5, 'A'), hospital(2, 'A'), hospital(3, 'B'), hospital(1, 'A')];
+    const rows = [1, 2, 3, 4].map((row) => ({ row, name: row === 4 ? 'B' : 'A', address: '1 Main St', phone: '555-0100' }));
+    const claimed = new Set([1]);
+
+    const matches = matchRows(upstream, rows, claimed);
+
+    expect([...matches].map(([row, h]) => [row.row, h.id])).toEqual([
+      [1, 2],
+      [2, 5],
+      [4, 3],
+    ]);
+    expect([...claimed].sort()).toEqual([1, 2, 3, 5]);
+  });
+
+  test('when a row differs only in a missing phone, then it matches a hospital stored without one and nothing else', () => {
+    const upstream = [hospital(1, 'A'), hospital(2, 'A', null)];
+
+    const matches = matchRows(upstream, [{ name: 'A', address: '1 Main St', phone: null }], new Set());
+
+    expect([...matches.values()].map((h) => h.id)).toEqual([2]);
   });
 });

@@ -1,6 +1,6 @@
 import type { Config } from '../config.js';
 import { LeaseLostError, STOPPED_WHILE_SENDING, type BatchRecord, type Claim, type RowPatch, type RowRecord, type Store } from '../db/store.js';
-import { DirectoryError, findUnclaimed, type CreateOutcome, type DirectoryClient } from '../directory/client.js';
+import { DirectoryError, matchRows, type CreateOutcome, type DirectoryClient } from '../directory/client.js';
 import { AppError } from '../errors.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
@@ -273,10 +273,7 @@ async function reconcile(current: Run): Promise<void> {
     forgotten += 1;
     await writeRow(current, row.row, { status: 'pending', hospitalId: null, errorMessage: null });
   }
-  for (const row of current.rows.filter((r) => !isCreated(r))) {
-    const match = findUnclaimed(upstream, row, claimed);
-    if (!match) continue;
-    claimed.add(match.id);
+  for (const [row, match] of matchRows(upstream, current.rows.filter((r) => !isCreated(r)), claimed)) {
     adopted += 1;
     await writeRow(current, row.row, { status: 'created', hospitalId: match.id, errorMessage: null }, true);
   }

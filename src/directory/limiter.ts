@@ -1,5 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
+/** A hold on a request: how long, and whether a 429's block (rather than our own pacing) causes it. */
+export interface LimiterWait {
+  delayMs: number;
+  blocked: boolean;
+}
+
 /**
  * Process-wide pacing for the directory: at most `limit` requests per key in any window of
  * `windowMs`, first come, first served.
@@ -20,12 +26,15 @@ export class RateLimiter {
 
   constructor(private readonly windowMs: number) {}
 
-  /** Resolves when a request for `key` may be sent; call the returned function when it has finished. */
-  acquire(key: string, limit: number): Promise<() => void> {
+  /**
+   * Resolves when a request for `key` may be sent; call the returned function when it has
+   * finished. `onWait` hears each hold it can put a length on (`blocked`: by a 429's block).
+   */
+  acquire(key: string, limit: number, onWait?: (wait: LimiterWait) => void): Promise<() => void> {
     // Per-batch keys are used for a few minutes and then never again: forget spent ones.
     if (this.slots.size > 64) this.sweep(Date.now());
     this.waiting.set(key, (this.waiting.get(key) ?? 0) + 1);
-    const turn = (this.queues.get(key) ?? Promise.resolve()).then(() => this.takeSlot(key, limit));
+    const turn = (this.queues.get(key) ?? Promise.resolve()).then(() => this.takeSlot(key, limit, onWait));
     const tail = turn.catch(() => undefined);
     this.queues.set(key, tail);
     // Per-batch keys come and go: forget a key's queue once nobody is in it.
@@ -60,7 +69,8 @@ export class RateLimiter {
     return Math.max(blocked, first + cycles * this.windowMs - now);
   }
 
-  private async takeSlot(key: string, limit: number): Promise<() => void> {
+  private async takeSlot(key: string, limit: number, onWait?: (wait: LimiterWait) => void): Promise<() => void> {
+    let toldUntil = 0;
     for (;;) {
       const now = Date.now();
       const slots = this.live(key, now);
@@ -75,7 +85,14 @@ export class RateLimiter {
         };
       }
       const soonest = Math.min(...slots.map((slot) => slot.freeAt));
-      await this.waitUntilReleased(key, blocked > 0 ? blocked : soonest - now);
+      const until = blocked > 0 ? now + blocked : soonest;
+      // While every slot is in flight the wait has no length yet (Infinity): tell it once it
+      // has one, and again only if it moved later (a 429 meanwhile), not on every wake-up.
+      if (Number.isFinite(until) && until > toldUntil) {
+        toldUntil = until;
+        onWait?.({ delayMs: until - now, blocked: blocked > 0 });
+      }
+      await this.waitUntilReleased(key, until - now);
     }
   }
 

@@ -1,0 +1,181 @@
+import http from 'node:http';
+import https from 'node:https';
+import got, { RequestError, TimeoutError, type Method } from 'got';
+import type { Config } from '../config.js';
+import type { Logger } from '../logger.js';
+import { RateLimiter } from './limiter.js';
+import type { CallContext, DirectoryOp } from './types.js';
+
+/**
+ * What one request came to. `not_sent`: the directory cannot have acted on it (refused
+ * connection, connect timeout, 429), so it is safe to send again. `unknown`: it may have
+ * acted (the request was written, then a read timeout, a reset, a 5xx or an unreadable 2xx).
+ * `code` is the transport's error code (ECONNREFUSED, ENOTFOUND, …) when there was no answer.
+ */
+export type Answer =
+  | { outcome: 'ok'; status: number; body: unknown }
+  | { outcome: 'rejected'; status: number; message: string }
+  | { outcome: 'not_sent' | 'unknown'; status: number | null; message: string; code?: string; retryAfterMs?: number };
+
+/** An answer worth another attempt. */
+export type RetryableOutcome = Extract<Answer, { outcome: 'not_sent' | 'unknown' }>;
+
+/** One request: where, how fast it may be sent (the directory's limit for its path), and how long to give it. */
+export interface DirectoryRequest {
+  method: Method;
+  path: string;
+  json?: unknown;
+  ratePerMin: number;
+  timeoutMs?: number;
+}
+
+export type TransportConfig = Pick<Config, 'HOSPITAL_API_BASE_URL' | 'UPSTREAM_TIMEOUT_MS' | 'UPSTREAM_RATE_WINDOW_MS'>;
+
+export type Transport = ReturnType<typeof createTransport>;
+
+const CONNECT_TIMEOUT_MS = 10_000;
+const IDLE_SOCKET_TIMEOUT_MS = 4_000;
+const NEVER_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_FAIL', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+/** The wire to the directory: one got instance, process-wide pacing, and a classified answer for every request. */
+export function createTransport(config: TransportConfig, logger: Logger) {
+  const limiter = new RateLimiter(config.UPSTREAM_RATE_WINDOW_MS);
+  // An idle kept-alive socket must be dropped before the server drops it: a create sent on
+  // a socket the server is closing comes back as a reset, costs a settle delay and a
+  // reconcile. Node lowers this further to a server's Keep-Alive hint, but only when a
+  // timeout is set at all (4 s is under the usual 5 s of uvicorn and Node servers).
+  const agentOptions = { keepAlive: true, timeout: IDLE_SOCKET_TIMEOUT_MS };
+  const agents = { http: new http.Agent(agentOptions), https: new https.Agent(agentOptions) };
+  const api = got.extend({
+    prefixUrl: config.HOSPITAL_API_BASE_URL,
+    // p-retry owns every retry; got would otherwise re-send on its own.
+    retry: { limit: 0 },
+    throwHttpErrors: false,
+    followRedirect: false,
+    responseType: 'text',
+    agent: agents,
+    headers: { 'user-agent': 'hospital-bulk' },
+  });
+  const limiterKey = (request: Pick<DirectoryRequest, 'path' | 'ratePerMin'>) => `${request.ratePerMin}:${request.path}`;
+
+  /** Sends one request, paced by the limiter, and says what it came to; never throws. */
+  async function send(op: DirectoryOp, request: DirectoryRequest, context: CallContext & { attempt: number }): Promise<Answer> {
+    const key = limiterKey(request);
+    const release = await limiter.acquire(key, request.ratePerMin, ({ delayMs, blocked }) =>
+      context.onWait?.({
+        op,
+        reason: 'rate_limited',
+        attempt: context.attempt,
+        status: blocked ? 429 : null,
+        message: blocked
+          ? `The directory refused us with 429 (rate limit); waiting for its window to pass.`
+          : `Pacing under the directory's limit of ${request.ratePerMin} requests a minute for ${request.path}.`,
+        delayMs,
+      }),
+    );
+    const timeoutMs = request.timeoutMs ?? config.UPSTREAM_TIMEOUT_MS;
+    const started = performance.now();
+    let answer: Answer;
+    try {
+      const response = await api(request.path.replace(/^\//, ''), {
+        method: request.method,
+        json: request.json,
+        timeout: { connect: Math.min(CONNECT_TIMEOUT_MS, timeoutMs), request: timeoutMs },
+      });
+      answer = classifyResponse(response.statusCode, response.body, response.headers['retry-after']);
+    } catch (error) {
+      answer = classifyTransportError(error);
+    } finally {
+      release();
+    }
+    if (answer.outcome === 'not_sent' && answer.status === 429) {
+      limiter.block(key, Date.now() + (answer.retryAfterMs ?? config.UPSTREAM_RATE_WINDOW_MS));
+    }
+    logger.log(answer.outcome === 'ok' ? 'info' : 'warn', 'directory request', {
+      op,
+      batch_id: context.batchId,
+      row: context.row,
+      attempt: context.attempt,
+      outcome: answer.outcome,
+      status: answer.status,
+      latency_ms: Math.round(performance.now() - started),
+      ...(answer.outcome === 'ok' ? {} : { error: answer.message }),
+    });
+    return answer;
+  }
+
+  return {
+    send,
+
+    /** How long `count` more requests like `request` would wait for the limiter, behind everything queued now. */
+    estimatedWaitMs(request: Pick<DirectoryRequest, 'path' | 'ratePerMin'>, count: number): number {
+      return limiter.estimatedWaitMs(limiterKey(request), request.ratePerMin, count);
+    },
+
+    /** Closes kept-alive connections so the process (or a test) can exit. */
+    close(): void {
+      agents.http.destroy();
+      agents.https.destroy();
+    },
+  };
+}
+
+/** Sorts an HTTP answer into ok / rejected (will not change) / not_sent (429) / unknown (408, 5xx). */
+export function classifyResponse(status: number, text: string, retryAfter: string | undefined): Answer {
+  let body: unknown;
+  try {
+    body = text === '' ? undefined : JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  if (status >= 200 && status < 300) return { outcome: 'ok', status, body };
+  const message = detailOf(body) ?? `HTTP ${status}`;
+  if (status === 429) return { outcome: 'not_sent', status, message, retryAfterMs: parseRetryAfter(retryAfter) };
+  // 408 and 5xx: the directory (or its proxy) may have acted before failing.
+  if (status >= 500 || status === 408) return { outcome: 'unknown', status, message };
+  return { outcome: 'rejected', status, message };
+}
+
+/** Sorts a request that got no answer into not_sent (never reached the directory) or unknown (it may have acted). */
+export function classifyTransportError(error: unknown): RetryableOutcome {
+  const code = error instanceof RequestError ? error.code : undefined;
+  const failure = { status: null, message: error instanceof Error ? error.message : String(error), ...(code ? { code } : {}) };
+  if (code && NEVER_SENT_CODES.has(code)) return { outcome: 'not_sent', ...failure };
+  if (error instanceof TimeoutError && ['lookup', 'connect', 'secureConnect'].includes(error.event)) {
+    return { outcome: 'not_sent', ...failure };
+  }
+  // Once the request is fully written the directory may act on it, whatever happens next.
+  const written = error instanceof RequestError && error.timings?.upload !== undefined;
+  return { outcome: written ? 'unknown' : 'not_sent', ...failure };
+}
+
+/** A 2xx whose body is not what the directory sends: it may have acted, so treat it as unknown. */
+export function unreadable(status: number): RetryableOutcome & { outcome: 'unknown' } {
+  return { outcome: 'unknown', status, message: `HTTP ${status} with a body that is not what the directory sends` };
+}
+
+/** The directory's own words: `detail` (a string, or FastAPI's list of `{loc, msg}`), or a 429's `error`. */
+export function detailOf(body: unknown): string | undefined {
+  if (typeof body !== 'object' || body === null) return undefined;
+  const { detail, error } = body as { detail?: unknown; error?: unknown };
+  if (typeof detail === 'string') return detail;
+  if (Array.isArray(detail)) {
+    return detail
+      .map((item: { loc?: unknown; msg?: unknown }) => {
+        const field = Array.isArray(item?.loc) ? item.loc.filter((part) => part !== 'body').join('.') : '';
+        return field ? `${field}: ${String(item?.msg)}` : String(item?.msg);
+      })
+      .join('; ');
+  }
+  if (typeof error === 'string') return error;
+  return undefined;
+}
+
+/** A Retry-After header (seconds or an HTTP date) in milliseconds from now; undefined when absent or unreadable. */
+export function parseRetryAfter(value: string | undefined): number | undefined {
+  if (!value) return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}
