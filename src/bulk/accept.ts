@@ -1,9 +1,9 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Db } from '../db/database.js';
-import { findBatchByIdempotencyKey, insertBatch } from '../db/queries.js';
+import { findBatchByIdempotencyKey, insertBatch, updateBatch } from '../db/queries.js';
 import type { BatchRecord } from '../db/schema.js';
 import { AppError } from '../errors.js';
-import { readHospitalsCsv } from './csv.js';
+import { readUpload } from './read.js';
 
 export type Accepted = { kind: 'new'; batchId: string } | { kind: 'replay'; batch: BatchRecord };
 
@@ -16,7 +16,7 @@ export type Accepted = { kind: 'new'; batchId: string } | { kind: 'replay'; batc
  */
 export function acceptUpload(
   db: Db,
-  upload: { content: Buffer; filename: string; idempotencyKey: string | null },
+  upload: { content: Buffer; filename: string; idempotencyKey: string | null; sheet?: string | null },
   limits: { maxRows: number; assertRoomForBatch: () => void },
 ): Accepted {
   const fileSha256 = createHash('sha256').update(upload.content).digest('hex');
@@ -31,7 +31,7 @@ export function acceptUpload(
     }
     return { kind: 'replay', batch: earlier };
   }
-  const rows = readHospitalsCsv(upload.content, limits);
+  const { rows, notices } = readUpload(upload.content, { maxRows: limits.maxRows, sheet: upload.sheet ?? null });
   limits.assertRoomForBatch();
   const batchId = randomUUID();
   // better-sqlite3 is synchronous: nothing can slip in between the lookup above and this insert.
@@ -42,5 +42,7 @@ export function acceptUpload(
     idempotencyKey: upload.idempotencyKey,
     rows: rows.map(({ row, line, name, address, phone }) => ({ row, line, name, address, phone })),
   });
+  // How the file was read ("read as Windows-1252") stays with the batch, for the report.
+  if (notices.length > 0) updateBatch(db, batchId, { notice: notices.join(' ') });
   return { kind: 'new', batchId };
 }
