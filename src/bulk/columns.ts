@@ -27,23 +27,54 @@ export const DELIMITERS = [',', ';', '\t'] as const;
 export type Delimiter = (typeof DELIMITERS)[number];
 
 /**
- * The delimiter of a CSV, read from its header line: whichever of comma, semicolon and tab
- * occurs most outside quotes (a tie, or none, is a comma). Only the first line is read, so
- * the work is bounded by the header however long the file is.
+ * The delimiter of a CSV, read from its header line (quotes respected): the one that splits
+ * it into the most column names we know, earlier in DELIMITERS on a tie; when none finds a
+ * known name, the one that occurs most. Only the header is read, so the work is bounded by
+ * the header however long the file is.
  */
 export function detectDelimiter(text: string): Delimiter {
-  const counts = new Map<string, number>(DELIMITERS.map((d) => [d, 0]));
+  const line = headerLine(text);
+  const scored = DELIMITERS.map((delimiter) => {
+    const fields = splitQuoted(line, delimiter);
+    return { delimiter, known: fields.filter((f) => fieldFor(f) !== null).length, occurrences: fields.length - 1 };
+  });
+  const byKnown = scored.reduce((best, s) => (s.known > best.known ? s : best));
+  if (byKnown.known > 0) return byKnown.delimiter;
+  return scored.reduce((best, s) => (s.occurrences > best.occurrences ? s : best)).delimiter;
+}
+
+/** The first line holding more than whitespace (blank lines before it are skipped, as the parser skips them). */
+function headerLine(text: string): string {
   let quoted = false;
-  let started = false;
-  for (const char of text) {
+  let start = 0;
+  for (let i = 0; i < text.length; i++) {
+    const char = text[i]!;
     if (char === '"') quoted = !quoted;
     else if (!quoted && (char === '\n' || char === '\r')) {
-      // Blank lines before the header are skipped, as the parser skips them.
-      if (started) break;
-    } else if (!quoted && counts.has(char)) counts.set(char, counts.get(char)! + 1);
-    if (char.trim() !== '') started = true;
+      const line = text.slice(start, i);
+      if (line.trim() !== '') return line;
+      start = i + 1;
+    }
   }
-  let best: Delimiter = ',';
-  for (const d of DELIMITERS) if (counts.get(d)! > counts.get(best)!) best = d;
-  return best;
+  return text.slice(start);
+}
+
+/** Splits one line at `delimiter` outside quotes, unquoting each field. */
+function splitQuoted(line: string, delimiter: string): string[] {
+  const fields: string[] = [];
+  let current = '';
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const char = line[i]!;
+    if (char === '"') {
+      if (quoted && line[i + 1] === '"') {
+        current += '"';
+        i++;
+      } else quoted = !quoted;
+    } else if (char === delimiter && !quoted) {
+      fields.push(current);
+      current = '';
+    } else current += char;
+  }
+  return [...fields, current];
 }

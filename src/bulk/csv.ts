@@ -183,7 +183,7 @@ function readHeader(header: ParsedRecord, problems: CsvProblem[]): Map<Column, n
     else if (name === null) problem(echo(written), `Unknown column "${echo(written)}"; ${ALLOWED}`);
     else if (earlier === undefined) index.set(name, i);
     else if (header.fields[earlier]!.trim().toLowerCase() === written.toLowerCase()) {
-      problem(name, `Column "${echo(written)}" appears more than once in the header`);
+      problem(name, `Column "${echo(header.fields[earlier]!.trim())}" appears more than once in the header`);
     } else {
       const both = `"${echo(header.fields[earlier]!.trim())}" and "${echo(written)}"`;
       problem(name, `Columns ${both} both mean ${name}; keep one of them`);
