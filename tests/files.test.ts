@@ -30,6 +30,18 @@ describe('dry run — POST /hospitals/bulk/validate', () => {
       ],
       errors: [],
       warnings: [],
+      format: {
+        type: 'csv',
+        encoding: 'utf-8',
+        delimiter: ',',
+        sheet: null,
+        columns: [
+          { header: 'name', field: 'name' },
+          { header: 'address', field: 'address' },
+          { header: 'phone', field: 'phone' },
+        ],
+      },
+      notices: [],
     });
     expect(requestsTo(stack.sim, 'list')).toHaveLength(1);
     await expectNothingRecorded();
@@ -53,13 +65,13 @@ describe('dry run — POST /hospitals/bulk/validate', () => {
     await expectNothingRecorded();
   });
 
-  test('when the file is not UTF-8 text, then 200 with valid false and the reason', async () => {
+  test('when the file is not text we can read, then 200 with valid false, the reason, and no format', async () => {
     stack = await startStack();
 
-    const res = await validate(Buffer.from([0xff, 0xfe, 0x6e, 0x00]));
+    const res = await validate(Buffer.from([0xff, 0xfe, 0x6e, 0x00, 0x00, 0x00]));
 
-    expect(res.body).toMatchObject({ valid: false, total_rows: 0, rows: [] });
-    expect(res.body.errors[0].message).toMatch(/UTF-16/);
+    expect(res.body).toMatchObject({ valid: false, total_rows: 0, rows: [], format: null, notices: [] });
+    expect(res.body.errors[0].message).toMatch(/^The file is not text we can read \(it looks like a binary file\)/);
   });
 
   test('when rows repeat within the file, then a warning names both rows', async () => {

@@ -10,7 +10,9 @@ export type NumberFormat =
   | { kind: 'general' }
   | { kind: 'date' }
   | { kind: 'digits'; pattern: string[] }
-  | { kind: 'fixed'; decimals: number };
+  | { kind: 'fixed'; decimals: number }
+  /** Sections chosen by a condition, as in Excel's US phone format `[<=9999999]###-####;(###) ###-####`. */
+  | { kind: 'conditional'; sections: { test: (n: number) => boolean; format: NumberFormat }[] };
 
 // Excel's built-in date and time formats (ECMA-376 part 1, 18.8.30).
 const BUILTIN_DATES = new Set([14, 15, 16, 17, 18, 19, 20, 21, 22, 45, 46, 47]);
@@ -20,8 +22,37 @@ export function numberFormat(id: number, code: string | undefined): NumberFormat
   if (BUILTIN_DATES.has(id)) return { kind: 'date' };
   const format = code ?? BUILTIN[id];
   if (format === undefined) return { kind: 'general' };
-  // The first section is for positive numbers; `[Red]`, `[<=999]` and the like are dropped.
-  const section = (splitSections(format)[0] ?? '').replace(/\[[^\]]*\]/g, '');
+  const sections = splitSections(format);
+  if (sections.some((s) => CONDITION.test(s))) {
+    return {
+      kind: 'conditional',
+      sections: sections.map((s) => ({ test: condition(s), format: sectionFormat(s) })),
+    };
+  }
+  // The first section is for positive numbers (the only ones a hospitals sheet has).
+  return sectionFormat(sections[0] ?? '');
+}
+
+const CONDITION = /\[(<=|>=|<>|<|>|=)(-?\d+(?:\.\d+)?)\]/;
+
+function condition(section: string): (n: number) => boolean {
+  const match = CONDITION.exec(section);
+  if (!match) return () => true;
+  const limit = Number(match[2]);
+  const compare: Record<string, (n: number) => boolean> = {
+    '<=': (n) => n <= limit,
+    '>=': (n) => n >= limit,
+    '<>': (n) => n !== limit,
+    '<': (n) => n < limit,
+    '>': (n) => n > limit,
+    '=': (n) => n === limit,
+  };
+  return compare[match[1]!]!;
+}
+
+function sectionFormat(raw: string): NumberFormat {
+  // `[Red]`, `[<=999]`, `[$-409]` and the like say how or when, not what is shown.
+  const section = raw.replace(/\[[^\]]*\]/g, '');
   const tokens = tokenize(section);
   const bare = tokens.filter((t) => t.placeholder).map((t) => t.text).join('');
   if (tokens.some((t) => t.placeholder && /[dmyhs]/i.test(t.text))) return { kind: 'date' };
@@ -64,6 +95,10 @@ function formatNumber(value: number, format: NumberFormat, date1904: boolean): s
       return Number.isSafeInteger(value) && value >= 0 ? fillDigits(String(value), format.pattern) : plain(value);
     case 'general':
       return plain(value);
+    case 'conditional': {
+      const chosen = format.sections.find((s) => s.test(value)) ?? format.sections.at(-1);
+      return chosen === undefined ? plain(value) : formatNumber(value, chosen.format, date1904);
+    }
   }
 }
 
