@@ -322,7 +322,7 @@ describe('when values look like spreadsheet formulas', () => {
     expect(download.status).toBe(200);
     expect(download.headers['content-type']).toMatch(/^text\/csv/);
     expect((download.body as Buffer).toString('utf8')).toBe(
-      'row,name,address,phone,hospital_id,status,error_message\r\n' +
+      '\uFEFFrow,name,address,phone,hospital_id,status,error_message\r\n' +
         `1,"'=HYPERLINK(""http://evil"",""x"")",'@SUM(A1),'+1 555,${hospitalId},created_and_activated,\r\n`,
     );
   });
@@ -408,7 +408,7 @@ describe('when names are in any script', () => {
     expect(download.status).toBe(200);
     const ids = res.body.hospitals.map((h: { hospital_id: number }) => h.hospital_id);
     const expectedCsv = [
-      'row,name,address,phone,hospital_id,status,error_message',
+      '\uFEFFrow,name,address,phone,hospital_id,status,error_message',
       ...rows.map((r, i) => [i + 1, r.name, /,/.test(r.address) ? `"${r.address}"` : r.address, r.phone ?? '', ids[i], 'created_and_activated', ''].join(',')),
       '',
     ].join('\r\n');
