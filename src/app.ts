@@ -8,6 +8,7 @@ import { errorHandler, notFound } from './http/problem.js';
 import type { Health } from './http/schemas.js';
 import { requestLog } from './http/requestLog.js';
 import { limitUploads, requireApiKey, securityHeaders } from './http/security.js';
+import { templateRoutes } from './http/templates.js';
 import { webPage } from './http/web.js';
 import { version } from './version.js';
 
@@ -32,7 +33,8 @@ export function createApp(deps: Deps): express.Express {
   // GET /openapi.json and GET /docs; the document is built here, once.
   app.use(docsRoutes(buildOpenApiDocument({ maxRows: deps.config.MAX_ROWS, maxUploadBytes: deps.config.MAX_UPLOAD_BYTES })));
 
-  // The operations page at / (static files from dist/web).
+  // The operations page at / (static files from dist/web), and the templates it offers.
+  app.use(templateRoutes());
   app.use(webPage());
 
   app.use(notFound);

@@ -387,10 +387,10 @@ describe('the operations page', () => {
       expect(presses).toBeLessThanOrEqual(8);
       await page.keyboard.press('Tab');
     }
-    const input = page.getByLabel('Choose a CSV file or drop it here');
+    const input = page.getByLabel('Choose a CSV or Excel file or drop it here');
     expect(await input.getAttribute('id')).toBe('csv-file');
     expect(await input.getAttribute('type')).toBe('file');
-    expect(await input.ariaSnapshot()).toContain('Choose a CSV file or drop it here');
+    expect(await input.ariaSnapshot()).toContain('Choose a CSV or Excel file or drop it here');
     expect(await page.evaluate("getComputedStyle(document.querySelector('.dropzone-label')).outlineStyle")).toBe('solid');
     await shot(page, 'upload-keyboard-focus');
 

@@ -61,11 +61,11 @@ describe('when the upload is refused before anything is sent', () => {
     await expectNothingHappened();
   });
 
-  test('when the file is binary, then 415 says it is not UTF-8 text', async () => {
-    const res = await upload(Buffer.from([0x50, 0x4b, 0x03, 0x04, 0x00, 0xff, 0x10]), 'hospitals.csv');
+  test('when the file is binary (a PNG image), then 415 says it is not text we can read', async () => {
+    const res = await upload(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d]), 'hospitals.csv');
 
     expect(res.status).toBe(415);
-    expect(res.body.detail).toMatch(/not UTF-8 text/);
+    expect(res.body.detail).toMatch(/^The file is not text we can read \(it looks like a binary file\)/);
     await expectNothingHappened();
   });
 

@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { progressBar } from '../src/cli/render.js';
+import { writeWorkbook } from '../src/bulk/xlsxWrite.js';
 import { closedPortUrl, requestsTo, startStack, tempDir, type Stack } from './helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -39,7 +40,7 @@ const csv = (rows: number, prefix = 'Hospital') =>
 
 const files = tempDir();
 afterAll(() => files.remove());
-function csvFile(name: string, content: string): string {
+function csvFile(name: string, content: string | Buffer): string {
   const path = join(files.path, name);
   writeFileSync(path, content);
   return path;
@@ -82,6 +83,18 @@ async function uploaded(file: string): Promise<{ batch_id: string; status: strin
 }
 
 describe('upload', () => {
+  test('when the file is an .xlsx workbook with familiar headers, then its rows reach the directory as text', async () => {
+    await serve();
+    const workbook = writeWorkbook([['Hospital Name', 'Street Address', 'Phone Number'], ['Hôpital Saint-Éloi', '12 Rue de la Paix', '5551234567']]);
+
+    const run = await at('upload', csvFile('hospitals.xlsx', workbook));
+
+    expect(run.code).toBe(0);
+    expect(stack!.sim.hospitals().map(({ name, address, phone }) => ({ name, address, phone }))).toEqual([
+      { name: 'Hôpital Saint-Éloi', address: '12 Rue de la Paix', phone: '5551234567' },
+    ]);
+  });
+
   test('when a valid file is uploaded, then it exits 0 and prints every row created_and_activated and the summary', async () => {
     await serve();
 

@@ -8,7 +8,8 @@
  */
 import { isUtf8 } from 'node:buffer';
 import fc from 'fast-check';
-import { inspectHospitalsCsv, readHospitalsCsv, type HospitalRow } from '../src/bulk/csv.js';
+import type { CsvLimits, HospitalRow } from '../src/bulk/csv.js';
+import { inspectUpload, readUpload } from '../src/bulk/read.js';
 import { AppError, type CsvProblem } from '../src/errors.js';
 
 const MAX = 255;
@@ -16,7 +17,32 @@ const NUM_RUNS = 400;
 const COLUMNS = ['name', 'address', 'phone'] as const;
 type Column = (typeof COLUMNS)[number];
 type Table = Record<Column, string>[];
-const BINARY = 'The file is not UTF-8 text (it looks like a binary file). Upload a CSV saved as UTF-8 (in Excel: "CSV UTF-8").';
+const BINARY =
+  'The file is not text we can read (it looks like a binary file); we read UTF-8, UTF-16 with a byte order mark (Excel\'s "Unicode Text"), or Windows-1252. Save it from Excel as "CSV UTF-8" or as an Excel workbook (.xlsx) and upload it again.';
+const readHospitalsCsv = (bytes: Buffer, limits: CsvLimits) => readUpload(bytes, limits).rows;
+const inspectHospitalsCsv = (bytes: Buffer, limits: CsvLimits) => {
+  const { rows, problems } = inspectUpload(bytes, limits);
+  return { rows, problems };
+};
+/** Bytes with no character in Windows-1252 (Microsoft's table leaves them undefined). */
+const CP1252_HOLES = [0x81, 0x8d, 0x8f, 0x90, 0x9d];
+
+/** Whether the reader must refuse these bytes as text it cannot read (415), by the rules in README "What files we read". */
+function notReadableText(bytes: Buffer): boolean {
+  if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) {
+    const body = bytes[0] === 0xff ? bytes.subarray(2) : Buffer.from(bytes.subarray(2)).swap16();
+    if (body.length % 2 !== 0) return true;
+    try {
+      return new TextDecoder('utf-16le', { fatal: true }).decode(body).includes('\u0000');
+    } catch {
+      return true;
+    }
+  }
+  if (bytes.includes(0)) return true;
+  if (isUtf8(bytes)) return false;
+  if (bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf) return true;
+  return bytes.some((b) => CP1252_HOLES.includes(b));
+}
 
 // ---------------------------------------------------------------------------------------------
 // Generators
@@ -276,18 +302,21 @@ describe('readHospitalsCsv / inspectHospitalsCsv: properties', () => {
     { weight: 1, arbitrary: fc.uint8Array({ maxLength: 200 }).map((u) => Buffer.concat([Buffer.from('PK\x03\x04', 'latin1'), u])) },
   );
 
-  test('when the bytes are anything at all, then the result is valid rows, a 415 exactly when they are not NUL-free UTF-8 text, or a 400 listing problems — never anything else', () => {
+  test('when the bytes are anything at all, then the result is valid rows, a 415 exactly when they are not text in an encoding we read, or a 400 listing problems — never anything else', () => {
     fc.assert(
       fc.property(anyBytes, fc.integer({ min: 1, max: 20 }), (bytes, maxRows) => {
-        const notText =
-          bytes.includes(0) ||
-          (bytes[0] === 0xff && bytes[1] === 0xfe) ||
-          (bytes[0] === 0xfe && bytes[1] === 0xff) ||
-          bytes.subarray(0, 4).equals(Buffer.from('PK\x03\x04', 'latin1')) ||
-          !isUtf8(bytes);
+        const zip = bytes.subarray(0, 4).equals(Buffer.from('PK\x03\x04', 'latin1'));
+        const notText = !zip && notReadableText(bytes);
         const read = outcome(() => readHospitalsCsv(bytes, { maxRows }));
         const inspected = outcome(() => inspectHospitalsCsv(bytes, { maxRows }));
 
+        if (zip) {
+          // Read as a workbook: these are never one, and the answer is a clean refusal.
+          for (const result of [read, inspected]) {
+            expect('error' in result && [400, 413, 415].includes(result.error.status)).toBe(true);
+          }
+          return;
+        }
         if (notText) {
           for (const result of [read, inspected]) {
             expect('error' in result && result.error.code === 'unsupported_media_type' && result.error.status === 415).toBe(true);

@@ -1,9 +1,10 @@
-import { readHospitalsCsv } from '../src/bulk/csv.js';
 import type { CsvLimits } from '../src/bulk/csv.js';
+import { inspectUpload, readUpload } from '../src/bulk/read.js';
 import { AppError } from '../src/errors.js';
 import type { CsvProblem } from '../src/errors.js';
 
 const limits: CsvLimits = { maxRows: 20 };
+const readHospitalsCsv = (bytes: Buffer, l: CsvLimits) => readUpload(bytes, l).rows;
 const utf8 = (text: string) => Buffer.from(text, 'utf8');
 const read = (text: string, l: CsvLimits = limits) => readHospitalsCsv(utf8(text), l);
 
@@ -154,38 +155,91 @@ describe('readHospitalsCsv: accepted files', () => {
   });
 });
 
-describe('readHospitalsCsv: files that are not UTF-8 text', () => {
-  test('when the file has a UTF-16 LE BOM, then it is refused as UTF-16 and UTF-8 is asked for', () => {
-    const err = unsupported(Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('name,address\nA,B\n', 'utf16le')]));
-    expect(err.message).toMatch(/UTF-16/);
-    expect(err.message).toMatch(/save .*UTF-8/i);
+describe('readHospitalsCsv: encodings', () => {
+  const expected = [{ row: 1, line: 2, name: 'Hôpital Saint-Éloi', address: 'Rue 1', phone: null }];
+
+  test('when the file has a UTF-16 LE BOM (Excel\'s "Unicode Text"), then it is read as UTF-16', () => {
+    const bytes = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('name,address\nHôpital Saint-Éloi,Rue 1\n', 'utf16le')]);
+    expect(readHospitalsCsv(bytes, limits)).toEqual(expected);
+    expect(inspectUpload(bytes, limits).format).toMatchObject({ type: 'csv', encoding: 'utf-16le', delimiter: ',' });
   });
 
-  test('when the file has a UTF-16 BE BOM, then it is refused as UTF-16 and UTF-8 is asked for', () => {
-    const le = Buffer.from('name,address\nA,B\n', 'utf16le');
-    const err = unsupported(Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(le).swap16()]));
-    expect(err.message).toMatch(/UTF-16/);
-    expect(err.message).toMatch(/save .*UTF-8/i);
+  test('when the file has a UTF-16 BE BOM, then it is read as UTF-16 big-endian', () => {
+    const le = Buffer.from('name,address\nHôpital Saint-Éloi,Rue 1\n', 'utf16le');
+    const bytes = Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(le).swap16()]);
+    expect(readHospitalsCsv(bytes, limits)).toEqual(expected);
+    expect(inspectUpload(bytes, limits).format.encoding).toBe('utf-16be');
   });
 
-  test('when the file is Latin-1 with accented bytes, then it is refused naming UTF-8', () => {
-    const err = unsupported(Buffer.from('name,address\nHôpital,Rue 1\n', 'latin1'));
-    expect(err.message).toMatch(/not UTF-8 text/);
-    expect(err.message).toMatch(/Latin-1/);
+  test('when the file is not UTF-8 but every byte is Windows-1252, then it is read as Windows-1252 with a notice', () => {
+    // 0x80 is €, 0x92 is ’ in Windows-1252 (not in Latin-1).
+    const bytes = Buffer.concat([Buffer.from('name,address\nH\xf4pital Saint-\xc9loi,Rue 1 ', 'latin1'), Buffer.from([0x80, 0x92]), Buffer.from('\n')]);
+    const read = readUpload(bytes, limits);
+    expect(read.rows).toEqual([{ ...expected[0], address: 'Rue 1 €’' }]);
+    expect(read.format.encoding).toBe('windows-1252');
+    expect(read.notices).toEqual([expect.stringMatching(/read as Windows-1252/)]);
+  });
+
+  test('when the file is UTF-8, then no notice is given', () => {
+    expect(inspectUpload(utf8('name,address\nA,B\n'), limits)).toMatchObject({ notices: [], format: { encoding: 'utf-8' } });
+  });
+
+  test('when a byte is neither UTF-8 nor Windows-1252 (0x81), then 415 names the encodings we read', () => {
+    const err = unsupported(Buffer.from('name,address\nA\x81,B\n', 'latin1'));
+    expect(err.message).toBe(
+      'The file is not text we can read (it has bytes that are neither UTF-8 nor Windows-1252); we read UTF-8, UTF-16 with a byte order mark (Excel\'s "Unicode Text"), or Windows-1252. Save it from Excel as "CSV UTF-8" or as an Excel workbook (.xlsx) and upload it again.',
+    );
+  });
+
+  test('when UTF-16 text is broken (a lone surrogate), then 415', () => {
+    const err = unsupported(Buffer.from([0xff, 0xfe, 0x6e, 0x00, 0x00, 0xd8, 0x2c, 0x00]));
+    expect(err.message).toMatch(/not valid UTF-16/);
   });
 
   test('when the file contains a NUL byte, then it is refused as binary', () => {
     const err = unsupported(Buffer.from('name,address\nA\x00,B\n', 'latin1'));
-    expect(err.message).toBe(
-      'The file is not UTF-8 text (it looks like a binary file). Upload a CSV saved as UTF-8 (in Excel: "CSV UTF-8").',
-    );
+    expect(err.message).toMatch(/^The file is not text we can read \(it looks like a binary file\)/);
+  });
+});
+
+describe('readHospitalsCsv: delimiters and column names', () => {
+  test.each([
+    ['a semicolon', ';', 'name;address;phone\n"A;1";"B, 2";3\n'],
+    ['a tab', '\t', 'name\taddress\tphone\n"A;1"\tB, 2\t3\n'],
+    ['a comma', ',', 'name,address,phone\n"A;1","B, 2",3\n'],
+  ])('when the header is split by %s, then that delimiter is used for every line', (_label, delimiter, text) => {
+    const read = readUpload(utf8(text), limits);
+    expect(read.rows).toEqual([{ row: 1, line: 2, name: 'A;1', address: 'B, 2', phone: '3' }]);
+    expect(read.format.delimiter).toBe(delimiter);
   });
 
-  test('when the file is a zip (e.g. an .xlsx renamed .csv), then it is refused naming zip and UTF-8', () => {
-    const zipHeader = Buffer.from([0x50, 0x4b, 0x03, 0x04, 0x14, 0x00, 0x06, 0x00, 0x08, 0x00, 0x00, 0x00, 0x21, 0x00]);
-    const err = unsupported(Buffer.concat([zipHeader, utf8('[Content_Types].xml')]));
-    expect(err.message).toMatch(/zip file or an Excel workbook/);
-    expect(err.message).toMatch(/UTF-8/);
+  test('when a quoted header name holds the other delimiter, then the quotes are respected', () => {
+    expect(inspectUpload(utf8('"name,x";address;phone\nA;B;C\n'), limits).format.delimiter).toBe(';');
+    expect(inspectUpload(utf8('"a,b,c";address\n'), limits).format.delimiter).toBe(';');
+  });
+
+  test('when headers use familiar names in any case, spacing and punctuation, then they map to the fields', () => {
+    const read = readUpload(utf8('Hospital Name,STREET_ADDRESS,Phone No.\nA,B,1\n'), limits);
+    expect(read.rows).toEqual([{ row: 1, line: 2, name: 'A', address: 'B', phone: '1' }]);
+    expect(read.format.columns).toEqual([
+      { header: 'Hospital Name', field: 'name' },
+      { header: 'STREET_ADDRESS', field: 'address' },
+      { header: 'Phone No.', field: 'phone' },
+    ]);
+  });
+
+  test.each([
+    ['facility', 'location', 'tel'],
+    ['Facility Name', 'Street', 'Telephone'],
+    ['hospital', 'street-address', 'contact number'],
+  ])('when the headers are %s, %s, %s, then they are name, address, phone', (...headers) => {
+    expect(readUpload(utf8(`${headers.join(',')}\nA,B,1\n`), limits).rows).toEqual([{ row: 1, line: 2, name: 'A', address: 'B', phone: '1' }]);
+  });
+
+  test('when two columns map to one field, then 400 names both', () => {
+    expect(problems('Hospital Name,address,Facility\nA,B,C\n')).toEqual([
+      { row: null, line: 1, column: 'name', message: 'Columns "Hospital Name" and "Facility" both mean name; keep one of them' },
+    ]);
   });
 });
 

@@ -1,4 +1,5 @@
 import request from 'supertest';
+import { writeWorkbook } from '../src/bulk/xlsxWrite.js';
 import { closedPortUrl, requestsTo, startStack, type Stack } from './helpers.js';
 
 let stack: Stack;
@@ -30,6 +31,18 @@ describe('dry run — POST /hospitals/bulk/validate', () => {
       ],
       errors: [],
       warnings: [],
+      format: {
+        type: 'csv',
+        encoding: 'utf-8',
+        delimiter: ',',
+        sheet: null,
+        columns: [
+          { header: 'name', field: 'name' },
+          { header: 'address', field: 'address' },
+          { header: 'phone', field: 'phone' },
+        ],
+      },
+      notices: [],
     });
     expect(requestsTo(stack.sim, 'list')).toHaveLength(1);
     await expectNothingRecorded();
@@ -53,13 +66,13 @@ describe('dry run — POST /hospitals/bulk/validate', () => {
     await expectNothingRecorded();
   });
 
-  test('when the file is not UTF-8 text, then 200 with valid false and the reason', async () => {
+  test('when the file is not text we can read, then 200 with valid false, the reason, and no format', async () => {
     stack = await startStack();
 
-    const res = await validate(Buffer.from([0xff, 0xfe, 0x6e, 0x00]));
+    const res = await validate(Buffer.from([0xff, 0xfe, 0x6e, 0x00, 0x00, 0x00]));
 
-    expect(res.body).toMatchObject({ valid: false, total_rows: 0, rows: [] });
-    expect(res.body.errors[0].message).toMatch(/UTF-16/);
+    expect(res.body).toMatchObject({ valid: false, total_rows: 0, rows: [], format: null, notices: [] });
+    expect(res.body.errors[0].message).toMatch(/^The file is not text we can read \(it looks like a binary file\)/);
   });
 
   test('when rows repeat within the file, then a warning names both rows', async () => {
@@ -117,7 +130,7 @@ describe('results download — GET /batches/:id/results.csv', () => {
     );
     const id = report.hospitals[0].hospital_id;
     expect(res.text).toBe(
-      'row,name,address,phone,hospital_id,status,error_message\r\n' +
+      '\uFEFFrow,name,address,phone,hospital_id,status,error_message\r\n' +
         `1,General,"1 Main St, Town",555,${id},created,\r\n` +
         '2,Clinic,2 Road,,,failed,"Rejected by the directory (HTTP 400): Refused, for ""reasons"""\r\n',
     );
@@ -135,6 +148,24 @@ describe('results download — GET /batches/:id/results.csv', () => {
     expect(report.hospitals[0]).toMatchObject({ name: formula, address: '@home', phone: '+1 555' });
     const line = res.text.split('\r\n')[1]!;
     expect(line.startsWith(`1,"'=HYPERLINK(""http://x"",""click"")",'@home,'+1 555,`)).toBe(true);
+  });
+
+  test('when the upload was a Windows-1252 CSV or a workbook, then the download is UTF-8 with a BOM and named after it', async () => {
+    stack = await startStack();
+    const { body: report } = await request(stack.app)
+      .post('/hospitals/bulk')
+      .attach('file', Buffer.from('name;address\nH\xf4pital;Rue 1\n', 'latin1'), 'h\u00f4pitaux.csv');
+    const { body: workbook } = await request(stack.app)
+      .post('/hospitals/bulk')
+      .attach('file', writeWorkbook([['name', 'address'], ['Klinik Süd', 'Straße 5']]), 'kliniken.xlsx');
+
+    const csv = await request(stack.app).get(`/batches/${report.batch_id}/results.csv`).buffer(true);
+    const xlsx = await request(stack.app).get(`/batches/${workbook.batch_id}/results.csv`);
+
+    expect(csv.text.split('\r\n')[1]).toMatch(/^1,Hôpital,Rue 1,,\d+,created_and_activated,$/);
+    expect(xlsx.text.startsWith('\uFEFFrow,')).toBe(true);
+    expect(xlsx.text.split('\r\n')[1]).toMatch(/^1,Klinik Süd,Straße 5,,\d+,created_and_activated,$/);
+    expect(xlsx.headers['content-disposition']).toContain("filename*=UTF-8''kliniken-results.csv");
   });
 
   test('when the batch is unknown, then 404', async () => {

@@ -64,9 +64,11 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
  * fresh database on the PostgreSQL server the project started. `drop` removes it.
  */
 export async function testDatabase(dir: string): Promise<{ env: Record<string, string>; drop: () => Promise<void> }> {
-  if (testEngine() === 'sqlite') return { env: { DATABASE_PATH: join(dir, 'history.db') }, drop: async () => undefined };
+  // Set either way: DATABASE_URL wins, and tests that look for stray files look in this folder.
+  const sqlite = { DATABASE_PATH: join(dir, 'history.db') };
+  if (testEngine() === 'sqlite') return { env: sqlite, drop: async () => undefined };
   const database = await createTestDatabase(testPostgresUrl());
-  return { env: { DATABASE_URL: database.url }, drop: database.drop };
+  return { env: { ...sqlite, DATABASE_URL: database.url }, drop: database.drop };
 }
 
 /**

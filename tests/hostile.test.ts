@@ -14,7 +14,8 @@ import { startStack, type Stack } from './helpers.js';
 const HEADER = 'name,address,phone';
 const DEFAULT_MAX_BYTES = 1_048_576;
 const TOO_LARGE = `The file is larger than the ${DEFAULT_MAX_BYTES} bytes allowed per upload.`;
-const BINARY = 'The file is not UTF-8 text (it looks like a binary file). Upload a CSV saved as UTF-8 (in Excel: "CSV UTF-8").';
+const BINARY =
+  'The file is not text we can read (it looks like a binary file); we read UTF-8, UTF-16 with a byte order mark (Excel\'s "Unicode Text"), or Windows-1252. Save it from Excel as "CSV UTF-8" or as an Excel workbook (.xlsx) and upload it again.';
 
 let stack: Stack;
 afterEach(async () => stack?.close());
@@ -190,12 +191,12 @@ describe('when a hostile client sends an enormous body', () => {
   }, 60_000);
 });
 
-describe('when the file is not UTF-8 text', () => {
+describe('when the file is not text we can read', () => {
   beforeEach(async () => {
     stack = await startStack();
   });
 
-  test('when a zip (an .xlsx workbook) is renamed .csv, then 415 says it looks like a zip or Excel file and asks for UTF-8', async () => {
+  test('when a zip is cut short (a broken workbook renamed .csv), then 400 says the workbook cannot be read', async () => {
     const localFileHeader = Buffer.from([
       0x50, 0x4b, 0x03, 0x04, 0x14, 0x00, 0x06, 0x00, 0x08, 0x00, 0x00, 0x00, 0x21, 0x00, 0x62, 0xee, 0x9d, 0x68, 0x5e, 0x01, 0x00, 0x00,
       0x90, 0x04, 0x00, 0x00, 0x13, 0x00, 0x08, 0x02,
@@ -205,43 +206,20 @@ describe('when the file is not UTF-8 text', () => {
 
     const res = await upload(zip, 'hospitals.csv');
 
-    expectCleanProblem(res, 415);
-    expect(res.body.detail).toMatch(/zip file or an Excel workbook/);
-    expect(res.body.detail).toMatch(/UTF-8/);
+    expectCleanProblem(res, 400);
+    expect(res.body.detail).toBe(
+      'The workbook cannot be read: it has no table of contents (the file may be cut short). Open it in Excel, save it again as .xlsx, and upload that.',
+    );
     await expectNothingHappened();
   });
 
-  test('when the file is UTF-16 LE with a BOM, then 415 says it is UTF-16 and asks for UTF-8', async () => {
-    const content = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(`${HEADER}\r\nSt Mary,1 Main St,555\r\n`, 'utf16le')]);
+  test('when a byte is neither UTF-8 nor Windows-1252, then 415 names the encodings we read', async () => {
+    const content = Buffer.from(`${HEADER}\nCaf\u00e9 Clinic,1 Rue \u0081,555\n`, 'latin1');
 
     const res = await upload(content);
 
     expectCleanProblem(res, 415);
-    expect(res.body.detail).toBe('The file is UTF-16 text; only UTF-8 is accepted. Save the CSV as UTF-8 and upload it again.');
-    await expectNothingHappened();
-  });
-
-  test('when the file is UTF-16 BE with a BOM, then 415 says it is UTF-16 and asks for UTF-8', async () => {
-    const content = Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(`${HEADER}\r\nSt Mary,1 Main St,555\r\n`, 'utf16le').swap16()]);
-
-    const res = await upload(content);
-
-    expectCleanProblem(res, 415);
-    expect(res.body.detail).toMatch(/UTF-16/);
-    expect(res.body.detail).toMatch(/Save the CSV as UTF-8/);
-    await expectNothingHappened();
-  });
-
-  test('when the file is Latin-1 ("café" as one byte 0xE9), then 415 says it is not UTF-8 and names Latin-1', async () => {
-    const content = Buffer.from(`${HEADER}\nCafé Clinic,1 Rue de la Paix,555\n`, 'latin1');
-    expect(content.includes(0xe9)).toBe(true);
-
-    const res = await upload(content);
-
-    expectCleanProblem(res, 415);
-    expect(res.body.detail).toMatch(/not UTF-8 text/);
-    expect(res.body.detail).toMatch(/Latin-1/);
-    expect(res.body.detail).toMatch(/saved as UTF-8/);
+    expect(res.body.detail).toMatch(/^The file is not text we can read \(it has bytes that are neither UTF-8 nor Windows-1252\); we read UTF-8, UTF-16/);
     await expectNothingHappened();
   });
 
@@ -344,7 +322,7 @@ describe('when values look like spreadsheet formulas', () => {
     expect(download.status).toBe(200);
     expect(download.headers['content-type']).toMatch(/^text\/csv/);
     expect((download.body as Buffer).toString('utf8')).toBe(
-      'row,name,address,phone,hospital_id,status,error_message\r\n' +
+      '\uFEFFrow,name,address,phone,hospital_id,status,error_message\r\n' +
         `1,"'=HYPERLINK(""http://evil"",""x"")",'@SUM(A1),'+1 555,${hospitalId},created_and_activated,\r\n`,
     );
   });
@@ -430,7 +408,7 @@ describe('when names are in any script', () => {
     expect(download.status).toBe(200);
     const ids = res.body.hospitals.map((h: { hospital_id: number }) => h.hospital_id);
     const expectedCsv = [
-      'row,name,address,phone,hospital_id,status,error_message',
+      '\uFEFFrow,name,address,phone,hospital_id,status,error_message',
       ...rows.map((r, i) => [i + 1, r.name, /,/.test(r.address) ? `"${r.address}"` : r.address, r.phone ?? '', ids[i], 'created_and_activated', ''].join(',')),
       '',
     ].join('\r\n');

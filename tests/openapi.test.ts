@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { Express } from 'express';
 import request from 'supertest';
+import { writeWorkbook } from '../src/bulk/xlsxWrite.js';
 import { closedPortUrl, parseSse, type Stack, startStack } from './helpers.js';
 
 /**
@@ -260,6 +261,22 @@ describe('real answers match the documented schemas', () => {
     expectDocumented(ctx, 'post', '/hospitals/bulk/validate', valid);
     expect(invalid.body).toMatchObject({ valid: false, errors: [expect.objectContaining({ column: 'name' })] });
     expectDocumented(ctx, 'post', '/hospitals/bulk/validate', invalid);
+
+    const workbook = await request(stack.app).post('/hospitals/bulk/validate').attach('file', writeWorkbook([['Hospital Name', 'Street'], ['A', 'B']]), 'h.xlsx');
+    const legacy = await request(stack.app).post('/hospitals/bulk/validate').attach('file', Buffer.from('name;address\nH\xf4pital;Rue 1\n', 'latin1'), 'h.csv');
+    const unreadable = await request(stack.app).post('/hospitals/bulk/validate').attach('file', Buffer.from([0, 1, 2]), 'h.csv');
+    expect(workbook.body.format).toMatchObject({ type: 'xlsx', sheet: 'Hospitals' });
+    expect(legacy.body.format).toMatchObject({ encoding: 'windows-1252', delimiter: ';' });
+    expect(unreadable.body).toMatchObject({ valid: false, format: null });
+    for (const res of [workbook, legacy, unreadable]) expectDocumented(ctx, 'post', '/hospitals/bulk/validate', res);
+  });
+
+  test('the templates are the documented downloads', async () => {
+    stack = await startStack();
+    const ctx = await served(stack.app);
+
+    expectDocumented(ctx, 'get', '/template.csv', await request(stack.app).get('/template.csv'));
+    expectDocumented(ctx, 'get', '/template.xlsx', await request(stack.app).get('/template.xlsx'));
   });
 
   test('refusals: 400 CSV problems, 400 bad id or limit, 404, 413, 415 and 422 are documented problem JSON', async () => {

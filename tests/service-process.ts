@@ -10,6 +10,8 @@ import http from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FAST_ENV } from './helpers.js';
+import { testEngine, testPostgresUrl } from './pg/engine.js';
+import { createTestDatabase } from './pg/server.js';
 import { freePort } from '../scripts/free-port.js';
 
 export { freePort };
@@ -33,6 +35,18 @@ const live = new Set<ServiceProcess>();
 
 
 /**
+ * In jest's postgres project each database file a test names stands for its own fresh
+ * PostgreSQL database, the same one every time it is named again (a restart on the same
+ * history). The server and its databases go when the run ends.
+ */
+const databases = new Map<string, Promise<string>>();
+function databaseEnv(dbPath: string): Promise<Record<string, string>> | Record<string, string> {
+  if (testEngine() === 'sqlite') return { DATABASE_PATH: dbPath };
+  if (!databases.has(dbPath)) databases.set(dbPath, createTestDatabase(testPostgresUrl()).then((database) => database.url));
+  return databases.get(dbPath)!.then((url) => ({ DATABASE_URL: url }));
+}
+
+/**
  * Spawns the built server with a minimal environment (no variable of the caller's shell
  * leaks in): PATH, FAST_ENV, JSON logs at info, 127.0.0.1 on a free port, the given
  * database file and directory URL, then `env` on top. Resolves once GET /health is 200.
@@ -40,6 +54,7 @@ const live = new Set<ServiceProcess>();
 export async function startService(options: { directoryUrl: string; dbPath: string; env?: Record<string, string> }): Promise<ServiceProcess> {
   if (!existsSync(SERVER_JS)) throw new Error(`${SERVER_JS} does not exist: run \`npm run build\` first.`);
   const port = await freePort();
+  const database = await databaseEnv(options.dbPath);
   const child = spawn(process.execPath, [SERVER_JS], {
     cwd: root,
     env: {
@@ -49,7 +64,7 @@ export async function startService(options: { directoryUrl: string; dbPath: stri
       LOG_LEVEL: 'info',
       HOST: '127.0.0.1',
       PORT: String(port),
-      DATABASE_PATH: options.dbPath,
+      ...database,
       HOSPITAL_API_BASE_URL: options.directoryUrl,
       ...options.env,
     },

@@ -16,12 +16,23 @@ export interface DryRunWarning {
   message: string;
 }
 
+/** How the service read an uploaded file (see README "What files we read"). */
+export interface FileFormat {
+  type: 'csv' | 'xlsx';
+  encoding: string | null;
+  delimiter: string | null;
+  sheet: string | null;
+  columns: { header: string; field: string }[];
+}
+
 export interface DryRunResult {
   valid: boolean;
   total_rows: number;
   rows: { row: number; name: string; address: string; phone: string | null }[];
   errors: CsvProblem[];
   warnings: DryRunWarning[];
+  format: FileFormat | null;
+  notices: string[];
 }
 
 export interface Accepted {

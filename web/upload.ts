@@ -7,7 +7,7 @@ import { ApiError, followBatch, postJson } from './api.js';
 import { messageBox, outcomeList, outcomeSentence, ProgressBar, resultsLink, RowsTable } from './components.js';
 import { announce, h, headerRow, replace, scrollingTable, svgIcon } from './dom.js';
 import { BATCH_STATUS_LABEL, plural } from './format.js';
-import type { Accepted, BatchReport, CsvProblem, DryRunResult } from './types.js';
+import type { Accepted, BatchReport, CsvProblem, DryRunResult, FileFormat } from './types.js';
 
 const COLUMNS = ['name', 'address', 'phone'] as const;
 
@@ -29,7 +29,7 @@ function build(): UploadScreen {
     type: 'file',
     id: 'csv-file',
     name: 'file',
-    accept: '.csv,text/csv',
+    accept: '.csv,.tsv,.txt,.xlsx,text/csv,application/vnd.openxmlformats-officedocument.spreadsheetml.sheet',
     class: 'file-input',
     'aria-describedby': 'csv-file-hint',
   });
@@ -41,13 +41,17 @@ function build(): UploadScreen {
       'label',
       { for: 'csv-file', class: 'dropzone-label' },
       uploadIcon(),
-      h('span', { class: 'dropzone-title' }, 'Choose a CSV file'),
+      h('span', { class: 'dropzone-title' }, 'Choose a CSV or Excel file'),
       h('span', { class: 'dropzone-sub' }, ' or drop it here'),
     ),
     h(
       'p',
       { id: 'csv-file-hint', class: 'hint' },
-      'Columns name and address (required) and phone, at most 20 rows. The file is checked first: nothing is created until you confirm.',
+      'Columns name and address (required) and phone, at most 20 rows, as CSV or an Excel workbook (.xlsx). The file is checked first: nothing is created until you confirm. Start from a template: ',
+      h('a', { href: '/template.xlsx', download: '' }, 'Excel'),
+      ' or ',
+      h('a', { href: '/template.csv', download: '' }, 'CSV'),
+      '.',
     ),
   );
   const stage = h('div', { class: 'stage' });
@@ -117,6 +121,8 @@ function build(): UploadScreen {
         ),
       );
     }
+    if (result.format) parts.push(h('p', { class: 'hint', 'data-testid': 'file-format' }, formatText(result.format)));
+    if (result.notices.length > 0) parts.push(messageBox('info', 'How the file was read', ...result.notices));
     if (result.warnings.length > 0) {
       parts.push(
         messageBox(
@@ -316,4 +322,17 @@ const uploadIcon = () => svgIcon('dropzone-icon', ['M12 15V4', 'M7 9l5-5 5 5', '
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+const DELIMITER_NAME: Record<string, string> = { ',': 'commas', ';': 'semicolons', '\t': 'tabs' };
+const ENCODING_NAME: Record<string, string> = { 'utf-8': 'UTF-8', 'utf-16le': 'UTF-16', 'utf-16be': 'UTF-16', 'windows-1252': 'Windows-1252' };
+
+/** "Read as an Excel workbook, sheet Hospitals. Columns: Hospital Name → name, …" */
+function formatText(format: FileFormat): string {
+  const how =
+    format.type === 'xlsx'
+      ? `Read as an Excel workbook, sheet ${format.sheet ?? ''}.`
+      : `Read as CSV, ${ENCODING_NAME[format.encoding ?? ''] ?? format.encoding ?? ''}, separated by ${DELIMITER_NAME[format.delimiter ?? ''] ?? format.delimiter ?? ''}.`;
+  const columns = format.columns.map((c) => `${c.header} → ${c.field}`).join(', ');
+  return columns === '' ? how : `${how} Columns: ${columns}.`;
 }

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { BatchRecord, Store } from '../db/store.js';
 import { AppError } from '../errors.js';
-import { readHospitalsCsv } from './csv.js';
+import { readUpload } from './read.js';
 import { tooManyBatches } from './process.js';
 
 export type Accepted = { kind: 'new'; batch: BatchRecord } | { kind: 'replay'; batch: BatchRecord };
@@ -15,20 +15,22 @@ export type Accepted = { kind: 'new'; batch: BatchRecord } | { kind: 'replay'; b
  */
 export async function acceptUpload(
   store: Store,
-  upload: { content: Buffer; filename: string; idempotencyKey: string | null },
+  upload: { content: Buffer; filename: string; idempotencyKey: string | null; sheet?: string | null },
   limits: { maxRows: number; maxActive: number },
 ): Promise<Accepted> {
   const fileSha256 = createHash('sha256').update(upload.content).digest('hex');
   // A replay must not be refused for a file problem or for lack of room: look first.
   const earlier = upload.idempotencyKey ? await store.findBatchByIdempotencyKey(upload.idempotencyKey) : undefined;
   if (earlier) return replay(earlier, fileSha256);
-  const rows = readHospitalsCsv(upload.content, limits);
+  const { rows, notices } = readUpload(upload.content, { maxRows: limits.maxRows, sheet: upload.sheet ?? null });
   const admission = await store.admitBatch(
     {
       id: randomUUID(),
       filename: upload.filename,
       fileSha256,
       idempotencyKey: upload.idempotencyKey,
+      // How the file was read ("read as Windows-1252") stays with the batch, for the report.
+      notice: notices.length > 0 ? notices.join(' ') : null,
       rows: rows.map(({ row, line, name, address, phone }) => ({ row, line, name, address, phone })),
     },
     { maxActive: limits.maxActive },

@@ -1,6 +1,7 @@
 import { CsvError, parse } from 'csv-parse/sync';
 import { AppError } from '../errors.js';
 import type { CsvProblem } from '../errors.js';
+import { FIELDS, fieldFor, type Delimiter, type Field } from './columns.js';
 
 /** One data row of an uploaded hospitals CSV, with where it came from. */
 export interface HospitalRow {
@@ -20,48 +21,57 @@ export interface CsvLimits {
   maxFieldLength?: number;
 }
 
-const COLUMNS = ['name', 'address', 'phone'] as const;
-type Column = (typeof COLUMNS)[number];
+const COLUMNS = FIELDS;
+type Column = Field;
 const REQUIRED: readonly Column[] = ['name', 'address'];
 const ALLOWED = `allowed columns are ${COLUMNS.join(', ')}`;
 /** Keeps the error response small however hostile the file is. */
 const MAX_LISTED_PROBLEMS = 50;
 /** Longest piece of user text echoed back in a message. */
 const MAX_ECHO = 40;
-const ZIP_MAGIC = Buffer.from('PK\x03\x04', 'latin1');
-const SAVE_AS_UTF8 = 'Upload a CSV saved as UTF-8 (in Excel: "CSV UTF-8").';
 
-interface ParsedRecord {
+/** One record of a table (a CSV line or a worksheet row): its values and the line or row it starts on. */
+export interface ParsedRecord {
   fields: string[];
   line: number;
 }
 
-/** Reads an uploaded CSV into hospital rows, or throws AppError with every problem found. */
-export function readHospitalsCsv(content: Buffer, limits: CsvLimits): HospitalRow[] {
-  const { rows, problems } = inspectHospitalsCsv(content, limits);
-  if (problems.length > 0) throw invalid(problems);
-  return rows;
+/** What a table's header maps: each header as written and the field it fills. */
+export interface ColumnMapping {
+  header: string;
+  field: Field;
+}
+
+export interface Inspected {
+  rows: HospitalRow[];
+  problems: CsvProblem[];
+  columns: ColumnMapping[];
 }
 
 /**
- * Every row as read (problems or not) and every problem found, for a dry run that shows
- * the file with its errors marked. Throws only when the bytes are not UTF-8 text at all.
+ * Every row of a decoded CSV as read (problems or not) and every problem found, for a dry
+ * run that shows the file with its errors marked and for an upload that refuses them.
  */
-export function inspectHospitalsCsv(content: Buffer, limits: CsvLimits): { rows: HospitalRow[]; problems: CsvProblem[] } {
-  const maxFieldLength = limits.maxFieldLength ?? 255;
-  const text = decode(content);
+export function inspectHospitalsCsv(text: string, delimiter: Delimiter, limits: CsvLimits): Inspected {
   let records: ParsedRecord[];
   try {
-    records = parseRecords(text);
+    records = parseRecords(text, delimiter);
   } catch (error) {
-    if (error instanceof AppError && error.code === 'invalid_csv') return { rows: [], problems: error.extra['errors'] as CsvProblem[] };
+    if (error instanceof AppError && error.code === 'invalid_csv') return { rows: [], problems: error.extra['errors'] as CsvProblem[], columns: [] };
     throw error;
   }
+  return inspectRecords(records, limits);
+}
+
+/** The rules every table obeys, whatever file it came from: a header naming the columns, then rows. */
+export function inspectRecords(records: ParsedRecord[], limits: CsvLimits): Inspected {
+  const maxFieldLength = limits.maxFieldLength ?? 255;
   const [header, ...data] = records;
   if (header === undefined) {
     return {
       rows: [],
       problems: [fileProblem('The file is empty: expected a header row name,address,phone and at least one data row')],
+      columns: [],
     };
   }
 
@@ -77,7 +87,8 @@ export function inspectHospitalsCsv(content: Buffer, limits: CsvLimits): { rows:
   const rows = data
     .slice(0, limits.maxRows)
     .map((record, i) => readRow(record, i + 1, header.fields.length, index, maxFieldLength, problems));
-  return { rows, problems };
+  const columns = [...index].sort((a, b) => a[1] - b[1]).map(([field, i]) => ({ header: header.fields[i]!.trim(), field }));
+  return { rows, problems, columns };
 }
 
 /** Caps a problem list so a hostile file cannot make the answer huge. */
@@ -88,46 +99,17 @@ export function listedProblems(problems: CsvProblem[]): CsvProblem[] {
     : problems;
 }
 
-function decode(content: Buffer): string {
-  const utf16 = (content[0] === 0xff && content[1] === 0xfe) || (content[0] === 0xfe && content[1] === 0xff);
-  if (utf16) {
-    throw new AppError(
-      'unsupported_media_type',
-      'The file is UTF-16 text; only UTF-8 is accepted. Save the CSV as UTF-8 and upload it again.',
-    );
-  }
-  // An .xlsx workbook is a zip: the most likely binary upload, so name it.
-  if (content.subarray(0, 4).equals(ZIP_MAGIC)) {
-    throw new AppError(
-      'unsupported_media_type',
-      `The file is not UTF-8 text (it looks like a zip file or an Excel workbook). ${SAVE_AS_UTF8}`,
-    );
-  }
-  // NUL never appears in UTF-8 text but is everywhere in binary files (and in UTF-16 without a BOM).
-  if (content.includes(0)) {
-    throw new AppError('unsupported_media_type', `The file is not UTF-8 text (it looks like a binary file). ${SAVE_AS_UTF8}`);
-  }
-  try {
-    // TextDecoder drops a UTF-8 BOM, so the first header name comes out clean.
-    return new TextDecoder('utf-8', { fatal: true }).decode(content);
-  } catch {
-    throw new AppError(
-      'unsupported_media_type',
-      `The file is not UTF-8 text (it has bytes that are not valid UTF-8, as in a file saved as Latin-1 or Windows-1252). ${SAVE_AS_UTF8}`,
-    );
-  }
-}
-
 /**
  * Splits the text into non-blank records, each with the line it starts on. Lines are counted
  * here from the raw text because csv-parse's own counter is off after a CRLF inside quotes
  * and only gives the line where a record ends.
  */
-function parseRecords(text: string): ParsedRecord[] {
+function parseRecords(text: string, delimiter: Delimiter): ParsedRecord[] {
   const records: ParsedRecord[] = [];
   let nextLine = 1; // first line not consumed by an emitted record
   try {
     parse(text, {
+      delimiter,
       // Explicit: auto-detection locks onto the first ending it meets, and mixed files exist.
       record_delimiter: ['\r\n', '\n', '\r'],
       // Field counts are checked per row below, so every bad row is reported, not just the first.
@@ -195,11 +177,17 @@ function readHeader(header: ParsedRecord, problems: CsvProblem[]): Map<Column, n
   const problem = (column: string | null, message: string) => problems.push({ row: null, line: header.line, column, message });
   header.fields.forEach((field, i) => {
     const written = field.trim();
-    const name = written.toLowerCase();
+    const name = fieldFor(written);
+    const earlier = name === null ? undefined : index.get(name);
     if (written === '') problem(null, `Column ${i + 1} of the header has no name; ${ALLOWED}`);
-    else if (!isColumn(name)) problem(echo(written), `Unknown column "${echo(written)}"; ${ALLOWED}`);
-    else if (index.has(name)) problem(name, `Column "${name}" appears more than once in the header`);
-    else index.set(name, i);
+    else if (name === null) problem(echo(written), `Unknown column "${echo(written)}"; ${ALLOWED}`);
+    else if (earlier === undefined) index.set(name, i);
+    else if (header.fields[earlier]!.trim().toLowerCase() === written.toLowerCase()) {
+      problem(name, `Column "${echo(header.fields[earlier]!.trim())}" appears more than once in the header`);
+    } else {
+      const both = `"${echo(header.fields[earlier]!.trim())}" and "${echo(written)}"`;
+      problem(name, `Columns ${both} both mean ${name}; keep one of them`);
+    }
   });
   for (const column of REQUIRED) {
     if (!index.has(column)) problem(column, `Required column "${column}" is missing from the header`);
@@ -247,18 +235,15 @@ function readRow(
   return read();
 }
 
-function invalid(problems: CsvProblem[]): AppError {
-  return new AppError('invalid_csv', `The CSV has ${count(problems.length, 'problem')}; nothing was created.`, {
+/** The refusal of a file with problems; `what` names the file ("CSV", "workbook"). */
+export function invalid(problems: CsvProblem[], what = 'CSV'): AppError {
+  return new AppError('invalid_csv', `The ${what} has ${count(problems.length, 'problem')}; nothing was created.`, {
     errors: listedProblems(problems),
   });
 }
 
 function fileProblem(message: string): CsvProblem {
   return { row: null, line: null, column: null, message };
-}
-
-function isColumn(name: string): name is Column {
-  return (COLUMNS as readonly string[]).includes(name);
 }
 
 /** Whole lines made only of whitespace at the start of a record's raw text: the skipped blank lines. */

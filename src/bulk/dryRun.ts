@@ -1,7 +1,8 @@
 import type { Config } from '../config.js';
 import type { DirectoryClient } from '../directory/client.js';
 import { AppError, type CsvProblem } from '../errors.js';
-import { inspectHospitalsCsv, listedProblems, type HospitalRow } from './csv.js';
+import { listedProblems, type HospitalRow } from './csv.js';
+import { inspectUpload, type FileFormat } from './read.js';
 
 export interface Warning {
   kind: 'repeated_in_file' | 'exists_in_directory' | 'not_checked';
@@ -21,13 +22,17 @@ const DIRECTORY_CHECK_TIMEOUT_MS = 10_000;
 export async function dryRun(
   deps: { directory: DirectoryClient; config: Pick<Config, 'MAX_ROWS'> },
   content: Buffer,
+  sheet: string | null = null,
 ) {
   let rows: HospitalRow[] = [];
   let problems: CsvProblem[];
+  let format: FileFormat | null = null;
+  let notices: string[] = [];
   try {
-    ({ rows, problems } = inspectHospitalsCsv(content, { maxRows: deps.config.MAX_ROWS }));
+    ({ rows, problems, format, notices } = inspectUpload(content, { maxRows: deps.config.MAX_ROWS, sheet }));
   } catch (error) {
-    if (!(error instanceof AppError) || error.code !== 'unsupported_media_type') throw error;
+    // A file that cannot be read as a table (not text, a damaged or oversized workbook) is one problem to show.
+    if (!(error instanceof AppError)) throw error;
     problems = [{ row: null, line: null, column: null, message: error.message }];
   }
   const warnings = [...repeatedRows(rows), ...(rows.length > 0 ? await alreadyInDirectory(deps.directory, rows) : [])];
@@ -37,6 +42,8 @@ export async function dryRun(
     rows: rows.map(({ row, name, address, phone }) => ({ row, name, address, phone })),
     errors: listedProblems(problems),
     warnings,
+    format,
+    notices,
   };
 }
 

@@ -282,7 +282,11 @@ async function reconcile(current: Run): Promise<void> {
       `The directory no longer held ${forgotten} hospital(s) of this batch (it forgets everything when it sleeps); they were created again under the same batch id.`,
     adopted > 0 && `${adopted} row(s) had been created by an earlier attempt whose answer was lost; they were adopted, not created again.`,
   ].filter(Boolean);
-  await deps.store.updateBatch(held, { notice: notices.length > 0 ? notices.join(' ') : null });
+  // Added to what the batch already says (how its file was read, an earlier resume), never replacing it.
+  if (notices.length > 0) {
+    const before = (await deps.store.findBatch(batchId))?.notice;
+    await deps.store.updateBatch(held, { notice: [before, ...notices].filter(Boolean).join(' ') });
+  }
   deps.logger.info('batch reconciled', { batch_id: batchId, upstream: upstream.length, forgotten, adopted });
 }
 

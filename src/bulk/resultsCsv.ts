@@ -5,18 +5,19 @@ const COLUMNS = ['row', 'name', 'address', 'phone', 'hospital_id', 'status', 'er
 /**
  * A batch's outcome as a CSV to open in a spreadsheet: one line per row. A value that a
  * spreadsheet would run as a formula (starting with = + - @, or a tab or carriage return)
- * gets a leading apostrophe, as OWASP recommends against CSV injection.
+ * gets a leading apostrophe, as OWASP recommends against CSV injection. The BOM makes
+ * Excel open it as UTF-8, whatever encoding the upload was in.
  */
 export function toResultsCsv(rows: RowRecord[]): string {
   const lines = rows.map((row) =>
     [row.row, row.name, row.address, row.phone, row.hospitalId, row.status, row.errorMessage].map(cell).join(','),
   );
-  return `${[COLUMNS.join(','), ...lines].join('\r\n')}\r\n`;
+  return `\uFEFF${[COLUMNS.join(','), ...lines].join('\r\n')}\r\n`;
 }
 
-/** The download's file name, after the upload's: `hospitals.csv` → `hospitals-results.csv`. */
+/** The download's file name, after the upload's: `hospitals.csv` (or `.xlsx`) → `hospitals-results.csv`. */
 export function resultsFilename(batch: BatchRecord): string {
-  return `${batch.filename.replace(/\.csv$/i, '')}-results.csv`;
+  return `${batch.filename.replace(/\.(csv|tsv|txt|xlsx)$/i, '')}-results.csv`;
 }
 
 function cell(value: string | number | null): string {

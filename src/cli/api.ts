@@ -56,7 +56,7 @@ export function createApi(baseUrl: string, apiKey: string | null) {
     /** POST /hospitals/bulk, asking for 202 at once so the batch can be followed live. */
     upload<T>(file: string, content: Uint8Array): Promise<T> {
       const form = new FormData();
-      form.append('file', new Blob([content], { type: 'text/csv' }), basename(file));
+      form.append('file', new Blob([content], { type: contentType(file) }), basename(file));
       return json<T>('/hospitals/bulk', { method: 'POST', body: form, headers: { prefer: 'respond-async' } });
     },
     /** Opens an event stream; the caller reads the body. */
@@ -109,4 +109,9 @@ function problemDetail(response: Response, body: unknown): string {
   const { detail, title } = (typeof body === 'object' && body !== null ? body : {}) as { detail?: unknown; title?: unknown };
   const text = typeof detail === 'string' ? detail : typeof title === 'string' ? title : response.statusText || 'error';
   return `${response.status} ${text.replace(/\s*\n\s*/g, ' ')}`;
+}
+
+/** The upload's content type by its name; the service reads a workbook by its bytes either way. */
+export function contentType(file: string): string {
+  return /\.xlsx$/i.test(file) ? 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet' : 'text/csv';
 }

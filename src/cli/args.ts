@@ -5,7 +5,7 @@ export const DEFAULT_URL = 'http://localhost:3000';
 export const USAGE = `Usage: hospital-bulk <command> [options]
 
 Commands:
-  upload <file.csv>   upload a CSV of hospitals, follow the batch live, print its report
+  upload <file.csv>   upload a CSV (or .xlsx workbook) of hospitals, follow the batch live, print its report
   batches             list the upload history, newest first
   show <batch-id>     print the report of one batch (with its progress while it runs)
   resume <batch-id>   finish a failed or interrupted batch, print the report

@@ -4,13 +4,13 @@ import { dryRun } from '../bulk/dryRun.js';
 import { resultsFilename, toResultsCsv } from '../bulk/resultsCsv.js';
 import { AppError } from '../errors.js';
 import { batchId } from './routes.js';
-import { receiveCsv } from './upload.js';
+import { receiveCsv, sheetField } from './upload.js';
 
 /** The dry run of an upload, and a batch's results as a CSV download. */
 export function fileRoutes(deps: Deps): Router {
   const router = Router();
   router.post('/hospitals/bulk/validate', ...receiveCsv(deps.config.MAX_UPLOAD_BYTES), async (req, res) => {
-    res.json(await dryRun(deps, req.file!.buffer));
+    res.json(await dryRun(deps, req.file!.buffer, sheetField(req.body)));
   });
   router.get('/batches/:id/results.csv', async (req, res) => {
     const id = batchId(req.params.id);

@@ -126,7 +126,9 @@ const uploadBody = {
   content: {
     'multipart/form-data': {
       schema: ref('UploadForm'),
-      encoding: { file: { contentType: 'text/csv, application/octet-stream' } },
+      encoding: {
+        file: { contentType: 'text/csv, text/plain, application/vnd.openxmlformats-officedocument.spreadsheetml.sheet, application/octet-stream' },
+      },
     },
   },
 };
@@ -145,9 +147,9 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
       post: {
         tags: ['uploads'],
         operationId: 'uploadHospitals',
-        summary: 'Upload a CSV of hospitals: create them all in the directory under one batch',
+        summary: 'Upload a CSV or .xlsx of hospitals: create them all in the directory under one batch',
         description:
-          `Multipart form data with the CSV in the field \`file\`: columns \`name\` and \`address\` required, \`phone\` optional, ` +
+          `Multipart form data with the CSV or Excel workbook in the field \`file\` (see UploadForm for the encodings, delimiters and column names read; a workbook's sheet may be named in the field \`sheet\`): columns \`name\` and \`address\` required, \`phone\` optional, ` +
           `at most ${limits.maxRows} data rows and ${limits.maxUploadBytes} bytes. A file with problems is refused with 400 before ` +
           'anything is stored or sent, listing every problem. Otherwise the rows are created in the directory in file order and ' +
           'the batch is activated only when every row was created.\n\n' +
@@ -169,14 +171,17 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
             Location: { ...headers.location, required: true },
             'Preference-Applied': headers.preferenceApplied,
           }),
-          400: problem('The CSV has problems (every one is listed in `errors`, nothing was created), no file was sent, or the Idempotency-Key is malformed.'),
+          400: problem(
+            'The file has problems (every one is listed in `errors`, nothing was created), no file was sent, the Idempotency-Key is malformed, ' +
+              'or the workbook cannot be read (damaged, password-protected, no such sheet).',
+          ),
           401: unauthorized,
           409: problem('The upload with this Idempotency-Key is still being processed: follow Location.', {
             Location: headers.location,
             'Idempotent-Replayed': headers.replayed,
           }),
-          413: problem(`The file is larger than ${limits.maxUploadBytes} bytes.`),
-          415: problem('The body is not multipart/form-data, or the file is not UTF-8 text.'),
+          413: problem(`The file is larger than ${limits.maxUploadBytes} bytes, or the workbook unpacks to more than we read (a zip bomb, a huge sheet).`),
+          415: problem('The body is not multipart/form-data, or the file is neither text in an encoding we read nor an .xlsx workbook (e.g. a legacy .xls).'),
           422: problem('This Idempotency-Key was already used for a different file.'),
           429: rateLimited,
           500: internal,
@@ -191,8 +196,9 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
         summary: 'Dry run: what an upload of this file would be told',
         description:
           'Applies every upload rule to the file and answers the rows as read, every problem and warnings (rows repeated in ' +
-          'the file, rows already in the directory). Nothing is created or recorded. A file with problems is still 200, ' +
-          'with `valid: false`.',
+          'the file, rows already in the directory), and how the file was read (`format`: CSV or workbook, encoding, delimiter, ' +
+          'sheet, and which header became which field), with `notices` such as "read as Windows-1252". Nothing is created or ' +
+          'recorded. A file with problems, or one that cannot be read at all, is still 200, with `valid: false`.',
         ...secured,
         requestBody: uploadBody,
         responses: {
@@ -349,6 +355,29 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
         summary: 'The operations page: upload, follow and manage batches in a browser',
         description: 'Its scripts and styles are files served next to it, from the same origin.',
         responses: { 200: { description: 'An HTML page.', content: { 'text/html': { schema: { type: 'string' } } } } },
+      },
+    },
+    '/template.csv': {
+      get: {
+        tags: ['pages'],
+        operationId: 'getCsvTemplate',
+        summary: 'A CSV to start from: the three headers and one example row',
+        description: 'UTF-8 with a BOM, so that Excel opens it as UTF-8. No API key needed.',
+        responses: { 200: { description: 'The template, as an attachment.', content: { 'text/csv': { schema: { type: 'string' } } } } },
+      },
+    },
+    '/template.xlsx': {
+      get: {
+        tags: ['pages'],
+        operationId: 'getXlsxTemplate',
+        summary: 'An Excel workbook to start from: the three headers and one example row',
+        description: 'No API key needed.',
+        responses: {
+          200: {
+            description: 'The template, as an attachment.',
+            content: { 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } },
+          },
+        },
       },
     },
     '/openapi.json': {

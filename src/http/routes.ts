@@ -8,7 +8,7 @@ import { isRunning } from '../bulk/status.js';
 import { AppError } from '../errors.js';
 import { toReport, toSummary, type BatchReport } from './presenter.js';
 import { batchIdParam, idempotencyKey, listQuery, type AsyncAccepted, type BatchList } from './schemas.js';
-import { displayName, receiveCsv } from './upload.js';
+import { displayName, receiveCsv, sheetField } from './upload.js';
 
 /** POST /hospitals/bulk: validate the CSV, record it, run it through the directory, report. */
 export function bulkRoutes(deps: Deps): Router {
@@ -21,6 +21,7 @@ export function bulkRoutes(deps: Deps): Router {
         content: req.file!.buffer,
         filename: displayName(req.file!.originalname),
         idempotencyKey: key === undefined ? null : parseOrThrow(idempotencyKey, key),
+        sheet: sheetField(req.body),
       },
       { maxRows: deps.config.MAX_ROWS, maxActive: deps.config.MAX_ACTIVE_BATCHES },
     );

@@ -63,8 +63,14 @@ export const lastEventIdHeader = z.string().meta({
 export const UploadFormSchema = z
   .object({
     file: z.file().meta({
-      description: 'The CSV (UTF-8). Columns `name` and `address` required, `phone` optional, in any order and any case.',
+      description:
+        'The hospitals, as a CSV or an Excel workbook (.xlsx, recognised by its bytes, not its name). A CSV may be UTF-8 ' +
+        '(with or without BOM), UTF-16 with a BOM, or Windows-1252, separated by commas, semicolons or tabs (detected from ' +
+        'the header). Columns `name` and `address` required, `phone` optional, in any order; headers match ignoring case, ' +
+        'spaces and punctuation, and familiar names such as "Hospital Name", "Street Address" or "Phone Number" are accepted ' +
+        '(README "What files we read" lists them).',
     }),
+    sheet: z.string().optional().meta({ description: 'The worksheet to read from a workbook; the first when absent. Ignored for a CSV.' }),
   })
   .meta({ id: 'UploadForm', description: 'The multipart form of an upload: exactly one file, in the field `file`.' });
 
@@ -191,6 +197,18 @@ export const ProblemSchema = z
   })
   .meta({ id: 'Problem', description: 'RFC 9457 problem details, sent as application/problem+json.' });
 
+export const FileFormatSchema = z
+  .object({
+    type: z.enum(['csv', 'xlsx']),
+    encoding: z.enum(['utf-8', 'utf-16le', 'utf-16be', 'windows-1252']).nullable().meta({ description: "The CSV's text encoding; null for a workbook." }),
+    delimiter: z.enum([',', ';', '\t']).nullable().meta({ description: "The CSV's delimiter; null for a workbook." }),
+    sheet: z.string().nullable().meta({ description: 'The worksheet read; null for a CSV.' }),
+    columns: z
+      .array(z.object({ header: z.string(), field: z.enum(['name', 'address', 'phone']) }))
+      .meta({ description: 'Each header that names a field, and the field ("Hospital Name" → name), in the file\'s order.' }),
+  })
+  .meta({ id: 'FileFormat', description: 'How an uploaded file was read. In a workbook, `line` in problems is the worksheet row.' });
+
 export const DryRunSchema = z
   .object({
     valid: z.boolean().meta({ description: 'Whether the upload would be accepted.' }),
@@ -219,6 +237,8 @@ export const DryRunSchema = z
           'Not reasons to refuse: rows repeated in the file, rows whose name and address already exist in the directory, ' +
           'or `not_checked` when the directory could not be reached.',
       }),
+    format: FileFormatSchema.nullable().meta({ description: 'How the file was read; null when it could not be read as a table.' }),
+    notices: z.array(z.string()).meta({ description: 'What the person should check about how the file was read, e.g. that it was read as Windows-1252.' }),
   })
   .meta({ id: 'DryRun', description: 'What an upload of this file would be told, without creating or recording anything.' });
 
@@ -269,6 +289,7 @@ export const componentSchemas = [
   RowStatusSchema,
   batchIdParam,
   UploadFormSchema,
+  FileFormatSchema,
 ] as const;
 
 export type AsyncAccepted = z.infer<typeof AsyncAcceptedSchema>;

@@ -44,3 +44,9 @@ export function displayName(original: string | undefined): string {
   const clean = base.replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, 255);
   return clean === '' || clean === '.' || clean === '..' ? 'upload.csv' : clean;
 }
+
+/** The multipart field `sheet`: the worksheet of a workbook to read (the first when absent or blank). */
+export function sheetField(body: unknown): string | null {
+  const value = (body as Record<string, unknown> | undefined)?.['sheet'];
+  return typeof value === 'string' && value.trim() !== '' ? value : null;
+}

@@ -1,0 +1,80 @@
+/** The fields of a hospital row, in the order the directory and results.csv use. */
+export const FIELDS = ['name', 'address', 'phone'] as const;
+export type Field = (typeof FIELDS)[number];
+
+/**
+ * Header names people give these columns, beyond the field's own name. Matching ignores
+ * case, spaces and punctuation: "Hospital Name", "hospital_name" and "HOSPITAL-NAME" are one.
+ * README "What files we read" lists these; keep the two in step.
+ */
+export const ALIASES: Readonly<Record<Field, readonly string[]>> = {
+  name: ['name', 'hospital', 'hospital name', 'facility', 'facility name', 'institution', 'institution name'],
+  address: ['address', 'street', 'street address', 'location', 'full address', 'hospital address', 'facility address'],
+  phone: ['phone', 'phone number', 'phone no', 'telephone', 'telephone number', 'tel', 'tel no', 'contact number', 'contact phone'],
+};
+
+const normalise = (header: string) => header.toLocaleLowerCase('en').replace(/[^\p{L}\p{N}]/gu, '');
+
+const BY_KEY = new Map<string, Field>(FIELDS.flatMap((field) => ALIASES[field].map((alias) => [normalise(alias), field] as const)));
+
+/** The field a header names, or null when it names none. */
+export function fieldFor(header: string): Field | null {
+  return BY_KEY.get(normalise(header)) ?? null;
+}
+
+/** The delimiters a CSV may use; the first is the default. */
+export const DELIMITERS = [',', ';', '\t'] as const;
+export type Delimiter = (typeof DELIMITERS)[number];
+
+/**
+ * The delimiter of a CSV, read from its header line (quotes respected): the one that splits
+ * it into the most column names we know, earlier in DELIMITERS on a tie; when none finds a
+ * known name, the one that occurs most. Only the header is read, so the work is bounded by
+ * the header however long the file is.
+ */
+export function detectDelimiter(text: string): Delimiter {
+  const line = headerLine(text);
+  const scored = DELIMITERS.map((delimiter) => {
+    const fields = splitQuoted(line, delimiter);
+    return { delimiter, known: fields.filter((f) => fieldFor(f) !== null).length, occurrences: fields.length - 1 };
+  });
+  const byKnown = scored.reduce((best, s) => (s.known > best.known ? s : best));
+  if (byKnown.known > 0) return byKnown.delimiter;
+  return scored.reduce((best, s) => (s.occurrences > best.occurrences ? s : best)).delimiter;
+}
+
+/** The first line holding more than whitespace (blank lines before it are skipped, as the parser skips them). */
+function headerLine(text: string): string {
+  let quoted = false;
+  let start = 0;
+  for (let i = 0; i < text.length; i++) {
+    const char = text[i]!;
+    if (char === '"') quoted = !quoted;
+    else if (!quoted && (char === '\n' || char === '\r')) {
+      const line = text.slice(start, i);
+      if (line.trim() !== '') return line;
+      start = i + 1;
+    }
+  }
+  return text.slice(start);
+}
+
+/** Splits one line at `delimiter` outside quotes, unquoting each field. */
+function splitQuoted(line: string, delimiter: string): string[] {
+  const fields: string[] = [];
+  let current = '';
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const char = line[i]!;
+    if (char === '"') {
+      if (quoted && line[i + 1] === '"') {
+        current += '"';
+        i++;
+      } else quoted = !quoted;
+    } else if (char === delimiter && !quoted) {
+      fields.push(current);
+      current = '';
+    } else current += char;
+  }
+  return [...fields, current];
+}
