@@ -613,7 +613,7 @@ describe('the page tells the whole truth, at 1280 and 390 px', () => {
       expect(await withinWidth(page, `tr[data-batch-id="${first.batch_id}"] td[data-label="${label}"]`)).toBe(true);
     }
     expect(await firstEntry.locator('td[data-label=Uploaded] time').textContent()).toMatch(/\d:\d\d:\d\d/);
-    expect(await firstEntry.evaluate('(tr) => getComputedStyle(tr).display')).toBe('block');
+    expect(await page.evaluate(`getComputedStyle(document.querySelector('tr[data-batch-id="${first.batch_id}"]')).display`)).toBe('block');
     await shot(page, 'history-two-uploads-phone');
     expect(problems).toEqual([]);
   }, TIMEOUT_MS);

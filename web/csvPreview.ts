@@ -16,6 +16,8 @@ export interface PreviewRow {
 /** The data rows after the first `skip`, or null when the file cannot be read as CSV text. */
 export async function rowsAfter(file: Blob, skip: number): Promise<PreviewRow[] | null> {
   const bytes = new Uint8Array(await file.arrayBuffer());
+  // A workbook (a zip) is not CSV text: its rows are the service's to read.
+  if (bytes[0] === 0x50 && bytes[1] === 0x4b) return null;
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);

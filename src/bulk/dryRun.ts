@@ -82,7 +82,7 @@ function formulaLookalikes(rows: HospitalRow[]): Warning[] {
           row: row.row,
           message:
             `Row ${row.row}: ${column} starts with ${first}, so a spreadsheet would run it as a formula. ` +
-            'It is stored as written; the results download adds a leading apostrophe so it stays text.',
+            'Stored as written; the results download keeps it as text.',
         },
       ];
     }),
