@@ -22,26 +22,27 @@ export function problemItem(problem: CsvProblem): HTMLLIElement {
  * limit, read by the page itself (the service does not read them).
  */
 export function previewParts(filename: string, result: DryRunResult, overLimit: PreviewRow[]): Node[] {
-  const limit = result.rows.length;
   const shownRows = new Set(result.rows.map((row) => row.row));
   // File-level problems, and row problems for rows the table cannot show, go in the box.
   const general = result.errors.filter((error) => error.row === null || !shownRows.has(error.row));
-  const errorsByRow = groupByRow(result.errors.filter((error) => error.row !== null && shownRows.has(error.row)));
-  const warningsByRow = groupByRow(result.warnings);
-  const overMessage = `Over the limit: at most ${plural(limit, 'row')} can be sent in one upload.`;
+  return [...verdict(result, general, overLimit), ...(result.rows.length + overLimit.length > 0 ? [rowsTable(filename, result, overLimit)] : [])];
+}
 
+/** "No errors", or the errors box; then the warnings box, if any. */
+function verdict(result: DryRunResult, general: CsvProblem[], overLimit: PreviewRow[]): Node[] {
   const parts: Node[] = [];
   const errorCount = result.errors.length;
   if (result.valid) {
     parts.push(h('p', { class: 'lead', role: 'status' }, `${plural(result.total_rows, 'row')} read, no errors found.`));
   } else {
     const rowErrors = errorCount - general.length;
+    const over = overLimit.map((row) => row.row);
     parts.push(
       messageBox(
         'error',
         `${plural(errorCount, 'error')}: nothing can be created until the file is fixed.`,
         ...(general.length > 0 ? [h('ul', { class: 'problem-list' }, general.map(problemItem))] : []),
-        ...(overLimit.length > 0 ? [`${rowList(overLimit.map((row) => row.row))} ${overLimit.length === 1 ? 'is' : 'are'} over the limit: shown at the end of the table.`] : []),
+        ...(over.length > 0 ? [`${rowList(over)} ${over.length === 1 ? 'is' : 'are'} over the limit: shown at the end of the table.`] : []),
         ...(rowErrors > 0 ? [`${plural(rowErrors, 'error')} in rows: marked in the table below.`] : []),
       ),
     );
@@ -55,9 +56,16 @@ export function previewParts(filename: string, result: DryRunResult, overLimit: 
       ),
     );
   }
+  return parts;
+}
 
+/** Every row: errors on their cells or in an "Errors" column, warnings in a "Warnings" column. */
+function rowsTable(filename: string, result: DryRunResult, overLimit: PreviewRow[]): HTMLDivElement {
+  const shownRows = new Set(result.rows.map((row) => row.row));
+  const errorsByRow = groupByRow(result.errors.filter((error) => error.row !== null && shownRows.has(error.row)));
+  const warningsByRow = groupByRow(result.warnings);
+  const overMessage = `Over the limit: at most ${plural(result.rows.length, 'row')} can be sent in one upload.`;
   const rows = [...result.rows, ...overLimit];
-  if (rows.length === 0) return parts;
   const rowLevel = (row: number) =>
     (errorsByRow.get(row) ?? []).filter((error) => error.column === null || !(COLUMNS as readonly string[]).includes(error.column));
   const hasRowErrors = overLimit.length > 0 || rows.some((row) => rowLevel(row.row).length > 0);
@@ -73,20 +81,6 @@ export function previewParts(filename: string, result: DryRunResult, overLimit: 
       const mineRowLevel = rowLevel(row.row).map(problemText);
       if (over) mineRowLevel.push({ text: overMessage, detail: null });
       const warnings = (warningsByRow.get(row.row) ?? []).map((warning) => warning.message);
-      const cell = (column: (typeof COLUMNS)[number]) => {
-        const value = row[column] ?? '';
-        const mine = errors.filter((error) => error.column === column);
-        const attrs = { class: column === 'phone' ? 'nowrap' : 'col-text' };
-        if (mine.length === 0) return h('td', attrs, value);
-        const message = mine.map((error) => problemText(error).text).join(' ');
-        const detail = mine[0]?.line ? ` (line ${mine[0].line} of the file)` : '';
-        return h(
-          'td',
-          { class: `${attrs.class} cell-invalid`, 'data-column': column, 'data-error': message },
-          value === '' ? h('span', { class: 'empty-value' }, '(empty)') : value,
-          h('span', { class: 'cell-error' }, h('span', { class: 'visually-hidden' }, 'Error: '), message, h('span', { class: 'detail' }, detail)),
-        );
-      };
       const tr = h(
         'tr',
         {
@@ -102,9 +96,7 @@ export function previewParts(filename: string, result: DryRunResult, overLimit: 
           ...(mineRowLevel.length > 0 ? { 'data-error': mineRowLevel.map((problem) => problem.text).join(' ') } : {}),
         },
         h('th', { scope: 'row', class: 'num' }, row.row),
-        cell('name'),
-        cell('address'),
-        cell('phone'),
+        COLUMNS.map((column) => valueCell(row, column, errors)),
         hasRowErrors ? h('td', { class: 'col-notes' }, notes('note-error', mineRowLevel)) : null,
         hasWarnings ? h('td', { class: 'col-notes' }, notes('note-warning', warnings.map((text) => ({ text, detail: null })))) : null,
       );
@@ -114,8 +106,23 @@ export function previewParts(filename: string, result: DryRunResult, overLimit: 
   );
   const caption = overLimit.length > 0 ? `${plural(rows.length, 'row')} in ${filename}, ${overLimit.length} over the limit` : `${plural(rows.length, 'row')} in ${filename}`;
   const table = stackable(h('table', { class: 'preview-table stack' }, h('caption', {}, caption), body), labels);
-  parts.push(scrollingTable(`Rows of ${filename}`, table));
-  return parts;
+  return scrollingTable(`Rows of ${filename}`, table);
+}
+
+/** A value, with its errors marked on it. */
+function valueCell(row: PreviewRow, column: (typeof COLUMNS)[number], errors: CsvProblem[]): HTMLTableCellElement {
+  const value = row[column] ?? '';
+  const mine = errors.filter((error) => error.column === column);
+  const attrs = { class: column === 'phone' ? 'nowrap' : 'col-text' };
+  if (mine.length === 0) return h('td', attrs, value);
+  const message = mine.map((error) => problemText(error).text).join(' ');
+  const detail = mine[0]?.line ? ` (line ${mine[0].line} of the file)` : '';
+  return h(
+    'td',
+    { class: `${attrs.class} cell-invalid`, 'data-column': column, 'data-error': message },
+    value === '' ? h('span', { class: 'empty-value' }, '(empty)') : value,
+    h('span', { class: 'cell-error' }, h('span', { class: 'visually-hidden' }, 'Error: '), message, h('span', { class: 'detail' }, detail)),
+  );
 }
 
 function notes(className: string, messages: { text: string; detail: string | null }[]): HTMLUListElement | string {
