@@ -70,7 +70,7 @@ afterEach(async () => {
 });
 
 /** A fresh service + simulator + browser context (its own storage) for one test. */
-async function open(env: Record<string, string> = {}): Promise<Harness> {
+async function open(env: Record<string, string> = {}, contextOptions: { viewport?: { width: number; height: number }; isMobile?: boolean; hasTouch?: boolean } = {}): Promise<Harness> {
   const stack = await startStack({ sim: { createDelayMs: 30 }, env });
   const server = createServer(stack.app);
   const close = stack.close.bind(stack);
@@ -83,7 +83,7 @@ async function open(env: Record<string, string> = {}): Promise<Harness> {
   cleanup = () => stack.close();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const context = await browser.newContext({ viewport: DESKTOP, acceptDownloads: true });
+  const context = await browser.newContext({ viewport: DESKTOP, acceptDownloads: true, ...contextOptions });
   cleanup = async () => {
     await context.close();
     await stack.close();
@@ -114,6 +114,21 @@ const shot = (page: Page, name: string) => page.screenshot({ path: join(ARTIFACT
 /** The page never scrolls sideways (wide tables scroll inside their own box). */
 async function expectNoSidewaysScroll(page: Page) {
   expect(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth')).toBe(true);
+}
+
+/** No table needs its own sideways scroll either: on a phone the rows are stacked. */
+async function expectTablesFit(page: Page) {
+  const overflowing = await page.locator('.table-wrap').evaluateAll((wraps) =>
+    wraps.filter((wrap) => (wrap as { scrollWidth: number; clientWidth: number }).scrollWidth > (wrap as { clientWidth: number }).clientWidth + 1).length,
+  );
+  expect(overflowing).toBe(0);
+}
+
+/** Whether `locator`'s box lies within the viewport's width, so it is read without scrolling sideways. */
+async function withinWidth(page: Page, selector: string): Promise<boolean> {
+  const box = await page.locator(selector).first().boundingBox();
+  const width = page.viewportSize()!.width;
+  return box !== null && box.x >= 0 && box.x + box.width <= width;
 }
 
 const rowStatuses = (page: Page, table: string) =>
@@ -222,21 +237,24 @@ describe('the operations page', () => {
 
     await page.locator('table.preview-table tbody tr').nth(3).waitFor();
     const nameCell = page.locator('tr[data-row="1"] td.cell-invalid[data-column=name]');
-    expect(await nameCell.getAttribute('data-error')).toBe('Line 2: name is required');
-    expect(await nameCell.textContent()).toContain('Line 2: name is required');
+    // One numbering: data rows, as the warnings count them; the file line is a detail.
+    expect(await nameCell.getAttribute('data-error')).toBe('Row 1: name is required');
+    expect(await nameCell.textContent()).toContain('Row 1: name is required (line 2 of the file)');
     const addressCell = page.locator('tr[data-row="2"] td.cell-invalid[data-column=address]');
-    expect(await addressCell.getAttribute('data-error')).toBe('Line 3: address is required');
-    expect(await addressCell.textContent()).toContain('Line 3: address is required');
-    // A row-level problem marks the whole row.
+    expect(await addressCell.getAttribute('data-error')).toBe('Row 2: address is required');
+    expect(await addressCell.textContent()).toContain('Row 2: address is required (line 3 of the file)');
+    // A row-level problem marks the whole row, in the column named for errors.
     const wideRow = page.locator('tr[data-row="3"]');
     expect(await wideRow.getAttribute('class')).toContain('row-invalid');
-    expect(await wideRow.getAttribute('data-error')).toBe('Line 4 has 4 fields; the header has 3');
-    expect(await wideRow.locator('.note-error').textContent()).toBe('Line 4 has 4 fields; the header has 3');
+    expect(await wideRow.getAttribute('data-error')).toBe('Row 3 has 4 fields; the header has 3');
+    expect(await wideRow.locator('.note-error').textContent()).toBe('Row 3 has 4 fields; the header has 3 (line 4 of the file)');
+    expect(await page.locator('table.preview-table thead th').allTextContents()).toEqual(['Row', 'Name', 'Address', 'Phone', 'Errors']);
+    expect(await page.locator('main').textContent()).not.toMatch(/Line \d|Problems/);
     expect(await page.locator('tr[data-row="4"] .cell-invalid').count()).toBe(0);
     // The name is text, never markup.
     expect(await page.locator('tr[data-row="2"] td').first().textContent()).toBe('<script>alert(1)</script>');
     expect(await page.locator('main script').count()).toBe(0);
-    expect(await page.getByRole('alert').textContent()).toContain('3 problems found');
+    expect(await page.getByRole('alert').textContent()).toContain('3 errors: nothing can be created until the file is fixed.');
     expect(await page.getByRole('button', { name: /^Create/ }).count()).toBe(0);
     await shot(page, 'upload-invalid');
 
@@ -256,6 +274,9 @@ describe('the operations page', () => {
     await page.getByRole('heading', { name: 'Check repeats.csv' }).waitFor();
     expect(await page.locator('.box-warning').textContent()).toContain('Row 3 repeats row 1 (same name and address).');
     expect(await page.locator('tr[data-row="3"] .note-warning').textContent()).toBe('Row 3 repeats row 1 (same name and address).');
+    // Warnings sit under their own name, never under "Errors".
+    expect(await page.locator('table.preview-table thead th').allTextContents()).toEqual(['Row', 'Name', 'Address', 'Phone', 'Warnings']);
+    expect(await page.getByRole('alert').count()).toBe(0);
     expect(await page.getByRole('button', { name: 'Create 3 hospitals' }).count()).toBe(1);
     await shot(page, 'upload-warnings');
 
@@ -276,10 +297,24 @@ describe('the operations page', () => {
     await page.goto(`${url}/#/batches/${report.batch_id}`);
     await page.getByRole('heading', { level: 1, name: 'morning intake.csv' }).waitFor();
     expect(await page.locator('.batch-status .badge').getAttribute('data-status')).toBe('failed');
-    expect(await page.getByRole('alert').textContent()).toContain('1 of 3 rows were not created');
+    // The failure box names the directory's reason for the row, not the counts again.
+    const reasons = page.getByRole('alert');
+    expect(await reasons.locator('.box-title').textContent()).toBe('Why the batch failed');
+    expect(await reasons.locator('.reason-list li').allTextContents()).toEqual([expect.stringMatching(/^Row 2 \(Clinic\): Not created after 1 attempt\(s\): .*503/)]);
+    expect(await reasons.textContent()).not.toContain('rows were not created');
     expect(await rowStatuses(page, 'table.rows-table')).toEqual(['created', 'failed', 'created']);
     expect(await page.getByRole('button', { name: 'Roll back' }).count()).toBe(1);
     await shot(page, 'batch-failed');
+
+    // On a phone the rows stack: the reason is on screen, beside its row, without scrolling sideways.
+    await page.setViewportSize(PHONE);
+    await expectNoSidewaysScroll(page);
+    await expectTablesFit(page);
+    expect(await page.locator('tr[data-row="2"] .col-message').isVisible()).toBe(true);
+    expect(await withinWidth(page, 'tr[data-row="2"] .col-message')).toBe(true);
+    expect(await withinWidth(page, '.reason-list li')).toBe(true);
+    await shot(page, 'batch-failed-phone');
+    await page.setViewportSize(DESKTOP);
 
     await page.getByRole('button', { name: 'Resume' }).click();
 
@@ -321,10 +356,21 @@ describe('the operations page', () => {
 
     await page.locator('.batch-status .badge[data-status=rolled_back]').waitFor();
     expect(await rowStatuses(page, 'table.rows-table')).toEqual(Array(3).fill('deleted'));
+    // The row the directory refused was never created, and says so; the counters add up.
+    expect(await page.locator('table.rows-table tbody .badge').allTextContents()).toEqual(['Deleted', 'Not created', 'Deleted']);
+    expect(await page.locator('[data-stat=deleted] dd').textContent()).toBe('2');
+    expect(await page.locator('[data-stat=never-created] dd').textContent()).toBe('1');
+    expect(await page.locator('[data-stat=created]').count()).toBe(0);
+    expect(await page.getByTestId('batch-sentence').textContent()).toBe('Batch rolled back: 2 hospitals deleted from the directory; 1 row was never created.');
+    expect(await page.getByTestId('failure-reasons').textContent()).toContain('Row 2 (Clinic): Rejected by the directory (HTTP 400): Address not recognised');
     expect(await page.getByRole('button', { name: 'Resume' }).count()).toBe(0);
     expect(await page.getByRole('button', { name: 'Roll back' }).count()).toBe(0);
     expect(stack.sim.hospitals().filter((h) => h.creation_batch_id === report.batch_id)).toEqual([]);
     await shot(page, 'batch-rolled-back');
+    await page.setViewportSize(PHONE);
+    await expectNoSidewaysScroll(page);
+    await expectTablesFit(page);
+    await shot(page, 'batch-rolled-back-phone');
     expect(problems).toEqual([]);
   }, TIMEOUT_MS);
 
@@ -443,5 +489,167 @@ describe('the operations page', () => {
     expect(await page.locator('#key-status').textContent()).toContain('An API key is in use in this tab.');
     // Only the two refused dry runs were refused.
     expect(problems.filter((text) => !/status of 401/.test(text))).toEqual([]);
+  }, TIMEOUT_MS);
+});
+
+const WIDE = { width: 1280, height: 900 };
+
+/** Tabs until the focused element's text is `text`, at most `limit` presses. */
+async function tabTo(page: Page, text: string, limit = 12) {
+  for (let presses = 0; (await page.evaluate('document.activeElement && document.activeElement.textContent')) !== text; presses += 1) {
+    expect(presses).toBeLessThan(limit);
+    await page.keyboard.press('Tab');
+  }
+}
+
+describe('the page tells the whole truth, at 1280 and 390 px', () => {
+  test('a file over the row limit: every row is shown, the rows past the limit say so, and nothing can be sent', async () => {
+    const { page, url, stack, problems } = await open({}, { viewport: WIDE });
+    const csv = `name,address\n${Array.from({ length: 22 }, (_, i) => `Clinic ${i + 1},${i + 1} Road`).join('\n')}\n`;
+    await page.goto(`${url}/`);
+
+    await page.locator('#csv-file').setInputFiles({ name: 'too many.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
+
+    const rows = page.locator('table.preview-table tbody tr');
+    await rows.nth(21).waitFor();
+    expect(await rows.count()).toBe(22);
+    expect(await page.locator('table.preview-table caption').textContent()).toBe('22 rows in too many.csv, 2 over the limit');
+    expect(await page.locator('tr.row-over-limit').evaluateAll((trs) => trs.map((tr) => (tr as { dataset: { row?: string } }).dataset.row))).toEqual(['21', '22']);
+    expect(await page.locator('tr[data-row="22"] td').first().textContent()).toBe('Clinic 22');
+    expect(await page.locator('tr[data-row="21"] .note-error').textContent()).toBe('Over the limit: at most 20 rows can be sent in one upload.');
+    expect(await page.locator('tr[data-row="20"] .note-error').count()).toBe(0);
+    const alert = page.getByRole('alert');
+    expect(await alert.textContent()).toContain('The file has 22 data rows; at most 20 are allowed per upload');
+    expect(await alert.textContent()).toContain('Rows 21, 22 are over the limit');
+    expect(await page.getByRole('button', { name: /^Create/ }).count()).toBe(0);
+    await shot(page, 'upload-over-limit');
+
+    await page.setViewportSize(PHONE);
+    await expectNoSidewaysScroll(page);
+    await expectTablesFit(page);
+    expect(await withinWidth(page, 'tr[data-row="22"] .note-error')).toBe(true);
+    await shot(page, 'upload-over-limit-phone');
+    expect(stack.sim.requests.filter((r) => r.method !== 'GET')).toEqual([]);
+    expect(problems).toEqual([]);
+  }, TIMEOUT_MS);
+
+  test('cells a spreadsheet would run as formulas: warned (not errors), stored as written, and neutralised in the results download', async () => {
+    const { page, url, stack, problems } = await open({}, { viewport: WIDE });
+    const csv = 'name,address,phone\n"=HYPERLINK(""http://x"",""click"")",1 Main St,+44 20 7946 0958\nClinic,@home,\nPlain,2 Road,-1\n';
+    await page.goto(`${url}/`);
+
+    await page.locator('#csv-file').setInputFiles({ name: 'formulas.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
+
+    await page.getByRole('heading', { name: 'Check formulas.csv' }).waitFor();
+    const warnings = page.locator('.box-warning li[data-kind=looks_like_formula]');
+    expect(await warnings.allTextContents()).toEqual([
+      expect.stringMatching(/^Row 1: name starts with "=", so a spreadsheet would run it as a formula\./),
+      expect.stringMatching(/^Row 2: address starts with "@"/),
+      expect.stringMatching(/^Row 3: phone starts with "-"/),
+    ]);
+    // A phone number with its country code is not warned about.
+    expect(await page.locator('.box-warning').textContent()).not.toContain('Row 1: phone');
+    expect(await page.getByRole('alert').count()).toBe(0);
+    expect(await page.locator('table.preview-table thead th').allTextContents()).toEqual(['Row', 'Name', 'Address', 'Phone', 'Warnings']);
+    expect(await page.locator('tr[data-row="2"] .note-warning').textContent()).toMatch(/^Row 2: address starts with "@"/);
+    await shot(page, 'upload-formulas');
+    await page.setViewportSize(PHONE);
+    await expectNoSidewaysScroll(page);
+    await expectTablesFit(page);
+    expect(await withinWidth(page, 'tr[data-row="2"] .note-warning')).toBe(true);
+    await shot(page, 'upload-formulas-phone');
+
+    await tabTo(page, 'Create 3 hospitals');
+    await page.keyboard.press('Enter');
+
+    const summary = page.getByTestId('summary');
+    await summary.waitFor();
+    expect(await summary.locator('.summary-title').textContent()).toBe('Batch completed: 3 hospitals created and activated.');
+    const stored = stack.sim.hospitals().map((hospital) => [hospital.name, hospital.address, hospital.phone]);
+    expect(stored).toEqual(
+      expect.arrayContaining([
+        ['=HYPERLINK("http://x","click")', '1 Main St', '+44 20 7946 0958'],
+        ['Clinic', '@home', null],
+        ['Plain', '2 Road', '-1'],
+      ]),
+    );
+    const href = await summary.getByRole('link', { name: 'Download results (CSV)' }).getAttribute('href');
+    const results = ((await page.evaluate(`fetch(${JSON.stringify(href)}).then((res) => res.text())`)) as string).split('\r\n');
+    expect(results[1]).toMatch(/^1,"'=HYPERLINK\(""http:\/\/x"",""click""\)",1 Main St,'\+44 20 7946 0958,\d+,created_and_activated,$/);
+    expect(results[2]).toMatch(/^2,Clinic,'@home,,\d+,created_and_activated,$/);
+    expect(results[3]).toMatch(/^3,Plain,2 Road,'-1,\d+,created_and_activated,$/);
+    expect(problems).toEqual([]);
+  }, TIMEOUT_MS);
+
+  test('the batch page and History give the same time, under the same name, and History tells two uploads of one file apart', async () => {
+    const { page, url, problems } = await open({}, { viewport: WIDE });
+    const first = await uploadViaApi(url, THREE_ROWS, 'intake.csv');
+    const second = await uploadViaApi(url, THREE_ROWS.replace('Clinic', 'Clinic B'), 'intake.csv');
+
+    await page.goto(`${url}/#/batches/${first.batch_id}`);
+    await page.getByRole('heading', { level: 1, name: 'intake.csv' }).waitFor();
+    expect(await page.locator('[data-stat=time] dt').textContent()).toBe('Upload to finish');
+    const onPage = await page.locator('[data-stat=time] dd').textContent();
+    expect(onPage).toMatch(/^\d+(\.\d)? s$/);
+    expect(await page.locator('[data-meta=last-run]').textContent()).toMatch(/^Last run took\d+(\.\d)? s$/);
+
+    await page.getByRole('link', { name: '← History' }).click();
+    const entries = page.locator('table.history-table tbody tr');
+    await entries.nth(1).waitFor();
+    expect(await page.locator('table.history-table thead th').allTextContents()).toContain('Upload to finish');
+    const firstEntry = page.locator(`tr[data-batch-id="${first.batch_id}"]`);
+    expect(await firstEntry.locator('td[data-col=time]').textContent()).toBe(onPage);
+    const ids = await entries.locator('td code').allTextContents();
+    expect(ids).toEqual([second.batch_id.slice(0, 8), first.batch_id.slice(0, 8)]);
+    await shot(page, 'history-two-uploads');
+
+    // On a phone each entry is a block whose lines say what they are.
+    await page.setViewportSize(PHONE);
+    await expectNoSidewaysScroll(page);
+    await expectTablesFit(page);
+    for (const label of ['Created', 'Uploaded', 'Upload to finish', 'Batch']) {
+      const cell = firstEntry.locator(`td[data-label="${label}"]`);
+      expect(await cell.isVisible()).toBe(true);
+      expect(await withinWidth(page, `tr[data-batch-id="${first.batch_id}"] td[data-label="${label}"]`)).toBe(true);
+    }
+    expect(await firstEntry.locator('td[data-label=Uploaded] time').textContent()).toMatch(/\d:\d\d:\d\d/);
+    expect(await page.evaluate(`getComputedStyle(document.querySelector('tr[data-batch-id="${first.batch_id}"]')).display`)).toBe('block');
+    await shot(page, 'history-two-uploads-phone');
+    expect(problems).toEqual([]);
+  }, TIMEOUT_MS);
+
+  test('on a touch screen: no "drop it here", and the file can still be chosen and sent with the keyboard', async () => {
+    const { page, url, problems } = await open({}, { viewport: PHONE, isMobile: true, hasTouch: true });
+    await page.goto(`${url}/`);
+
+    expect(await page.locator('.dropzone-title').isVisible()).toBe(true);
+    expect(await page.locator('.dropzone-sub').isVisible()).toBe(false);
+    expect(await page.locator('main').innerText()).not.toContain('drop it here');
+    expect(await page.locator('#csv-file').ariaSnapshot()).toMatch(/"Choose a CSV or Excel file"/);
+    await shot(page, 'upload-touch');
+
+    for (let presses = 0; (await page.evaluate('document.activeElement && document.activeElement.id')) !== 'csv-file'; presses += 1) {
+      expect(presses).toBeLessThan(8);
+      await page.keyboard.press('Tab');
+    }
+    expect(await page.evaluate("getComputedStyle(document.querySelector('.dropzone-label')).outlineStyle")).toBe('solid');
+    await page.locator('#csv-file').setInputFiles(SAMPLE);
+    await page.getByRole('heading', { name: 'Check sample_hospitals.csv' }).waitFor();
+    await expectTablesFit(page);
+    await tabTo(page, 'Create 5 hospitals');
+    await page.keyboard.press('Enter');
+    await page.getByTestId('summary').waitFor();
+    await expectNoSidewaysScroll(page);
+    await expectTablesFit(page);
+    await shot(page, 'upload-done-touch');
+    expect(problems).toEqual([]);
+  }, TIMEOUT_MS);
+
+  test('on a wide screen with a mouse, the drop zone still offers dropping', async () => {
+    const { page, url, problems } = await open({}, { viewport: WIDE });
+    await page.goto(`${url}/`);
+    expect(await page.locator('.dropzone-sub').isVisible()).toBe(true);
+    expect(await page.getByLabel('Choose a CSV or Excel file or drop it here').getAttribute('id')).toBe('csv-file');
+    expect(problems).toEqual([]);
   }, TIMEOUT_MS);
 });

@@ -4,9 +4,9 @@
  * first), and the results download.
  */
 import { ApiError, followBatch, getJson, postJson } from './api.js';
-import { messageBox, outcomeList, outcomeSentence, ProgressBar, resultsLink, RowsTable } from './components.js';
+import { failureReasons, messageBox, outcomeList, outcomeSentence, ProgressBar, resultsLink, RowsTable } from './components.js';
 import { announce, h, pageTitle, replace } from './dom.js';
-import { BATCH_STATUS_LABEL, batchBadge, plural, timeElement } from './format.js';
+import { BATCH_STATUS_LABEL, batchBadge, duration, plural, timeElement } from './format.js';
 import type { BatchReport, BatchStatus } from './types.js';
 
 const CAN_RESUME: readonly BatchStatus[] = ['failed', 'interrupted'];
@@ -89,11 +89,7 @@ export function batchScreen(batchId: string): { element: HTMLElement; heading: H
         h('span', { class: 'status-sentence', 'data-testid': 'batch-sentence' }, running ? 'This batch is running.' : outcomeSentence(report)),
       ),
       progress?.element,
-      report.error
-        ? report.status === 'rolled_back'
-          ? messageBox('info', 'Before it was rolled back', report.error)
-          : messageBox('error', 'What stopped the batch', report.error)
-        : null,
+      reasonsBox(report),
       report.notice ? messageBox('info', 'Notice', report.notice) : null,
       outcomeList(report),
       h(
@@ -101,6 +97,7 @@ export function batchScreen(batchId: string): { element: HTMLElement; heading: H
         { class: 'meta' },
         h('div', {}, h('dt', {}, 'Uploaded'), h('dd', {}, timeElement(report.created_at))),
         h('div', {}, h('dt', {}, 'Finished'), h('dd', {}, timeElement(report.completed_at))),
+        h('div', { 'data-meta': 'last-run' }, h('dt', {}, 'Last run took'), h('dd', {}, duration(report.processing_time_seconds))),
         h('div', {}, h('dt', {}, 'Batch ID'), h('dd', {}, h('code', {}, report.batch_id))),
       ),
       actions,
@@ -202,6 +199,15 @@ export function batchScreen(batchId: string): { element: HTMLElement; heading: H
       stopLive();
     },
   };
+}
+
+/** The directory's reasons, row by row, in a box named for the batch's state. */
+function reasonsBox(report: BatchReport): HTMLDivElement | null {
+  if (RUNNING.includes(report.status) || report.status === 'completed') return null;
+  const reasons = failureReasons(report);
+  if (!reasons) return null;
+  if (report.status === 'rolled_back') return messageBox('info', 'Why rows were not created before the rollback', reasons);
+  return messageBox('error', report.status === 'failed' ? 'Why the batch failed' : 'Why the batch stopped', reasons);
 }
 
 /** A modal question (native <dialog>: focus stays inside, Escape cancels). Resolves true on confirm. */

@@ -1,7 +1,7 @@
 /** Pieces shared by the upload screen and the batch page. */
 import { wireDownload } from './api.js';
-import { h, headerRow, replace, scrollingTable } from './dom.js';
-import { duration, plural, rowBadge } from './format.js';
+import { h, labelCells, replace, scrollingTable, stackable } from './dom.js';
+import { duration, plural, rowList, rowOutcomeBadge, secondsBetween } from './format.js';
 import type { BatchReport, Progress, RowReport, RowStatus } from './types.js';
 
 export type BoxKind = 'error' | 'warning' | 'info' | 'success';
@@ -66,6 +66,8 @@ export class ProgressBar {
   }
 }
 
+const ROWS_TABLE_COLUMNS = ['Row', 'Name', 'Status', 'Hospital ID', 'Attempts', 'Message', 'Address', 'Phone'];
+
 type RowLike = Pick<RowReport, 'row' | 'name' | 'address' | 'phone'> & Partial<RowReport>;
 
 /** The per-row outcome table, filled in as rows are handled. */
@@ -76,14 +78,8 @@ export class RowsTable {
 
   constructor(caption: string, rows: RowLike[]) {
     this.body = h('tbody');
-    const table = h(
-      'table',
-      { class: 'rows-table' },
-      h('caption', {}, caption),
-      // Status next to the name: on a phone the outcome is visible before scrolling sideways.
-      headerRow('Row', 'Name', 'Status', 'Hospital ID', 'Attempts', 'Message', 'Address', 'Phone'),
-      this.body,
-    );
+    // Status and message next to the name: on a phone the outcome comes first in each stacked row.
+    const table = stackable(h('table', { class: 'rows-table stack' }, h('caption', {}, caption), this.body), ROWS_TABLE_COLUMNS);
     this.element = scrollingTable(caption, table);
     this.setAll(rows);
   }
@@ -109,6 +105,7 @@ export class RowsTable {
           h('td', { class: 'col-text' }, row.address),
           h('td', { class: 'nowrap' }, row.phone ?? ''),
         );
+        labelCells(tr, ROWS_TABLE_COLUMNS);
         this.cells.set(row.row, { tr, status, id, attempts, message });
         this.update(row.row, {
           status: row.status ?? 'pending',
@@ -124,7 +121,7 @@ export class RowsTable {
   update(row: number, patch: { status: RowStatus; hospital_id: number | null; attempts: number; error_message: string | null }): void {
     const cells = this.cells.get(row);
     if (!cells) return;
-    replace(cells.status, rowBadge(patch.status));
+    replace(cells.status, rowOutcomeBadge(patch.status, patch.hospital_id));
     cells.tr.dataset['status'] = patch.status;
     cells.id.textContent = patch.hospital_id === null ? '' : String(patch.hospital_id);
     cells.attempts.textContent = patch.attempts > 0 ? String(patch.attempts) : '';
@@ -135,23 +132,45 @@ export class RowsTable {
   markSending(row: number | null): void {
     if (row === null) return;
     const cells = this.cells.get(row);
-    if (cells && cells.tr.dataset['status'] === 'pending') replace(cells.status, rowBadge('creating'));
+    if (cells && cells.tr.dataset['status'] === 'pending') replace(cells.status, rowOutcomeBadge('creating', null));
   }
 }
 
-/** Created, failed, activated, time: the outcome of a batch at a glance. */
+/** After a rollback: rows whose hospital was deleted, and rows never created at all. */
+function rolledBackCounts(report: BatchReport): { deleted: number; neverCreated: number } {
+  const neverCreated = report.hospitals.filter((row) => row.status === 'deleted' && row.hospital_id === null).length;
+  return { deleted: report.hospitals.length - neverCreated, neverCreated };
+}
+
+/**
+ * Counts, activation and time: the outcome of a batch at a glance. The time runs from the
+ * upload to the batch's last finish, the same figure History shows; the last run alone is
+ * on the batch page.
+ */
 export function outcomeList(report: BatchReport): HTMLDListElement {
   const item = (term: string, value: Node | string, attrs: Record<string, string> = {}) =>
     h('div', { class: 'stat', ...attrs }, h('dt', {}, term), h('dd', {}, value));
+  const counts =
+    report.status === 'rolled_back'
+      ? [
+          item('Deleted', String(rolledBackCounts(report).deleted), { 'data-stat': 'deleted' }),
+          item('Never created', String(rolledBackCounts(report).neverCreated), { 'data-stat': 'never-created' }),
+        ]
+      : [
+          item('Created', `${report.processed_hospitals} of ${report.total_hospitals}`, { 'data-stat': 'created' }),
+          item('Failed', String(report.failed_hospitals), { 'data-stat': 'failed' }),
+        ];
   return h(
     'dl',
     { class: 'stats' },
-    item('Created', `${report.processed_hospitals} of ${report.total_hospitals}`, { 'data-stat': 'created' }),
-    item('Failed', String(report.failed_hospitals), { 'data-stat': 'failed' }),
+    counts,
     item('Activated', report.batch_activated ? 'Yes' : 'No', { 'data-stat': 'activated' }),
-    item('Time', duration(report.processing_time_seconds), { 'data-stat': 'time' }),
+    item(TOTAL_TIME_LABEL, duration(secondsBetween(report.created_at, report.completed_at)), { 'data-stat': 'time' }),
   );
 }
+
+/** The label of the time from upload to finish, on the batch page and in History alike. */
+export const TOTAL_TIME_LABEL = 'Upload to finish';
 
 /** One sentence for the outcome, for the heading and the screen-reader announcement. */
 export function outcomeSentence(report: BatchReport): string {
@@ -162,11 +181,51 @@ export function outcomeSentence(report: BatchReport): string {
       return `Batch failed: ${report.processed_hospitals} of ${report.total_hospitals} created, ${report.failed_hospitals} failed; the batch was not activated.`;
     case 'interrupted':
       return `Batch interrupted: ${report.processed_hospitals} of ${report.total_hospitals} created so far; resume it to finish.`;
-    case 'rolled_back':
-      return 'Batch rolled back: its hospitals were deleted from the directory.';
+    case 'rolled_back': {
+      const { deleted, neverCreated } = rolledBackCounts(report);
+      const never = neverCreated > 0 ? `; ${plural(neverCreated, 'row was', 'rows were')} never created` : '';
+      return `Batch rolled back: ${plural(deleted, 'hospital')} deleted from the directory${never}.`;
+    }
     default:
       return `Batch ${report.status}.`;
   }
+}
+
+// The service's batch error when rows failed only repeats the counts the page already shows.
+const COUNTS_ONLY = /^\d+ of \d+ rows were not created; the batch was not activated\.$/;
+
+/**
+ * Why a batch did not finish, in the directory's words: each distinct reason once, with
+ * the rows it concerns; the batch's own error too when it says more than the counts.
+ * Null when there is nothing to say.
+ */
+export function failureReasons(report: BatchReport): HTMLDivElement | null {
+  const byReason = new Map<string, RowReport[]>();
+  const created = (row: RowReport) => row.status === 'created' || row.status === 'created_and_activated' || (row.status === 'deleted' && row.hospital_id !== null);
+  for (const row of report.hospitals) {
+    if (row.error_message && !created(row)) byReason.set(row.error_message, [...(byReason.get(row.error_message) ?? []), row]);
+  }
+  const batchError = report.error && !(byReason.size > 0 && COUNTS_ONLY.test(report.error)) ? report.error : null;
+  if (byReason.size === 0 && !batchError) return null;
+  return h(
+    'div',
+    { class: 'reasons', 'data-testid': 'failure-reasons' },
+    batchError ? h('p', { class: 'error-text' }, batchError) : null,
+    byReason.size > 0
+      ? h(
+          'ul',
+          { class: 'reason-list' },
+          [...byReason].map(([reason, rows]) =>
+            h(
+              'li',
+              { 'data-rows': rows.map((row) => row.row).join(' ') },
+              h('strong', {}, rows.length === 1 ? `Row ${rows[0]!.row} (${rows[0]!.name})` : rowList(rows.map((row) => row.row))),
+              `: ${reason}`,
+            ),
+          ),
+        )
+      : null,
+  );
 }
 
 export function resultsLink(batchId: string, text = 'Download results (CSV)'): HTMLAnchorElement {

@@ -48,6 +48,32 @@ export function headerRow(...names: string[]): HTMLTableSectionElement {
   return h('thead', {}, h('tr', {}, names.map((name) => h('th', { scope: 'col' }, name))));
 }
 
+/**
+ * Gives a table (class "stack") its column headers, and the roles that keep it a table
+ * for screen readers when a narrow screen stacks each row into a labelled block (CSS
+ * display changes drop a table's semantics in some browsers). Rows get labelCells().
+ */
+export function stackable(table: HTMLTableElement, labels: string[]): HTMLTableElement {
+  const head = headerRow(...labels);
+  head.setAttribute('role', 'rowgroup');
+  head.querySelector('tr')?.setAttribute('role', 'row');
+  head.querySelectorAll('th').forEach((th) => th.setAttribute('role', 'columnheader'));
+  table.setAttribute('role', 'table');
+  table.tBodies[0]?.setAttribute('role', 'rowgroup');
+  table.insertBefore(head, table.tBodies[0] ?? null);
+  return table;
+}
+
+/** Names each cell of `tr` after its column, shown beside the value when rows are stacked. */
+export function labelCells(tr: HTMLTableRowElement, labels: string[]): HTMLTableRowElement {
+  tr.setAttribute('role', 'row');
+  Array.from(tr.cells).forEach((cell, i) => {
+    cell.dataset['label'] = labels[i] ?? '';
+    cell.setAttribute('role', cell.tagName === 'TH' ? 'rowheader' : 'cell');
+  });
+  return tr;
+}
+
 /** Says `message` to screen-reader users through the page's polite live region. */
 export function announce(message: string): void {
   const region = document.getElementById('announcer');

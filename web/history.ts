@@ -1,22 +1,17 @@
 /** The history screen: recent batches, newest first, with "Load more". */
 import { getJson } from './api.js';
-import { messageBox } from './components.js';
-import { append, h, headerRow, replace, scrollingTable } from './dom.js';
-import { batchBadge, duration, secondsBetween, timeElement } from './format.js';
+import { messageBox, TOTAL_TIME_LABEL } from './components.js';
+import { append, h, labelCells, replace, scrollingTable, stackable } from './dom.js';
+import { batchBadge, duration, preciseTimeElement, secondsBetween, shortId } from './format.js';
 import type { BatchPage, BatchSummary } from './types.js';
 
 const PAGE_SIZE = 20;
+const COLUMNS = ['File', 'Status', 'Created', 'Failed', 'Activated', 'Uploaded', TOTAL_TIME_LABEL, 'Batch'];
 
 export function historyScreen(): { element: HTMLElement; heading: HTMLElement; dispose(): void } {
   const heading = h('h1', { tabindex: -1, id: 'history-heading' }, 'History');
   const body = h('tbody');
-  const table = h(
-    'table',
-    { class: 'history-table' },
-    h('caption', {}, 'Uploads, newest first'),
-    headerRow('File', 'Status', 'Created', 'Failed', 'Activated', 'Uploaded', 'Took'),
-    body,
-  );
+  const table = stackable(h('table', { class: 'history-table stack' }, h('caption', {}, 'Uploads, newest first'), body), COLUMNS);
   const wrap = scrollingTable('Uploads', table);
   wrap.hidden = true;
   const status = h('p', { class: 'busy', role: 'status' }, 'Loading…');
@@ -68,16 +63,21 @@ export function historyScreen(): { element: HTMLElement; heading: HTMLElement; d
   };
 }
 
+/** One upload; the time to the second and the short id tell uploads of one file apart. */
 function line(batch: BatchSummary): HTMLTableRowElement {
-  return h(
-    'tr',
-    { 'data-batch-id': batch.batch_id },
-    h('th', { scope: 'row' }, h('a', { href: `#/batches/${encodeURIComponent(batch.batch_id)}` }, batch.filename)),
-    h('td', {}, batchBadge(batch.status)),
-    h('td', { class: 'num' }, `${batch.processed_hospitals} of ${batch.total_hospitals}`),
-    h('td', { class: 'num' }, batch.failed_hospitals),
-    h('td', {}, batch.batch_activated ? 'Yes' : 'No'),
-    h('td', { class: 'nowrap' }, timeElement(batch.created_at)),
-    h('td', { class: 'nowrap' }, duration(secondsBetween(batch.created_at, batch.completed_at))),
+  return labelCells(
+    h(
+      'tr',
+      { 'data-batch-id': batch.batch_id },
+      h('th', { scope: 'row' }, h('a', { href: `#/batches/${encodeURIComponent(batch.batch_id)}` }, batch.filename)),
+      h('td', {}, batchBadge(batch.status)),
+      h('td', { class: 'num' }, `${batch.processed_hospitals} of ${batch.total_hospitals}`),
+      h('td', { class: 'num' }, batch.failed_hospitals),
+      h('td', {}, batch.batch_activated ? 'Yes' : 'No'),
+      h('td', { class: 'nowrap' }, preciseTimeElement(batch.created_at)),
+      h('td', { class: 'nowrap', 'data-col': 'time' }, duration(secondsBetween(batch.created_at, batch.completed_at))),
+      h('td', { class: 'nowrap' }, h('code', { title: batch.batch_id }, shortId(batch.batch_id))),
+    ),
+    COLUMNS,
   );
 }

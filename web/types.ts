@@ -11,7 +11,7 @@ export interface CsvProblem {
 }
 
 export interface DryRunWarning {
-  kind: string;
+  kind: 'repeated_in_file' | 'exists_in_directory' | 'looks_like_formula' | 'not_checked';
   row: number | null;
   message: string;
 }

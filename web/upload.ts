@@ -4,12 +4,12 @@
  * The screen keeps its state while the person looks at other screens.
  */
 import { ApiError, followBatch, postJson } from './api.js';
-import { messageBox, outcomeList, outcomeSentence, ProgressBar, resultsLink, RowsTable } from './components.js';
-import { announce, h, headerRow, replace, scrollingTable, svgIcon } from './dom.js';
+import { failureReasons, messageBox, outcomeList, outcomeSentence, ProgressBar, resultsLink, RowsTable } from './components.js';
+import { rowsAfter } from './csvPreview.js';
+import { announce, h, replace, svgIcon } from './dom.js';
 import { BATCH_STATUS_LABEL, plural } from './format.js';
+import { previewParts, problemItem } from './preview.js';
 import type { Accepted, BatchReport, CsvProblem, DryRunResult, FileFormat } from './types.js';
-
-const COLUMNS = ['name', 'address', 'phone'] as const;
 
 interface UploadScreen {
   element: HTMLElement;
@@ -85,104 +85,24 @@ function build(): UploadScreen {
     try {
       const result = await postJson<DryRunResult>('/hospitals/bulk/validate', { body: form });
       if (mine !== generation) return;
-      renderPreview(file, result);
+      await renderPreview(file, result, mine);
     } catch (error) {
       if (mine !== generation) return;
       replace(stage, messageBox('error', `${file.name} could not be checked`, errorText(error)));
     }
   };
 
-  const renderPreview = (file: File, result: DryRunResult) => {
-    const shownRows = new Set(result.rows.map((row) => row.row));
-    // File-level problems, and row problems for rows the preview cannot show, go above the table.
-    const general = result.errors.filter((error) => error.row === null || !shownRows.has(error.row));
-    const byRow = new Map<number, CsvProblem[]>();
-    for (const error of result.errors) {
-      if (error.row !== null && shownRows.has(error.row)) byRow.set(error.row, [...(byRow.get(error.row) ?? []), error]);
-    }
-    const warningsByRow = new Map<number, string[]>();
-    for (const warning of result.warnings) {
-      if (warning.row !== null) warningsByRow.set(warning.row, [...(warningsByRow.get(warning.row) ?? []), warning.message]);
-    }
-
+  const renderPreview = async (file: File, result: DryRunResult, mine: number) => {
+    // The service stops reading at its row limit: the rows past it are read here, to show them.
+    const overLimit = result.errors.length > 0 && result.rows.length > 0 ? ((await rowsAfter(file, result.rows.length)) ?? []) : [];
+    if (mine !== generation) return;
     const title = h('h2', { tabindex: -1, id: 'preview-heading' }, `Check ${file.name}`);
-    const parts: Node[] = [title];
+    const howRead: Node[] = [
+      ...(result.format ? [h('p', { class: 'hint', 'data-testid': 'file-format' }, formatText(result.format))] : []),
+      ...(result.notices.length > 0 ? [messageBox('info', 'How the file was read', ...result.notices)] : []),
+    ];
+    const parts: Node[] = [title, ...howRead, ...previewParts(file.name, result, overLimit)];
     const count = result.errors.length;
-    if (result.valid) {
-      parts.push(h('p', { class: 'lead', role: 'status' }, `${plural(result.total_rows, 'row')} read, no problems found.`));
-    } else {
-      const rowProblems = count - general.length;
-      parts.push(
-        messageBox(
-          'error',
-          `${plural(count, 'problem')} found: nothing can be created until the file is fixed.`,
-          ...(general.length > 0 ? [h('ul', { class: 'problem-list' }, general.map((error) => h('li', {}, error.message)))] : []),
-          ...(rowProblems > 0 ? [`${plural(rowProblems, 'problem')} in rows: marked in the table below.`] : []),
-        ),
-      );
-    }
-    if (result.format) parts.push(h('p', { class: 'hint', 'data-testid': 'file-format' }, formatText(result.format)));
-    if (result.notices.length > 0) parts.push(messageBox('info', 'How the file was read', ...result.notices));
-    if (result.warnings.length > 0) {
-      parts.push(
-        messageBox(
-          'warning',
-          `${plural(result.warnings.length, 'warning')}: the file can still be sent.`,
-          h('ul', { class: 'warning-list' }, result.warnings.map((warning) => h('li', {}, warning.message))),
-        ),
-      );
-    }
-
-    if (result.rows.length > 0) {
-      const table = h(
-        'table',
-        { class: 'preview-table' },
-        h('caption', {}, `${plural(result.rows.length, 'row')} in ${file.name}`),
-        headerRow('Row', 'Name', 'Address', 'Phone', count > 0 ? 'Problems' : result.warnings.length > 0 ? 'Warnings' : 'Notes'),
-        h(
-          'tbody',
-          {},
-          result.rows.map((row) => {
-            const errors = byRow.get(row.row) ?? [];
-            const rowLevel = errors.filter((error) => error.column === null || !(COLUMNS as readonly string[]).includes(error.column));
-            const warnings = warningsByRow.get(row.row) ?? [];
-            const cell = (column: (typeof COLUMNS)[number]) => {
-              const value = row[column] ?? '';
-              const mine = errors.filter((error) => error.column === column);
-              const attrs = { class: column === 'phone' ? 'nowrap' : 'col-text' };
-              if (mine.length === 0) return h('td', attrs, value);
-              const message = mine.map((error) => error.message).join(' ');
-              return h(
-                'td',
-                { class: `${attrs.class} cell-invalid`, 'data-column': column, 'data-error': message },
-                value === '' ? h('span', { class: 'empty-value' }, '(empty)') : value,
-                h('span', { class: 'cell-error' }, h('span', { class: 'visually-hidden' }, 'Problem: '), message),
-              );
-            };
-            const notes = [
-              ...rowLevel.map((error) => h('li', { class: 'note-error' }, error.message)),
-              ...warnings.map((message) => h('li', { class: 'note-warning' }, message)),
-            ];
-            return h(
-              'tr',
-              {
-                'data-row': row.row,
-                class: [errors.length > 0 ? 'row-has-error' : '', rowLevel.length > 0 ? 'row-invalid' : '', warnings.length > 0 ? 'row-warning' : '']
-                  .filter(Boolean)
-                  .join(' '),
-                ...(rowLevel.length > 0 ? { 'data-error': rowLevel.map((error) => error.message).join(' ') } : {}),
-              },
-              h('th', { scope: 'row', class: 'num' }, row.row),
-              cell('name'),
-              cell('address'),
-              cell('phone'),
-              h('td', { class: 'col-notes' }, notes.length > 0 ? h('ul', { class: 'notes' }, notes) : ''),
-            );
-          }),
-        ),
-      );
-      parts.push(scrollingTable(`Rows of ${file.name}`, table));
-    }
 
     const actions = h('div', { class: 'actions' });
     if (result.valid && result.total_rows > 0) {
@@ -200,7 +120,7 @@ function build(): UploadScreen {
     parts.push(actions);
     replace(stage, parts);
     title.focus();
-    announce(result.valid ? `${file.name}: ${plural(result.total_rows, 'row')}, no problems.` : `${file.name}: ${plural(count, 'problem')} found.`);
+    announce(result.valid ? `${file.name}: ${plural(result.total_rows, 'row')}, no errors.` : `${file.name}: ${plural(count, 'error')} found.`);
   };
 
   const create = async (file: File, preview: DryRunResult) => {
@@ -222,7 +142,7 @@ function build(): UploadScreen {
           'error',
           `${file.name} was not sent`,
           errorText(error),
-          ...(problems.length > 0 ? [h('ul', { class: 'problem-list' }, problems.map((problem) => h('li', {}, problem.message)))] : []),
+          ...(problems.length > 0 ? [h('ul', { class: 'problem-list' }, problems.map(problemItem))] : []),
         ),
         h('div', { class: 'actions' }, h('button', { type: 'button', class: 'button button-secondary', onclick: reset }, 'Choose another file')),
       );
@@ -256,7 +176,7 @@ function build(): UploadScreen {
           h('p', { class: 'summary-title' }, sentence),
           outcomeList(report),
           report.notice ? h('p', { class: 'notice' }, report.notice) : null,
-          report.error ? h('p', { class: 'error-text' }, report.error) : null,
+          failureReasons(report),
           h(
             'div',
             { class: 'actions' },

@@ -5,7 +5,7 @@ import { listedProblems, type HospitalRow } from './csv.js';
 import { inspectUpload, type FileFormat } from './read.js';
 
 export interface Warning {
-  kind: 'repeated_in_file' | 'exists_in_directory' | 'not_checked';
+  kind: 'repeated_in_file' | 'exists_in_directory' | 'looks_like_formula' | 'not_checked';
   row: number | null;
   message: string;
 }
@@ -35,7 +35,11 @@ export async function dryRun(
     if (!(error instanceof AppError)) throw error;
     problems = [{ row: null, line: null, column: null, message: error.message }];
   }
-  const warnings = [...repeatedRows(rows), ...(rows.length > 0 ? await alreadyInDirectory(deps.directory, rows) : [])];
+  const warnings = [
+    ...repeatedRows(rows),
+    ...formulaLookalikes(rows),
+    ...(rows.length > 0 ? await alreadyInDirectory(deps.directory, rows) : []),
+  ];
   return {
     valid: problems.length === 0,
     total_rows: rows.length,
@@ -64,6 +68,32 @@ function repeatedRows(rows: HospitalRow[]): Warning[] {
     }
     return [{ kind: 'repeated_in_file' as const, row: row.row, message: `Row ${row.row} repeats row ${earlier} (same name and address).` }];
   });
+}
+
+// The characters that make a spreadsheet run a cell as a formula (OWASP, CSV injection).
+// Values are trimmed when read, so a leading tab or CR only survives inside quotes.
+const FORMULA_START = /^[=+\-@\t\r]/;
+// "+44 20 7946 0958" is a phone number, not a formula worth a warning (the download still neutralises it).
+const PHONE_NUMBER = /^\+[\d\s().-]+$/;
+
+/** One warning per cell a spreadsheet would run as a formula: stored as written, neutralised in results.csv. */
+function formulaLookalikes(rows: HospitalRow[]): Warning[] {
+  return rows.flatMap((row) =>
+    (['name', 'address', 'phone'] as const).flatMap((column) => {
+      const value = row[column];
+      if (value === null || !FORMULA_START.test(value) || (column === 'phone' && PHONE_NUMBER.test(value))) return [];
+      const first = JSON.stringify(value[0]);
+      return [
+        {
+          kind: 'looks_like_formula' as const,
+          row: row.row,
+          message:
+            `Row ${row.row}: ${column} starts with ${first}, so a spreadsheet would run it as a formula. ` +
+            'Stored as written; the results download keeps it as text.',
+        },
+      ];
+    }),
+  );
 }
 
 async function alreadyInDirectory(directory: DirectoryClient, rows: HospitalRow[]): Promise<Warning[]> {

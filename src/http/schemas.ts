@@ -227,7 +227,7 @@ export const DryRunSchema = z
     warnings: z
       .array(
         z.object({
-          kind: z.enum(['repeated_in_file', 'exists_in_directory', 'not_checked']),
+          kind: z.enum(['repeated_in_file', 'exists_in_directory', 'looks_like_formula', 'not_checked']),
           row: z.int().positive().nullable(),
           message: z.string(),
         }),
@@ -235,6 +235,7 @@ export const DryRunSchema = z
       .meta({
         description:
           'Not reasons to refuse: rows repeated in the file, rows whose name and address already exist in the directory, ' +
+          '`looks_like_formula` for a value a spreadsheet would run as a formula (stored as written; results.csv neutralises it), ' +
           'or `not_checked` when the directory could not be reached.',
       }),
     format: FileFormatSchema.nullable().meta({ description: 'How the file was read; null when it could not be read as a table.' }),
