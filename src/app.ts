@@ -21,7 +21,7 @@ export function createApp(deps: Deps): express.Express {
   app.use(securityHeaders());
 
   app.get('/health', (_req, res) => {
-    res.json({ status: 'ok', version } satisfies Health);
+    res.json({ status: 'ok', version, instance: deps.instanceId, database: deps.store.engine } satisfies Health);
   });
   // The API needs the key (when one is set); /health, /docs, /openapi.json and the page do not.
   app.use(['/hospitals', '/batches'], requireApiKey(deps.config.API_KEY));

@@ -29,6 +29,11 @@ export const configSchema = z.object({
     .optional(),
   /** How long a batch's lease lasts without renewal before another instance may take it over. */
   BATCH_LEASE_MS: int(100).default(30_000),
+  /** Finish batches a stop left unfinished (crash, SIGTERM, deploy) without waiting for a resume by hand. */
+  AUTO_RESUME: z
+    .enum(['true', 'false'], { error: 'must be true or false' })
+    .default('true')
+    .transform((value) => value === 'true'),
   /** This instance's name in leases and logs; a random one when unset. */
   INSTANCE_ID: z.string().regex(/^[\w.:-]{1,100}$/, { error: 'must be 1 to 100 letters, digits, or . _ : -' }).optional(),
 

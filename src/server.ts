@@ -3,6 +3,7 @@ import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
+import { startTakeover } from './bulk/takeover.js';
 import { buildDeps } from './deps.js';
 
 /** The entry point: real dependencies, start-up recovery, listening, graceful shutdown. */
@@ -22,7 +23,10 @@ async function main(): Promise<void> {
   // On PostgreSQL other instances may be running theirs: only expired leases are orphans.
   const orphans = await deps.store.interruptOrphans({ leaseExpiredOnly: deps.store.engine === 'postgres', leaseMs: config.BATCH_LEASE_MS });
   for (const batchId of orphans) {
-    logger.warn('batch interrupted by an earlier stop; resume it with POST /batches/:id/resume', { batch_id: batchId });
+    logger.warn(
+      config.AUTO_RESUME ? 'batch interrupted by an earlier stop; finishing it now' : 'batch interrupted by an earlier stop; resume it with POST /batches/:id/resume',
+      { batch_id: batchId },
+    );
   }
 
   const server = http.createServer(
@@ -44,17 +48,22 @@ async function main(): Promise<void> {
   if (config.API_KEY === undefined && config.NODE_ENV === 'production') {
     logger.warn('API_KEY is not set: anyone who can reach this service can create hospitals with it');
   }
+  // From here on this instance also finishes what stopped instances left (or marks it interrupted).
+  const takeover = startTakeover(deps);
   const address = server.address();
   logger.info('listening', {
     url: typeof address === 'object' && address ? `http://${address.address}:${address.port}` : String(address),
     directory: config.HOSPITAL_API_BASE_URL,
     database: deps.store.engine === 'sqlite' ? config.DATABASE_PATH : 'postgres',
+    instance: deps.instanceId,
+    auto_resume: config.AUTO_RESUME,
   });
 
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
+    takeover.stop();
     logger.info('shutting down: no new work; running batches stop after the row in flight', {
       signal,
       grace_ms: config.SHUTDOWN_GRACE_MS,

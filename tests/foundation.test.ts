@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import request from 'supertest';
+import { testEngine } from './pg/engine.js';
 import { ConfigError, loadConfig } from '../src/config.js';
 import { startStack, tempDir, type Stack } from './helpers.js';
 
@@ -134,9 +135,10 @@ describe('HTTP basics', () => {
     throw new Error(`no access log line with request_id ${requestId}`);
   }
 
-  test('when GET /health, then 200 with status ok and the package.json version', async () => {
+  test('when GET /health, then 200 with status ok, the package.json version, which instance answered and its database engine', async () => {
     const res = await request(stack.app).get('/health').expect(200);
-    expect(res.body).toEqual({ status: 'ok', version: pkg.version });
+    expect(res.body).toEqual({ status: 'ok', version: pkg.version, instance: stack.deps.instanceId, database: testEngine() });
+    expect(stack.deps.instanceId).toMatch(/^[\w.:-]+$/);
   });
 
   test('when a route does not exist, then 404 problem JSON with type, title, status and detail', async () => {

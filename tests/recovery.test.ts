@@ -108,8 +108,12 @@ describe('when the process is killed (SIGKILL) mid-batch, then a new process on 
    * Uploads `rows` rows to a fresh service, SIGKILLs it once `killWhen` holds, starts a new
    * process on the same database and returns it with what the history shows.
    */
-  async function crashAt(rows: number, what: string, killWhen: () => boolean, env: Record<string, string> = {}) {
+  async function crashAt(rows: number, what: string, killWhen: () => boolean, extraEnv: Record<string, string> = {}) {
     const dbPath = join(dir.path, 'history.db');
+    // The resume by hand (automatic resume has its own tests in instances.test.ts). On
+    // PostgreSQL the new process may not call a batch orphaned before the dead one's lease
+    // runs out (another instance could be running it): keep the lease short.
+    const env = { AUTO_RESUME: 'false', BATCH_LEASE_MS: '1000', ...extraEnv };
     const first = await startService({ directoryUrl: sim!.url, dbPath, env });
     const upload = fetch(`${first.url}/hospitals/bulk`, { method: 'POST', body: form(csv(rows)) }).then(
       (res) => ({ status: res.status }),
@@ -123,6 +127,7 @@ describe('when the process is killed (SIGKILL) mid-batch, then a new process on 
     expect(await upload).toEqual({ error: 'fetch failed' });
 
     const second = await startService({ directoryUrl: sim!.url, dbPath, env });
+    await waitUntil('the batch is marked interrupted', async () => (await theOnlyBatch(second)).summary.status === 'interrupted');
     const { summary, report } = await theOnlyBatch(second);
     expect(summary).toMatchObject({ status: 'interrupted', total_hospitals: rows, batch_activated: false });
     expect(report.error).toBe(`The service stopped while this batch was running. Resume it with POST /batches/${report.batch_id}/resume.`);
@@ -243,7 +248,7 @@ describe('when the process is asked to stop (SIGTERM) mid-batch', () => {
   test('when SIGTERM arrives during the 2nd create, then the row in flight finishes, the client gets the interrupted report, the process exits 0, and resume completes the batch', async () => {
     sim = await startSimulator({ createDelayMs: 300 });
     const dbPath = join(dir.path, 'history.db');
-    const env = { SHUTDOWN_GRACE_MS: '3000' };
+    const env = { SHUTDOWN_GRACE_MS: '3000', AUTO_RESUME: 'false' };
     const service = await startService({ directoryUrl: sim.url, dbPath, env });
     const answer = fetch(`${service.url}/hospitals/bulk`, { method: 'POST', body: form(csv(5)) }).then(async (res) => ({
       status: res.status,

@@ -17,7 +17,14 @@ export interface ProcessDeps {
   instanceId: string;
   config: Pick<
     Config,
-    'CIRCUIT_FAILURE_THRESHOLD' | 'ON_FAILURE' | 'SHUTDOWN_GRACE_MS' | 'UPSTREAM_CONCURRENCY' | 'MAX_ACTIVE_BATCHES' | 'BATCH_LEASE_MS'
+    | 'CIRCUIT_FAILURE_THRESHOLD'
+    | 'ON_FAILURE'
+    | 'SHUTDOWN_GRACE_MS'
+    | 'UPSTREAM_CONCURRENCY'
+    | 'UPSTREAM_SETTLE_MS'
+    | 'MAX_ACTIVE_BATCHES'
+    | 'BATCH_LEASE_MS'
+    | 'AUTO_RESUME'
   >;
 }
 
@@ -49,6 +56,15 @@ export async function processBatch(deps: ProcessDeps, batchId: string): Promise<
 /** Finishes a `failed` or `interrupted` batch: reconcile, create what is missing, activate. */
 export async function resumeBatch(deps: ProcessDeps, batchId: string): Promise<BatchOutcome> {
   return run(deps, await claim(deps, batchId, RESUMABLE, 'resumed', deps.config.MAX_ACTIVE_BATCHES));
+}
+
+/**
+ * Finishes a batch that a stop left unfinished (see src/bulk/takeover.ts), already claimed
+ * for this instance: like a resume, it settles with the directory first.
+ */
+export async function takeOverBatch(deps: ProcessDeps, held: Claim): Promise<BatchOutcome> {
+  deps.logger.info('batch taken over to finish it', { batch_id: held.batchId, fence: held.fence });
+  return run(deps, held);
 }
 
 /** Deletes the batch upstream and marks it rolled back; from failed, interrupted or completed. */
@@ -147,7 +163,10 @@ async function runClaimed(deps: ProcessDeps, held: Claim): Promise<BatchOutcome>
 
   try {
     // A fresh upload has touched nothing upstream; anything else must be settled first.
-    if (current.rows.some((row) => row.status !== 'pending' || row.attempts > 0)) await reconcile(current);
+    if (current.rows.some((row) => row.status !== 'pending' || row.attempts > 0)) {
+      await settled(current);
+      await reconcile(current);
+    }
   } catch (error) {
     if (!(error instanceof DirectoryError)) throw error;
     return finish(current, 'failed', `Could not check the batch in the directory before resuming: ${error.message}`);
@@ -252,6 +271,17 @@ function rowEvent(current: Run, row: RowRecord, withProgress = true): BatchEvent
 }
 
 /**
+ * A create cut off by a stop moments ago may still be stored by the directory (CONTRACT.md:
+ * a create is stored seconds after it arrives): reading the batch before then would miss
+ * it and send the row again. Waits until UPSTREAM_SETTLE_MS have passed since such a row.
+ */
+async function settled(current: Run): Promise<void> {
+  const lastCutOff = Math.max(0, ...current.rows.filter((row) => row.status === 'unknown').map((row) => row.updatedAt));
+  const waitMs = lastCutOff + current.deps.config.UPSTREAM_SETTLE_MS - Date.now();
+  if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
+}
+
+/**
  * Makes the history agree with the directory before a resume: created rows whose hospital
  * is gone (the directory forgets everything when it sleeps) go back to pending; rows not
  * known to be created adopt a matching hospital no other row owns (a create whose answer
@@ -336,7 +366,10 @@ async function interrupt(current: Run): Promise<BatchOutcome> {
   for (const row of current.rows.filter((r) => r.status === 'creating')) {
     await writeRow(current, row.row, { status: 'unknown', errorMessage: STOPPED_WHILE_SENDING }, true);
   }
-  return finish(current, 'interrupted', `The service shut down during this batch. Resume it with POST /batches/${current.claim.batchId}/resume.`);
+  const next = current.deps.config.AUTO_RESUME
+    ? 'Another instance, or this service when it starts again, finishes it automatically.'
+    : `Resume it with POST /batches/${current.claim.batchId}/resume.`;
+  return finish(current, 'interrupted', `The service shut down during this batch. ${next}`);
 }
 
 async function failed(current: Run, error: string): Promise<BatchOutcome> {

@@ -125,6 +125,14 @@ export interface Store {
     options: { from: readonly BatchStatus[]; owner: string; leaseMs: number; maxActive?: number },
     now?: number,
   ): Promise<ClaimResult>;
+  /**
+   * Takes over one batch a stop left unfinished, for `owner`: an `interrupted` batch, or a
+   * running one whose lease ran out (or that was never claimed within `leaseMs`). Rows
+   * caught on the wire become `unknown` in the same transaction. Oldest first; on
+   * PostgreSQL with SKIP LOCKED, so instances polling at once take different batches.
+   * Null when there is none.
+   */
+  claimOrphan(options: { owner: string; leaseMs: number }, now?: number): Promise<Extract<ClaimResult, { kind: 'claimed' }> | null>;
   /** Extends the claim's lease; throws LeaseLostError when it is no longer the batch's claim. */
   renewLease(claim: Claim, leaseMs: number, now?: number): Promise<void>;
   /** Guarded, fenced status change out of `processing`; releases the lease. Appends `events` in the same transaction. */

@@ -170,7 +170,12 @@ export const AsyncAcceptedSchema = z
   .meta({ id: 'AsyncAccepted', description: 'An upload accepted for background processing.' });
 
 export const HealthSchema = z
-  .object({ status: z.literal('ok'), version: z.string().meta({ description: 'The service version.' }) })
+  .object({
+    status: z.literal('ok'),
+    version: z.string().meta({ description: 'The service version.' }),
+    instance: z.string().meta({ description: 'Which instance answered (INSTANCE_ID, or host-pid-random).' }),
+    database: z.enum(['sqlite', 'postgres']).meta({ description: 'The database engine this instance uses.' }),
+  })
   .meta({ id: 'Health', description: 'The service is up.' });
 
 export const CsvProblemSchema = z

@@ -125,6 +125,26 @@ export async function createPostgresStore(url: string, { migrate: run = true } =
       });
     },
 
+    async claimOrphan({ owner, leaseMs }, now = Date.now()) {
+      return db.transaction(async (tx) => {
+        const orphaned = or(
+          eq(batches.status, 'interrupted'),
+          and(inArray(batches.status, RUNNING), or(lt(batches.leaseExpiresAt, now), and(isNull(batches.leaseOwner), lt(batches.createdAt, now - leaseMs)))),
+        );
+        // SKIP LOCKED: instances polling at the same moment take different batches, none waits.
+        const [batch] = await tx.select().from(batches).where(orphaned).orderBy(asc(batches.createdAt)).limit(1).for('update', { skipLocked: true });
+        if (!batch) return null;
+        const fence = batch.fence + 1;
+        await tx
+          .update(batchRows)
+          .set({ status: 'unknown', errorMessage: STOPPED_WHILE_SENDING, updatedAt: now })
+          .where(and(eq(batchRows.batchId, batch.id), eq(batchRows.status, 'creating')));
+        await recount(tx, eq(batches.id, batch.id));
+        await tx.update(batches).set({ status: 'processing', fence, leaseOwner: owner, leaseExpiresAt: now + leaseMs }).where(eq(batches.id, batch.id));
+        return { kind: 'claimed' as const, claim: { batchId: batch.id, fence, owner }, previous: batch };
+      });
+    },
+
     async renewLease(claim, leaseMs, now = Date.now()) {
       mustChange(claim.batchId, (await db.update(batches).set({ leaseExpiresAt: now + leaseMs }).where(fenced(claim))).rowCount);
     },

@@ -117,6 +117,14 @@ export function createSqliteStore(path: string): Store {
       });
     },
 
+    async claimOrphan({ owner, leaseMs }, now = Date.now()) {
+      return write('', undefined, now, (tx) => {
+        const batch = tx.select().from(batches).where(orphaned(now, leaseMs)).orderBy(asc(batches.createdAt)).limit(1).get();
+        if (!batch) return null;
+        return takeOver(tx, batch, owner, leaseMs, now);
+      });
+    },
+
     async renewLease(claim, leaseMs, now = Date.now()) {
       mustChange(claim, db.update(batches).set({ leaseExpiresAt: now + leaseMs }).where(fenced(claim)).run().changes);
     },
@@ -202,6 +210,25 @@ export function createSqliteStore(path: string): Store {
       close();
     },
   };
+}
+
+/** Batches a stop left unfinished: interrupted, or running with no live lease. */
+function orphaned(now: number, leaseMs: number) {
+  return or(
+    eq(batches.status, 'interrupted'),
+    and(inArray(batches.status, RUNNING), or(lt(batches.leaseExpiresAt, now), and(isNull(batches.leaseOwner), lt(batches.createdAt, now - leaseMs)))),
+  );
+}
+
+function takeOver(tx: Tx, batch: BatchRecord, owner: string, leaseMs: number, now: number) {
+  const fence = batch.fence + 1;
+  tx.update(batchRows)
+    .set({ status: 'unknown', errorMessage: STOPPED_WHILE_SENDING, updatedAt: now })
+    .where(and(eq(batchRows.batchId, batch.id), eq(batchRows.status, 'creating')))
+    .run();
+  recount(tx, eq(batches.id, batch.id));
+  tx.update(batches).set({ status: 'processing', fence, leaseOwner: owner, leaseExpiresAt: now + leaseMs }).where(eq(batches.id, batch.id)).run();
+  return { kind: 'claimed' as const, claim: { batchId: batch.id, fence, owner }, previous: batch };
 }
 
 /** Recomputes counters from the rows for the batches `where` selects; returns how many batches it updated. */
