@@ -15,6 +15,7 @@ import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { BatchReport, BatchSummary } from '../src/bulk/report.js';
+import { hintFor } from '../src/cli/hints.js';
 import { batchesText, reportText } from '../src/cli/render.js';
 import { createSimulator } from '../simulator/simulator.js';
 import { freePort } from './free-port.js';
@@ -86,12 +87,13 @@ try {
   if (!response.ok) throw new Error(`upload answered ${response.status}: ${await response.text()}`);
   const report = (await response.json()) as BatchReport;
 
-  // The same screens the CLI prints (src/cli/render.ts).
-  process.stdout.write(`${reportText(report)}\n`);
+  // The same screens the CLI prints (src/cli/render.ts), with hints for this service.
+  const hint = hintFor({ url: `http://localhost:${port}`, apiKeyFrom: null });
+  process.stdout.write(`${reportText(report, hint)}\n`);
 
   console.log('GET /batches');
   const history = (await (await fetch(`${serviceUrl}/batches`)).json()) as { batches: BatchSummary[]; next_cursor: string | null };
-  process.stdout.write(batchesText(history.batches, history.next_cursor));
+  process.stdout.write(batchesText(history.batches, history.next_cursor, hint));
 
   if (args.serve) {
     const shown = `http://localhost:${port}`;
