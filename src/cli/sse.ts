@@ -112,20 +112,24 @@ export async function lastEventId(api: Api, batchId: string): Promise<string | n
 export async function watchRun<T>(api: Api, batchId: string, fromId: string | null, onEvent: (event: SseEvent) => void, run: Promise<T>): Promise<T> {
   const path = `/batches/${encodeURIComponent(batchId)}/events`;
   let lastId = fromId;
+  let seen = 0;
   const read = async (signal?: AbortSignal): Promise<'report' | 'ended'> => {
     for await (const event of readSse(await api.events(path, lastId, signal))) {
       lastId = event.id ?? lastId;
       if (event.event === 'report') return 'report';
+      seen += 1;
       onEvent(event);
     }
     return 'ended';
   };
   const stop = new AbortController();
   const watching = (async () => {
-    while (!stop.signal.aborted) {
-      // A report this early means the stream opened before the resume claimed the batch
-      // (it was still finished): look again at once. A dropped stream waits a second.
+    for (;;) {
       const end = await read(stop.signal);
+      // The run's events ended with its report: nothing more to watch.
+      if (end === 'report' && seen > 0) return;
+      // A report before any event: the stream opened before the resume claimed the batch
+      // (still finished then), so look again at once. A dropped stream waits a second.
       await sleep(end === 'report' ? 50 : 1000, undefined, { signal: stop.signal });
     }
   })().catch(() => {});
