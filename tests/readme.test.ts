@@ -42,7 +42,8 @@ function runnableBlocks(readme: string): Line[][] {
   );
 }
 
-const blocks = runnableBlocks(readFileSync(join(root, 'README.md'), 'utf8'));
+const readme = readFileSync(join(root, 'README.md'), 'utf8');
+const blocks = runnableBlocks(readme);
 const work = tempDir();
 let demo: ChildProcess | undefined;
 let demoOutput = '';
@@ -119,6 +120,8 @@ test('README has runnable blocks, and every curl or hospital-bulk line in them s
   expect(blocks.length).toBeGreaterThanOrEqual(5);
   const unchecked = blocks.flat().filter((line) => /^(curl|hospital-bulk)\b/.test(line.command) && line.expected === null);
   expect(unchecked).toEqual([]);
+  // A `# →` the reader sees is one this test checks: none outside a runnable block.
+  expect(readme.match(/#\s*→\s*(exit )?\d+\s*$/gm)?.length).toBe(blocks.flat().filter((line) => line.expected !== null).length);
 });
 
 /**
