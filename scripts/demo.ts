@@ -1,33 +1,54 @@
 /**
- * `npm run demo [-- --serve]`: the whole service end to end, with no network.
+ * `npm run demo [-- --serve [--port N]]`: the whole service end to end, with no network.
  * A local simulator of the Hospital Directory runs in this process; the BUILT service
  * (dist/src/server.js, what `npm start` runs in production) runs as a child process
  * against it; sample_hospitals.csv is uploaded and the report and history are printed.
- * With --serve both keep running after the upload until Ctrl-C.
+ * With --serve both keep running after the upload until Ctrl-C: the service on
+ * http://localhost:3000 (README's examples use it), the simulator on the next port.
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { BatchReport, BatchSummary } from '../src/http/presenter.js';
+import { hintFor } from '../src/cli/hints.js';
 import { batchesText, reportText } from '../src/cli/render.js';
 import { createSimulator } from '../simulator/simulator.js';
 import { freePort } from './free-port.js';
 
-const { values: args } = parseArgs({ options: { serve: { type: 'boolean', default: false } } });
+const USAGE = `Usage: npm run demo [-- --serve [--port N]]
+
+Starts a local directory simulator and the built service, uploads sample_hospitals.csv and
+prints the report and the history.
+
+  --serve      keep both running afterwards, until Ctrl-C: the service on
+               http://localhost:3000, the simulator on the next port (3001)
+  --port <n>   with --serve: the service's port instead of 3000 (the simulator takes n+1)
+  -h, --help   print this help
+`;
+
+const args = parseDemoArgs();
 const root = fileURLToPath(new URL('..', import.meta.url));
 const CREATE_DELAY_MS = 300;
+const DEFAULT_PORT = 3000;
+
+// Served on fixed ports, so README's examples (http://localhost:3000) work as written;
+// a one-off run takes free ports and never collides with anything.
+const port = args.serve ? args.port : await freePort();
+const simPort = args.serve ? port + 1 : 0;
 
 // Rate limits stay on so the service meets the same 30 creates/min budget as in production.
-const sim = createSimulator({ createDelayMs: CREATE_DELAY_MS, rateLimits: {} });
-await sim.listen();
+const sim = createSimulator({ createDelayMs: CREATE_DELAY_MS, rateLimits: {}, port: simPort });
+await sim.listen().catch((error: unknown) => portTaken(simPort, error));
 console.log(`Hospital Directory: local simulator at ${sim.url}, ${CREATE_DELAY_MS} ms per create instead of the real ~5 s (rate limits on).`);
 
+// Before the service starts: something else answering /health there would pass for it.
+if (args.serve) await assertPortFree(port);
 const dir = mkdtempSync(join(tmpdir(), 'hospital-bulk-demo-'));
-const port = await freePort();
 const serviceUrl = `http://127.0.0.1:${port}`;
 // Only the variables the demo means: a HOSPITAL_API_BASE_URL or MAX_ROWS exported in the
 // caller's shell must not point the demo at the real directory or change its behaviour.
@@ -66,20 +87,24 @@ try {
   if (!response.ok) throw new Error(`upload answered ${response.status}: ${await response.text()}`);
   const report = (await response.json()) as BatchReport;
 
-  // The same screens the CLI prints (src/cli/render.ts).
-  process.stdout.write(`${reportText(report)}\n`);
+  // The same screens the CLI prints (src/cli/render.ts), with hints for this service.
+  const hint = hintFor({ url: `http://localhost:${port}`, apiKeyFrom: null });
+  process.stdout.write(`${reportText(report, hint)}\n`);
 
   console.log('GET /batches');
   const history = (await (await fetch(`${serviceUrl}/batches`)).json()) as { batches: BatchSummary[]; next_cursor: string | null };
-  process.stdout.write(batchesText(history.batches, history.next_cursor));
+  process.stdout.write(batchesText(history.batches, history.next_cursor, hint));
 
   if (args.serve) {
-    console.log(`\nServing at ${serviceUrl}  (directory simulator at ${sim.url}).`);
-    console.log(`  The page:  ${serviceUrl}/   (check a file, upload it, watch it, find it later)`);
-    console.log(`  API docs:  ${serviceUrl}/docs`);
+    const shown = `http://localhost:${port}`;
+    const cli = `node dist/src/cli.js${port === DEFAULT_PORT ? '' : ` --url ${shown}`}`;
+    console.log(`\nServing at ${shown}  (directory simulator at http://localhost:${simPort}, controls in README).`);
+    console.log(`  The page:  ${shown}/   (check a file, upload it, watch it, find it later)`);
+    console.log(`  API docs:  ${shown}/docs`);
     console.log('Try:');
-    console.log(`  curl ${serviceUrl}/batches/${report.batch_id}`);
-    console.log(`  curl -F file=@sample_hospitals.csv ${serviceUrl}/hospitals/bulk`);
+    console.log(`  curl ${shown}/batches/${report.batch_id}`);
+    console.log(`  curl -F file=@sample_hospitals.csv ${shown}/hospitals/bulk`);
+    console.log(`  ${cli} check sample_hospitals.csv`);
     console.log('Press Ctrl-C to stop.');
     // Ctrl-C reaches the child too (same process group); either way we clean up below.
     await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM'), exited]);
@@ -99,6 +124,48 @@ try {
 }
 process.exit(exitCode);
 
+
+function parseDemoArgs(): { serve: boolean; port: number } {
+  let values;
+  try {
+    ({ values } = parseArgs({ options: { serve: { type: 'boolean', default: false }, port: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true }));
+  } catch (error) {
+    return usageError(error instanceof Error ? error.message : String(error));
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  if (values.port !== undefined && !values.serve) usageError('--port only applies with --serve');
+  const port = values.port === undefined ? DEFAULT_PORT : Number(values.port);
+  if (!/^\d+$/.test(values.port ?? '0') || port < 1 || port > 65534) usageError(`--port must be a port number from 1 to 65534, got "${values.port}"`);
+  return { serve: values.serve, port };
+}
+
+function usageError(message: string): never {
+  process.stderr.write(`demo: ${message.replace(/\s*\n\s*/g, ' ')}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+async function assertPortFree(wanted: number): Promise<void> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => {
+    probe.once('error', (error) => {
+      void sim.close().then(() => portTaken(wanted, error));
+    });
+    probe.listen(wanted, '127.0.0.1', () => probe.close(() => resolve()));
+  });
+}
+
+function portTaken(taken: number, error: unknown): never {
+  const inUse = (error as { code?: unknown }).code === 'EADDRINUSE';
+  process.stderr.write(
+    inUse
+      ? `demo: port ${taken} is already in use (another demo still running?); choose others: npm run demo -- --serve --port ${port + 2}\n`
+      : `demo: cannot listen on port ${taken}: ${error instanceof Error ? error.message : String(error)}\n`,
+  );
+  process.exit(1);
+}
 
 /** Polls GET /health; gives up when the child exits (bad config, port taken) or time runs out. */
 async function waitHealthy(timeoutMs: number): Promise<void> {

@@ -1,5 +1,5 @@
 /**
- * The operations page in a real browser (Debian's Chromium, driven by playwright-core)
+ * The operations page in a real browser (Chromium, driven by playwright-core: see tests/chromium.ts)
  * against the real service and the directory simulator over HTTP. Screenshots of every
  * final screen land in test-artifacts/. UPDATE_README_SCREENSHOT=1 also refreshes
  * docs/page.png, the README's picture (a normal run never touches tracked files).
@@ -9,10 +9,10 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, FileChooser, Page } from 'playwright-core';
+import { launchChromium } from './chromium.js';
 import { startStack, type Stack } from './helpers.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const SAMPLE = join(root, 'sample_hospitals.csv');
 const ARTIFACTS = join(root, 'test-artifacts');
@@ -26,24 +26,17 @@ const TIMEOUT_MS = 30_000;
 let browser: Browser;
 
 beforeAll(async () => {
-  // Never skipped: a machine without Chromium must fail here, saying what to do.
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(
-      `Chromium is not installed at ${CHROMIUM}, and the browser tests need it. ` +
-        'Install it with: apt-get update && apt-get install -y chromium   (.ci/run does this in CI).',
-    );
-  }
   if (!existsSync(join(root, 'dist', 'web', 'index.html'))) {
     throw new Error('dist/web/index.html is missing: run `npm run build` before the browser tests (npm test does).');
   }
   mkdirSync(ARTIFACTS, { recursive: true });
   mkdirSync(join(root, 'docs'), { recursive: true });
-  // launch() gives the browser a fresh temporary user-data dir of its own (playwright
-  // refuses --user-data-dir here) and deletes it on close: no profile is shared or reused.
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--headless=new'],
-  });
+  // Never skipped: Debian's Chromium when installed, else the one @sparticuz/chromium ships
+  // (tests/chromium.ts). launch() gives the browser a fresh temporary user-data dir of its
+  // own and deletes it on close: no profile is shared or reused.
+  const launched = await launchChromium();
+  browser = launched.browser;
+  process.stderr.write(`browser tests: ${launched.source}, version ${browser.version()}\n`);
 }, TIMEOUT_MS);
 
 afterAll(async () => {
@@ -424,6 +417,10 @@ describe('the operations page', () => {
 
   test('keyboard: Tab reaches the labelled file input with a visible focus, and a file can be chosen and sent without a mouse', async () => {
     const { page, url, problems } = await open();
+    // Listening from the start: Playwright switches file-chooser interception on
+    // asynchronously, so a waitForEvent begun at the keypress (even in Promise.all) can lose
+    // the race under load and the chooser then opens unseen.
+    const chooser = new Promise<FileChooser>((resolve) => page.once('filechooser', resolve));
     await page.goto(`${url}/`);
     for (const role of ['banner', 'navigation', 'main', 'contentinfo'] as const) expect(await page.getByRole(role).count()).toBe(1);
 
@@ -440,8 +437,8 @@ describe('the operations page', () => {
     expect(await page.evaluate("getComputedStyle(document.querySelector('.dropzone-label')).outlineStyle")).toBe('solid');
     await shot(page, 'upload-keyboard-focus');
 
-    const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.keyboard.press('Space')]);
-    await chooser.setFiles(SAMPLE);
+    await page.keyboard.press('Space');
+    await (await chooser).setFiles(SAMPLE);
     await page.getByRole('heading', { name: 'Check sample_hospitals.csv' }).waitFor();
     presses = 0;
     while ((await page.evaluate('document.activeElement && document.activeElement.textContent')) !== 'Create 5 hospitals') {

@@ -118,6 +118,18 @@ describe('render.yaml', () => {
     expect(env.API_KEY).toBeUndefined();
   });
 
+  test('when Render installs NODE_VERSION, then package.json\'s engines allows it and CI runs the tests on that major version', () => {
+    const major = env.NODE_VERSION;
+    const engines = (JSON.parse(read('package.json')) as { engines: { node: string } }).engines.node;
+    // engines is a list of caret ranges ("^20.19.0 || ^22.12.0"): each allows one major version.
+    const majors = engines.split('||').map((range) => /^\s*\^(\d+)\.\d+\.\d+\s*$/.exec(range)?.[1] ?? `not a caret range: ${range}`);
+    const ciNode = /^NODE22_VERSION=(\d+)\.\d+\.\d+$/m.exec(read('.ci/run'))?.[1];
+
+    expect(major).toMatch(/^\d+$/);
+    expect(majors).toContain(major);
+    expect(ciNode).toBe(major);
+  });
+
   test('when deployed, then the directory URL is the same as the config default', () => {
     expect(env.HOSPITAL_API_BASE_URL).toBe(loadConfig({}).HOSPITAL_API_BASE_URL);
   });

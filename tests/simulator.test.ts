@@ -4,8 +4,10 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { createSimulator } from '../simulator/simulator.js';
 import type { Simulator, SimulatorOptions } from '../simulator/simulator.js';
 import { freePort } from '../scripts/free-port.js';
@@ -675,6 +677,22 @@ describe('cli', () => {
     }
     const [code, signal] = await cli.exited;
     expect(code === 0 || signal === 'SIGTERM').toBe(true);
+  });
+
+  test('when given --help, then it lists every option it accepts and every /__sim control, and exits 0', async () => {
+    const source = (file: string) => readFileSync(fileURLToPath(new URL(`../simulator/${file}`, import.meta.url)), 'utf8');
+    const options = [...source('cli.ts').matchAll(/^\s+'?([a-z-]+)'?: \{ type: '(?:string|boolean)'/gm)].map((m) => `--${m[1]}`);
+    const controls = [...source('simulator.ts').matchAll(/case '(GET|POST) (\/__sim\/\w+)'/g)].map((m) => m[2]!);
+
+    const cli = runCli(['--help']);
+    const [code] = await cli.exited;
+
+    expect(code).toBe(0);
+    expect(options).toEqual(expect.arrayContaining(['--port', '--delay-ms', '--no-rate-limits', '--help']));
+    expect(controls).toEqual(expect.arrayContaining(['/__sim/faults', '/__sim/reset']));
+    expect(options.filter((option) => !cli.out().includes(option))).toEqual([]);
+    expect(controls.filter((control) => !cli.out().includes(control))).toEqual([]);
+    expect(cli.err()).toBe('');
   });
 
   test('when given an unknown flag, then it prints one line on stderr and exits 2', async () => {

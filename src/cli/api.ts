@@ -14,8 +14,17 @@ export class ApiError extends Error {
 /** No HTTP answer at all: refused, unresolvable, reset. One line for the user, no stack. */
 export class ConnectionError extends Error {}
 
+/** Something answered, but not the way hospital-bulk does: a wrong --url, or a proxy in front of it. */
+export class ForeignServiceError extends Error {}
+
 // Failures to open a connection, as opposed to losing one that was open.
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT']);
+
+// Every error the service sends is problem JSON with a type of its own (src/http/problem.ts).
+const OUR_PROBLEM_TYPE = 'urn:hospital-bulk:problem:';
+
+/** Whether a successful answer has the shape the command expects. */
+export type Shape = (body: Record<string, unknown>) => boolean;
 
 export type Api = ReturnType<typeof createApi>;
 
@@ -31,11 +40,12 @@ export function createApi(baseUrl: string, apiKey: string | null) {
     try {
       return await fetch(`${baseUrl}${path}`, { ...init, headers: headers(init.headers as Record<string, string> | undefined) });
     } catch (error) {
+      if (init.signal?.aborted) throw error;
       throw connectionError(baseUrl, error);
     }
   }
 
-  async function json<T>(path: string, init: RequestInit = {}): Promise<T> {
+  async function json<T>(path: string, shape: Shape, init: RequestInit = {}): Promise<T> {
     const response = await send(path, init);
     let text: string;
     try {
@@ -44,33 +54,62 @@ export function createApi(baseUrl: string, apiKey: string | null) {
       throw connectionError(baseUrl, error);
     }
     const body = parseJson(text);
-    if (!response.ok) throw new ApiError(response.status, problemDetail(response, body), body);
-    if (body === undefined) throw new ApiError(response.status, `the service answered ${response.status} without JSON`, text);
+    if (!response.ok) throw errorAnswer(baseUrl, `${init.method ?? 'GET'} ${path}`, response, body);
+    if (!isObject(body) || !shape(body)) throw foreign(baseUrl, `${init.method ?? 'GET'} ${path}`, response, 'an answer of another shape');
     return body as T;
   }
 
+  const form = (file: string, content: Uint8Array) => {
+    const data = new FormData();
+    data.append('file', new Blob([content], { type: contentType(file) }), basename(file));
+    return data;
+  };
+
   return {
     baseUrl,
-    get: <T>(path: string) => json<T>(path),
-    post: <T>(path: string) => json<T>(path, { method: 'POST' }),
+    get: <T>(path: string, shape: Shape) => json<T>(path, shape),
+    post: <T>(path: string, shape: Shape) => json<T>(path, shape, { method: 'POST' }),
     /** POST /hospitals/bulk, asking for 202 at once so the batch can be followed live. */
-    upload<T>(file: string, content: Uint8Array): Promise<T> {
-      const form = new FormData();
-      form.append('file', new Blob([content], { type: contentType(file) }), basename(file));
-      return json<T>('/hospitals/bulk', { method: 'POST', body: form, headers: { prefer: 'respond-async' } });
+    upload<T>(file: string, content: Uint8Array, shape: Shape): Promise<T> {
+      return json<T>('/hospitals/bulk', shape, { method: 'POST', body: form(file, content), headers: { prefer: 'respond-async' } });
+    },
+    /** POST /hospitals/bulk/validate: the dry run, nothing created or recorded. */
+    validate<T>(file: string, content: Uint8Array, shape: Shape): Promise<T> {
+      return json<T>('/hospitals/bulk/validate', shape, { method: 'POST', body: form(file, content) });
     },
     /** Opens an event stream; the caller reads the body. */
-    async events(path: string, lastEventId: string | null): Promise<ReadableStream<Uint8Array>> {
+    async events(path: string, lastEventId: string | null, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>> {
       const response = await send(path, {
         headers: { accept: 'text/event-stream', ...(lastEventId === null ? {} : { 'last-event-id': lastEventId }) },
+        ...(signal ? { signal } : {}),
       });
       if (!response.ok || !response.body) {
-        const body = parseJson(await response.text().catch(() => ''));
-        throw new ApiError(response.status, problemDetail(response, body), body);
+        throw errorAnswer(baseUrl, `GET ${path}`, response, parseJson(await response.text().catch(() => '')));
+      }
+      if (!/^text\/event-stream\b/i.test(response.headers.get('content-type') ?? '')) {
+        await response.body.cancel().catch(() => {});
+        throw foreign(baseUrl, `GET ${path}`, response, 'no event stream');
       }
       return response.body;
     },
   };
+}
+
+/** An error status: the service's own problem JSON becomes an ApiError; anything else was not the service. */
+function errorAnswer(baseUrl: string, request: string, response: Response, body: unknown): Error {
+  const type = isObject(body) ? body.type : undefined;
+  if (typeof type === 'string' && type.startsWith(OUR_PROBLEM_TYPE)) return new ApiError(response.status, problemDetail(response, body), body);
+  return foreign(baseUrl, request, response, null);
+}
+
+function foreign(baseUrl: string, request: string, response: Response, what: string | null): ForeignServiceError {
+  const type = (response.headers.get('content-type') ?? 'no content type').split(';')[0];
+  const answer = `${request} answered ${response.status}${what ? ` with ${what}` : ''} (${type})`;
+  // A gateway error page comes from whatever stands in front of the service (Render's proxy while it deploys or sleeps).
+  if ([502, 503, 504].includes(response.status) && what === null) {
+    return new ForeignServiceError(`${baseUrl} did not answer as hospital-bulk: ${answer}, probably from a proxy in front of a service that is down or starting; try again in a minute`);
+  }
+  return new ForeignServiceError(`${baseUrl} does not look like a hospital-bulk service: ${answer}; check --url`);
 }
 
 /** fetch hides the reason two or three causes deep (and in AggregateErrors): find its code. */
@@ -104,9 +143,11 @@ function parseJson(text: string): unknown {
   }
 }
 
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
 /** The problem's `detail` in one line, or whatever the answer offers instead. */
 function problemDetail(response: Response, body: unknown): string {
-  const { detail, title } = (typeof body === 'object' && body !== null ? body : {}) as { detail?: unknown; title?: unknown };
+  const { detail, title } = (isObject(body) ? body : {}) as { detail?: unknown; title?: unknown };
   const text = typeof detail === 'string' ? detail : typeof title === 'string' ? title : response.statusText || 'error';
   return `${response.status} ${text.replace(/\s*\n\s*/g, ' ')}`;
 }

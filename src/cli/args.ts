@@ -5,47 +5,57 @@ export const DEFAULT_URL = 'http://localhost:3000';
 export const USAGE = `Usage: hospital-bulk <command> [options]
 
 Commands:
-  upload <file.csv>   upload a CSV (or .xlsx workbook) of hospitals, follow the batch live, print its report
+  check <file.csv>    check a CSV (or .xlsx) without creating anything: its problems, and warnings for
+                      rows repeated in the file or already in the directory
+  upload <file.csv>   check the CSV (or .xlsx), ask before creating (on a terminal), then upload it,
+                      follow the batch live and print its report
   batches             list the upload history, newest first
   show <batch-id>     print the report of one batch (with its progress while it runs)
-  resume <batch-id>   finish a failed or interrupted batch, print the report
+  resume <batch-id>   finish a failed or interrupted batch, live, then print the report
   rollback <batch-id> delete a batch's hospitals from the directory, print the report
 
 Options:
   --url <url>         the hospital-bulk service (default ${DEFAULT_URL}, or HOSPITAL_BULK_URL)
-  --api-key <key>     sent as "Authorization: Bearer <key>" (or HOSPITAL_BULK_API_KEY)
-  --json              print the raw JSON answer on stdout: no table, no progress
+  --api-key <key>     sent as "Authorization: Bearer <key>"; better: set HOSPITAL_BULK_API_KEY,
+                      which keeps the key out of the process list and the shell history
+  --yes, -y           upload: create without asking, even on a terminal
+  --json              print the raw JSON answer on stdout: no table, no progress, no question
   --limit <n>         batches: how many to list, 1 to 200 (default 50)
   --cursor <cursor>   batches: the next page, as printed below the previous one
   -h, --help          print this help
 
-Exit status: 0 when the batch is completed (rollback: rolled back; batches: listed),
-1 when it is not or the service answered an error, 2 for bad arguments.
+Exit status: 0 when the batch is completed (check: no problems; rollback: rolled back;
+batches: listed), 1 when it is not, the file has problems, the upload was not confirmed or
+the service answered an error, 2 for bad arguments.
 `;
 
 /** A mistake in the command line: reported in one line, exit status 2. */
 export class UsageError extends Error {}
 
-export type Command = 'upload' | 'batches' | 'show' | 'resume' | 'rollback';
+export type Command = 'check' | 'upload' | 'batches' | 'show' | 'resume' | 'rollback';
 
 export interface Connection {
   url: string;
   apiKey: string | null;
+  /** Where the key came from, so messages can name it without ever showing it. */
+  apiKeyFrom: '--api-key' | 'HOSPITAL_BULK_API_KEY' | null;
   json: boolean;
 }
 
 export type Invocation =
   | { command: 'help' }
-  | (Connection & { command: 'upload'; file: string })
+  | (Connection & { command: 'check'; file: string })
+  | (Connection & { command: 'upload'; file: string; yes: boolean })
   | (Connection & { command: 'batches'; limit: number | null; cursor: string | null })
   | (Connection & { command: 'show' | 'resume' | 'rollback'; id: string });
 
-const COMMANDS = new Set<string>(['upload', 'batches', 'show', 'resume', 'rollback']);
+const COMMANDS = new Set<string>(['check', 'upload', 'batches', 'show', 'resume', 'rollback']);
 
 const OPTIONS = {
   url: { type: 'string' },
   'api-key': { type: 'string' },
   json: { type: 'boolean' },
+  yes: { type: 'boolean', short: 'y' },
   limit: { type: 'string' },
   cursor: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
@@ -65,18 +75,20 @@ export function parseInvocation(argv: string[], env: NodeJS.ProcessEnv): Invocat
   if (command !== 'batches' && (values.limit !== undefined || values.cursor !== undefined)) {
     throw new UsageError(`--${values.limit !== undefined ? 'limit' : 'cursor'} only applies to the batches command`);
   }
+  if (command !== 'upload' && values.yes !== undefined) throw new UsageError('--yes only applies to the upload command');
+  const apiKeyFrom = values['api-key'] !== undefined ? '--api-key' : env.HOSPITAL_BULK_API_KEY ? 'HOSPITAL_BULK_API_KEY' : null;
   const connection: Connection = {
     url: serviceUrl(values.url ?? (env.HOSPITAL_BULK_URL || DEFAULT_URL)),
     apiKey: values['api-key'] ?? (env.HOSPITAL_BULK_API_KEY || null),
+    apiKeyFrom,
     json: values.json ?? false,
   };
   if (command === 'batches') {
     if (rest.length > 0) throw new UsageError(`batches takes no arguments, got "${rest[0]}"`);
     return { ...connection, command, limit: values.limit === undefined ? null : limit(values.limit), cursor: values.cursor ?? null };
   }
-  if (command === 'upload') {
-    return { ...connection, command, file: oneArgument(command, rest, 'a CSV file') };
-  }
+  if (command === 'check') return { ...connection, command, file: oneArgument(command, rest, 'a CSV file') };
+  if (command === 'upload') return { ...connection, command, file: oneArgument(command, rest, 'a CSV file'), yes: values.yes ?? false };
   const id = oneArgument(command, rest, 'a batch id');
   return { ...connection, command: command as 'show' | 'resume' | 'rollback', id };
 }

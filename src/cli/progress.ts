@@ -25,8 +25,9 @@ const FAILED = new Set(['failed', 'unknown']);
  * What stderr shows while a batch runs: on a terminal a bar redrawn in place (ticking every
  * second, since a real create takes ~5 s), elsewhere one plain line per row, for logs.
  */
-export function createProgressView(stream: NodeJS.WriteStream, total: number): ProgressView {
-  const statuses = new Map<number, string>();
+export function createProgressView(stream: NodeJS.WriteStream, total: number, earlier: { row: number; status: string }[] = []): ProgressView {
+  // A resumed batch starts with the rows its earlier runs created; failed ones are tried again.
+  const statuses = new Map<number, string>(earlier.filter((row) => CREATED.has(row.status)).map((row) => [row.row, row.status]));
   let latest: { progress: Progress; at: number } | null = null;
   const startedAt = Date.now();
 

@@ -1,5 +1,6 @@
 import type { BatchReport, BatchSummary, Progress } from '../http/presenter.js';
 import type { CsvProblem } from '../errors.js';
+import { plainHint, type Hint } from './hints.js';
 export type Cell = string | number | boolean | null | undefined;
 
 const NAME_WIDTH = 32;
@@ -54,13 +55,13 @@ export const barState = (progress: Progress, total: number): BarState => ({
 });
 
 /** The per-row table, then the summary; a running batch (GET /batches/:id) leads with its progress. */
-export function reportText(report: BatchReport & { progress?: Progress }): string {
+export function reportText(report: BatchReport & { progress?: Progress }, hint: Hint = plainHint): string {
   const rows = report.hospitals.map((h) => [h.row, h.hospital_id, truncate(h.name), h.status, h.attempts, h.error_message]);
   const progress = report.progress ? `progress ${progressBar(barState(report.progress, report.total_hospitals))}\n\n` : '';
-  return `${progress}${table(['row', 'hospital id', 'name', 'status', 'attempts', 'error'], rows)}\n${summaryText(report)}`;
+  return `${progress}${table(['row', 'hospital id', 'name', 'status', 'attempts', 'error'], rows)}\n${summaryText(report, hint)}`;
 }
 
-export function summaryText(report: BatchReport): string {
+export function summaryText(report: BatchReport, hint: Hint = plainHint): string {
   const seconds = report.processing_time_seconds;
   const time = seconds === null ? '-' : seconds < 60 ? `${seconds.toFixed(1)} s` : clock(seconds);
   const lines = [
@@ -69,12 +70,13 @@ export function summaryText(report: BatchReport): string {
   if (report.error) lines.push(`error: ${report.error}`);
   if (report.notice) lines.push(`notice: ${report.notice}`);
   if (report.status === 'failed' || report.status === 'interrupted') {
-    lines.push(`next: hospital-bulk resume ${report.batch_id}   or   hospital-bulk rollback ${report.batch_id}`);
+    lines.push(`next: ${hint(['resume', report.batch_id])}   or   ${hint(['rollback', report.batch_id])}`);
   }
   return `${lines.join('\n')}\n`;
 }
 
-export function batchesText(batches: BatchSummary[], nextCursor: string | null): string {
+/** The history table; `limit` is repeated in the hint so the next page has the same size. */
+export function batchesText(batches: BatchSummary[], nextCursor: string | null, hint: Hint = plainHint, limit: number | null = null): string {
   if (batches.length === 0) return 'No batches yet.\n';
   const rows = batches.map((b) => [
     b.batch_id,
@@ -84,15 +86,25 @@ export function batchesText(batches: BatchSummary[], nextCursor: string | null):
     b.batch_activated,
     timestamp(b.created_at),
   ]);
-  const more = nextCursor === null ? '' : `\nmore: hospital-bulk batches --cursor ${nextCursor}\n`;
+  const next = ['batches', ...(limit === null ? [] : ['--limit', String(limit)]), '--cursor', nextCursor ?? ''];
+  const more = nextCursor === null ? '' : `\nmore: ${hint(next)}\n`;
   return table(['batch id', 'file', 'status', 'created', 'activated', 'created at'], rows) + more;
 }
 
 /** ISO time without the milliseconds, readable in a column: 2026-11-23 01:59:59Z. */
 const timestamp = (iso: string | null) => (iso === null ? null : iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z'));
 
-/** The CSV's problems; the line is its own column, so the message does not repeat it. */
+/** The CSV's problems by data row, the file line beside it; the message does not repeat either. */
 export function problemsText(problems: CsvProblem[]): string {
-  const rows = problems.map((p) => [p.line, p.column, p.message.replace(/^Line \d+: /, '')]);
-  return table(['line', 'column', 'message'], rows);
+  const rows = problems.map((p) => [p.row, p.line, p.column, p.message.replace(/^(Line|Row) \d+: /, '')]);
+  return table(['row', 'line', 'column', 'message'], rows);
 }
+
+export interface Warning {
+  kind: string;
+  row: number | null;
+  message: string;
+}
+
+/** One line per warning, as the dry run words it. */
+export const warningsText = (warnings: Warning[]): string => warnings.map((w) => `warning: ${w.message}\n`).join('');

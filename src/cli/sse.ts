@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApiError, ConnectionError, connectionError, type Api } from './api.js';
+import { plainHint, type Hint } from './hints.js';
 
 export interface SseEvent {
   id: string | null;
@@ -48,6 +49,8 @@ export interface FollowOptions {
   maxReconnects?: number;
   /** Delay before reconnecting until the server sends its own `retry`. */
   retryMs?: number;
+  /** Builds the `hospital-bulk show` hint printed when the stream is lost. */
+  hint?: Hint;
 }
 
 /**
@@ -77,14 +80,67 @@ export async function followEvents(api: Api, batchId: string, onEvent: (event: S
       lost = error;
     }
     failures += 1;
-    if (failures > maxReconnects) throw streamLost(api.baseUrl, batchId, lost);
+    if (failures > maxReconnects) throw streamLost(api.baseUrl, batchId, lost, options.hint ?? plainHint);
     await sleep(retryMs);
   }
 }
 
-function streamLost(baseUrl: string, batchId: string, error: unknown): Error {
-  const hint = `; the batch goes on: hospital-bulk show ${batchId}`;
-  if (error instanceof ApiError) return new ApiError(error.status, `${error.message}${hint}`, error.body);
+function streamLost(baseUrl: string, batchId: string, error: unknown, hint: Hint): Error {
+  const next = `; the batch goes on: ${hint(['show', batchId])}`;
+  if (error instanceof ApiError) return new ApiError(error.status, `${error.message}${next}`, error.body);
   const cause = error instanceof ConnectionError ? error : connectionError(baseUrl, error);
-  return new ConnectionError(`${cause.message}${hint}`);
+  return new ConnectionError(`${cause.message}${next}`);
+}
+
+/** The id of the last event a finished batch has recorded: where the events of its next run will start. */
+export async function lastEventId(api: Api, batchId: string): Promise<string | null> {
+  const body = await api.events(`/batches/${encodeURIComponent(batchId)}/events`, null);
+  let last: string | null = null;
+  for await (const event of readSse(body)) {
+    last = event.id ?? last;
+    if (event.event === 'report') break;
+  }
+  return last;
+}
+
+/**
+ * Shows the events of a run that another request drives (a resume answers only when it is
+ * over): every event recorded after `fromId` goes to `onEvent` while `run` is pending, then
+ * the rest are read once more, so the last rows are seen too. Returns what `run` returns.
+ * A failing stream only stops the progress: the run's own answer is what counts.
+ */
+export async function watchRun<T>(api: Api, batchId: string, fromId: string | null, onEvent: (event: SseEvent) => void, run: Promise<T>): Promise<T> {
+  const path = `/batches/${encodeURIComponent(batchId)}/events`;
+  let lastId = fromId;
+  let seen = 0;
+  const read = async (signal?: AbortSignal): Promise<'report' | 'ended'> => {
+    for await (const event of readSse(await api.events(path, lastId, signal))) {
+      lastId = event.id ?? lastId;
+      if (event.event === 'report') return 'report';
+      seen += 1;
+      onEvent(event);
+    }
+    return 'ended';
+  };
+  const stop = new AbortController();
+  const watching = (async () => {
+    for (;;) {
+      const end = await read(stop.signal);
+      // The run's events ended with its report: nothing more to watch.
+      if (end === 'report' && seen > 0) return;
+      // A report before any event: the stream opened before the resume claimed the batch
+      // (still finished then), so look again at once. A dropped stream waits a second.
+      await sleep(end === 'report' ? 50 : 1000, undefined, { signal: stop.signal });
+    }
+  })().catch(() => {});
+  let result: T;
+  try {
+    result = await run;
+  } finally {
+    stop.abort();
+    await watching;
+  }
+  // The run answered, so the batch is finished: this stream replays what was missed and ends.
+  await read().catch(() => {});
+  return result;
 }
