@@ -3,11 +3,11 @@
  * (node --experimental-vm-modules, see the `test` script) and ts-jest only
  * transpiles: `npm test` type-checks the whole tree with tsc first.
  *
- * Two projects: `sqlite` runs every suite; `postgres` runs the suites listed below
+ * Two projects: `sqlite` runs every suite but the `*.pg.test.ts` ones; `postgres` runs those and the suites listed below
  * again against one real PostgreSQL server that its globalSetup starts (only when one of
  * them is selected) and passes on as TEST_PG_URL; they see TEST_ENGINE=postgres.
  */
-const POSTGRES_SUITES = ['pg.smoke', 'bulk', 'async', 'files', 'concurrency', 'formats', 'security', 'hostile', 'openapi', 'cli', 'recovery'];
+const POSTGRES_SUITES = ['pg.smoke', 'bulk', 'async', 'files', 'concurrency', 'formats', 'security', 'hostile', 'openapi', 'cli', 'recovery', 'instances'];
 
 const base = {
   testEnvironment: 'node',
@@ -26,12 +26,12 @@ export default {
       displayName: 'sqlite',
       testMatch: ['**/*.test.ts'],
       // Needs the server only the postgres project starts.
-      testPathIgnorePatterns: ['/node_modules/', '/tests/pg\\.smoke\\.test\\.ts$'],
+      testPathIgnorePatterns: ['/node_modules/', '/tests/pg\\.smoke\\.test\\.ts$', '\\.pg\\.test\\.ts$'],
     },
     {
       ...base,
       displayName: 'postgres',
-      testMatch: POSTGRES_SUITES.map((name) => `<rootDir>/tests/${name}.test.ts`),
+      testMatch: [...POSTGRES_SUITES.map((name) => `<rootDir>/tests/${name}.test.ts`), '<rootDir>/tests/*.pg.test.ts'],
       globalSetup: '<rootDir>/tests/pg/global-setup.ts',
       globalTeardown: '<rootDir>/tests/pg/global-teardown.ts',
       setupFiles: ['<rootDir>/tests/pg/as-postgres.ts'],

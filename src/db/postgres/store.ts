@@ -25,7 +25,7 @@ export async function createPostgresStore(url: string, { migrate: run = true } =
   // An idle client that errors (the server restarted) must not crash the process.
   pool.on('error', () => undefined);
   const db = drizzle(pool, { schema });
-  if (run) await migrate(db, { migrationsFolder: migrationsFolder('postgres') });
+  if (run) await migratePostgres(url);
   const changed = new EventEmitter().setMaxListeners(0);
   const listener = await listen(url, (batchId) => changed.emit(batchId));
 
@@ -233,6 +233,22 @@ export async function createPostgresStore(url: string, { migrate: run = true } =
       await pool.end();
     },
   };
+}
+
+/**
+ * Runs the migrations once even when several instances start at the same moment (a deploy
+ * of two): each waits for a session-level advisory lock on its own connection, and the
+ * second finds nothing left to do.
+ */
+export async function migratePostgres(url: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query('select pg_advisory_lock(7263542)');
+    await migrate(drizzle(client), { migrationsFolder: migrationsFolder('postgres') });
+  } finally {
+    await client.end();
+  }
 }
 
 /**
