@@ -20,31 +20,35 @@ const configKeys = Object.keys(configSchema.shape);
 /** Variables Render itself reads (here: which Node to install), not the service. */
 const PLATFORM_VARS = new Set(['NODE_VERSION']);
 
-/** The scalar after `key:` in render.yaml (first occurrence), without quotes or a trailing comment. */
-function yamlValue(key: string): string {
-  const match = new RegExp(`^\\s*(?:- )?${key}:[ \\t]*(.+?)[ \\t]*(?:#.*)?$`, 'm').exec(renderYaml);
-  if (!match?.[1]) throw new Error(`render.yaml has no ${key}`);
+/** The scalar after `key:` in a blueprint (first occurrence), without quotes or a trailing comment. */
+function yamlValue(key: string, yaml = renderYaml): string {
+  const match = new RegExp(`^\\s*(?:- )?${key}:[ \\t]*(.+?)[ \\t]*(?:#.*)?$`, 'm').exec(yaml);
+  if (!match?.[1]) throw new Error(`the blueprint has no ${key}`);
   return match[1].replace(/^(["'])(.*)\1$/, '$2');
 }
 
 /**
  * envVars as `- key: K` followed by `value: V`, or by `sync: false` (a secret Render asks
- * for at deploy time, listed here with the value undefined). Comment lines are skipped.
+ * for at deploy time, listed here with the value undefined), or by `fromDatabase:` with its
+ * `name:` and `property:` (listed as `fromDatabase:<name>.<property>`). Comments are skipped.
  */
-function renderEnvVars(): Record<string, string | undefined> {
-  const lines = renderYaml.split('\n');
+function renderEnvVars(yaml = renderYaml): Record<string, string | undefined> {
+  const lines = yaml.split('\n');
   const start = lines.findIndex((line) => /^\s*envVars:\s*$/.test(line));
   const vars: Record<string, string | undefined> = {};
   let key: string | undefined;
   for (const line of lines.slice(start + 1)) {
     if (/^\s*(#.*)?$/.test(line)) continue;
     const item = /^\s*-\s*key:\s*(\S+)\s*$/.exec(line);
-    const field = /^\s+(value|sync):\s*(.+?)\s*$/.exec(line);
+    const field = /^\s+(value|sync|name|property):\s*(.+?)\s*$/.exec(line);
     if (item) {
       key = item[1]!;
       vars[key] = undefined;
+    } else if (/^\s+fromDatabase:\s*$/.test(line) && key) {
+      vars[key] = 'fromDatabase:';
     } else if (field && key) {
       if (field[1] === 'value') vars[key] = field[2]!.replace(/^(["'])(.*)\1$/, '$2');
+      if (field[1] === 'name' || field[1] === 'property') vars[key] += `${field[1] === 'property' ? '.' : ''}${field[2]}`;
     } else break;
   }
   return vars;
@@ -134,6 +138,45 @@ describe('render.yaml', () => {
     expect(env.HOSPITAL_API_BASE_URL).toBe(loadConfig({}).HOSPITAL_API_BASE_URL);
   });
 });
+
+describe('render-ha.yaml (several instances on Render Postgres)', () => {
+  const yaml = read('render-ha.yaml');
+  const env = renderEnvVars(yaml);
+
+  test('when Render builds, migrates and starts it, then it only runs npm scripts that exist, and migrations run before deploy', () => {
+    const commands = ['buildCommand', 'preDeployCommand', 'startCommand'].map((key) => yamlValue(key, yaml));
+    expect(commands.flatMap(commandProblems)).toEqual([]);
+    expect(yamlValue('preDeployCommand', yaml)).toBe('npm run db:migrate');
+  });
+
+  test('when deployed, then it runs at least two instances with no disk, on the blueprint\'s own database', () => {
+    expect(Number(yamlValue('numInstances', yaml))).toBeGreaterThanOrEqual(2);
+    expect(yaml).not.toMatch(/^\s*disk:/m);
+    const database = /^databases:\s*\n\s*- name:\s*(\S+)/m.exec(yaml)?.[1];
+    expect(database).toBeDefined();
+    expect(env.DATABASE_URL).toBe(`fromDatabase:${database}.connectionString`);
+  });
+
+  test('when Render stops an instance, then it waits longer than the row in flight may take (SHUTDOWN_GRACE_MS)', () => {
+    const grace = loadConfig({ ...definedValues(env), API_KEY: 'x'.repeat(32) }).SHUTDOWN_GRACE_MS;
+    expect(Number(yamlValue('maxShutdownDelaySeconds', yaml)) * 1000).toBeGreaterThan(grace);
+  });
+
+  test('when envVars are set, then each is a setting the service reads (or Render reads), valid with the database URL Render gives', () => {
+    const unknown = Object.keys(env).filter((key) => !configKeys.includes(key) && !PLATFORM_VARS.has(key));
+    expect(unknown).toEqual([]);
+    expect(env.API_KEY).toBeUndefined();
+    expect(Object.keys(env)).toContain('API_KEY');
+    const config = loadConfig({ ...definedValues(env), DATABASE_URL: 'postgresql://user:secret@dpg-x-a/hospital_bulk', API_KEY: 'x'.repeat(32) });
+    expect(config.AUTO_RESUME).toBe(true);
+    expect(env.NODE_VERSION).toBe(renderEnvVars().NODE_VERSION);
+  });
+});
+
+/** The envVars with a literal value (secrets and database links left out). */
+function definedValues(env: Record<string, string | undefined>): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined && !entry[1].startsWith('fromDatabase:')));
+}
 
 describe('documentation of settings', () => {
   test('when a setting exists in src/config.ts, then .env.example lists it', () => {
