@@ -10,7 +10,7 @@ afterEach(async () => stack?.close());
 const upload = (content: string) => request(stack.app).post('/hospitals/bulk').attach('file', Buffer.from(content), 'h.csv');
 
 test('when UPSTREAM_CONCURRENCY is 5, then creates overlap but never more than 5 at once, and the report stays in file order', async () => {
-  stack = await startStack({ sim: { createDelayMs: 30 }, env: { UPSTREAM_CONCURRENCY: '5' } });
+  stack = await startStack({ sim: { createDelayMs: 300 }, env: { UPSTREAM_CONCURRENCY: '5' } });
 
   const res = await upload(csv(20));
 

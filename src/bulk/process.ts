@@ -70,7 +70,9 @@ export async function takeOverBatch(deps: ProcessDeps, held: Claim): Promise<Bat
 /** Deletes the batch upstream and marks it rolled back; from failed, interrupted or completed. */
 export async function rollbackBatch(deps: ProcessDeps, batchId: string): Promise<BatchOutcome> {
   const { claim: held, previous } = await claimWithPrevious(deps, batchId, ROLLBACKABLE, 'rolled back');
-  return rollBackClaimed(deps, held, previous.status, []);
+  // Deleting may take retries: the lease must outlive them, or another instance would
+  // take the batch over and create what is being deleted.
+  return withLease(deps, held, () => rollBackClaimed(deps, held, previous.status, []));
 }
 
 /**
@@ -122,19 +124,26 @@ export function tooManyBatches(max: number): AppError {
   return new AppError('overloaded', `${max} batches are already running, the most this service takes at once; try again in a minute.`);
 }
 
-/** Runs a claimed batch to its end, renewing the lease meanwhile; a lost lease stops it without another write. */
+/** Runs a claimed batch to its end under its lease; a lost lease stops it without another write. */
 async function run(deps: ProcessDeps, held: Claim): Promise<BatchOutcome> {
+  try {
+    return await withLease(deps, held, () => runClaimed(deps, held));
+  } catch (error) {
+    if (!(error instanceof LeaseLostError)) throw error;
+    deps.logger.warn('batch taken over by another instance; this one stops', { batch_id: held.batchId });
+    return outcome(deps.store, held.batchId);
+  }
+}
+
+/** Renews the claim's lease (every third of BATCH_LEASE_MS) for as long as `work` runs. */
+async function withLease<T>(deps: ProcessDeps, held: Claim, work: () => Promise<T>): Promise<T> {
   const renew = setInterval(() => {
     deps.store.renewLease(held, deps.config.BATCH_LEASE_MS).catch((error: unknown) => {
       deps.logger.warn('lease renewal failed', { batch_id: held.batchId, error: String(error) });
     });
   }, Math.max(50, Math.floor(deps.config.BATCH_LEASE_MS / 3)));
   try {
-    return await runClaimed(deps, held);
-  } catch (error) {
-    if (!(error instanceof LeaseLostError)) throw error;
-    deps.logger.warn('batch taken over by another instance; this one stops', { batch_id: held.batchId });
-    return outcome(deps.store, held.batchId);
+    return await work();
   } finally {
     clearInterval(renew);
   }

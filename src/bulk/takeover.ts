@@ -9,8 +9,9 @@ import { takeOverBatch, type ProcessDeps } from './process.js';
 export function startTakeover(deps: ProcessDeps): { stop: () => void } {
   const { store, config, logger, lifecycle } = deps;
   // A handover (SIGTERM) should continue within about a second; an expired lease is
-  // noticed within a quarter of the lease.
-  const pollMs = Math.max(50, Math.min(1_000, Math.floor(config.BATCH_LEASE_MS / 4)));
+  // noticed within a tenth of the lease (leases are renewed every third, so a take-over
+  // comes at most ~1.1 leases after the owner died).
+  const pollMs = Math.max(50, Math.min(1_000, Math.floor(config.BATCH_LEASE_MS / 10)));
   let busy = false;
 
   const tick = async () => {
