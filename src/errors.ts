@@ -34,13 +34,14 @@ export class AppError extends Error {
     message: string,
     /** Extra members for the problem JSON body, e.g. `{ errors: [...] }` or `{ batch_id }`. */
     readonly extra: Record<string, unknown> = {},
-    options?: { cause?: unknown },
+    /** `retryAfterSeconds` replaces the code's usual wait when the exact one is known (a rate limit's reset). */
+    options?: { cause?: unknown; retryAfterSeconds?: number },
   ) {
     super(message, options);
     const entry: { status: number; title: string; retryAfterSeconds?: number } = catalogue[code];
     this.status = entry.status;
     this.title = entry.title;
-    this.retryAfterSeconds = entry.retryAfterSeconds;
+    this.retryAfterSeconds = options?.retryAfterSeconds ?? entry.retryAfterSeconds;
   }
 }
 

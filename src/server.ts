@@ -41,7 +41,8 @@ async function main(): Promise<void> {
   server.listen(config.PORT, config.HOST);
   await once(server, 'listening');
   if (config.API_KEY === undefined && config.NODE_ENV === 'production') {
-    logger.warn('API_KEY is not set: anyone who can reach this service can create hospitals with it');
+    // Only reachable with ALLOW_NO_API_KEY=true: loadConfig refuses production without a key otherwise.
+    logger.warn('API_KEY is not set (ALLOW_NO_API_KEY=true): the API relies on the authentication in front of this service');
   }
   const address = server.address();
   logger.info('listening', {

@@ -5,9 +5,7 @@ import type { Logger } from '../logger.js';
 
 /** Sends an RFC 9457 problem document. */
 export function sendProblem(res: Response, error: AppError): void {
-  if (error.retryAfterSeconds !== undefined && !res.getHeader('Retry-After')) {
-    res.setHeader('Retry-After', String(error.retryAfterSeconds));
-  }
+  if (error.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(error.retryAfterSeconds));
   res
     .status(error.status)
     .type('application/problem+json')
