@@ -3,9 +3,23 @@ import type { Db } from '../db/database.js';
 import { findBatchByIdempotencyKey, insertBatch } from '../db/queries.js';
 import type { BatchRecord } from '../db/schema.js';
 import { AppError } from '../errors.js';
-import { readHospitalsCsv } from './csv.js';
+import { readHospitalsCsv, type HospitalRow } from './csv.js';
 
 export type Accepted = { kind: 'new'; batchId: string } | { kind: 'replay'; batch: BatchRecord };
+
+/** An uploaded file as read, or why it cannot be: the verdict waits for acceptUpload. */
+export type UploadRead = { rows: HospitalRow[] } | { error: unknown };
+
+/**
+ * Reads the file before acceptUpload: the read yields to the event loop, and acceptUpload
+ * must not, so that its lookup, room check and insert, and the caller's track(), share a tick.
+ */
+export function readUpload(content: Buffer, limits: { maxRows: number }): Promise<UploadRead> {
+  return readHospitalsCsv(content, limits).then(
+    (rows) => ({ rows }),
+    (error: unknown) => ({ error }),
+  );
+}
 
 /**
  * Validates an upload and records it as a pending batch with all its rows, before anything
@@ -16,8 +30,8 @@ export type Accepted = { kind: 'new'; batchId: string } | { kind: 'replay'; batc
  */
 export function acceptUpload(
   db: Db,
-  upload: { content: Buffer; filename: string; idempotencyKey: string | null },
-  limits: { maxRows: number; assertRoomForBatch: () => void },
+  upload: { content: Buffer; filename: string; idempotencyKey: string | null; read: UploadRead },
+  limits: { assertRoomForBatch: () => void },
 ): Accepted {
   const fileSha256 = createHash('sha256').update(upload.content).digest('hex');
   const earlier = upload.idempotencyKey ? findBatchByIdempotencyKey(db, upload.idempotencyKey) : undefined;
@@ -31,7 +45,8 @@ export function acceptUpload(
     }
     return { kind: 'replay', batch: earlier };
   }
-  const rows = readHospitalsCsv(upload.content, limits);
+  if ('error' in upload.read) throw upload.read.error;
+  const { rows } = upload.read;
   limits.assertRoomForBatch();
   const batchId = randomUUID();
   // better-sqlite3 is synchronous: nothing can slip in between the lookup above and this insert.

@@ -1,6 +1,7 @@
-import { CsvError, parse } from 'csv-parse/sync';
 import { AppError } from '../errors.js';
 import type { CsvProblem } from '../errors.js';
+import { parseRecords, Turns, type ParsedRecord } from './csvRecords.js';
+import { strip } from './whitespace.js';
 
 /** One data row of an uploaded hospitals CSV, with where it came from. */
 export interface HospitalRow {
@@ -31,61 +32,70 @@ const MAX_ECHO = 40;
 const ZIP_MAGIC = Buffer.from('PK\x03\x04', 'latin1');
 const SAVE_AS_UTF8 = 'Upload a CSV saved as UTF-8 (in Excel: "CSV UTF-8").';
 
-interface ParsedRecord {
-  fields: string[];
-  line: number;
+/** Readers and the dry run list at most this many problems; the rest are only counted. */
+const MAX_KEPT_PROBLEMS = 1_000;
+
+/** What an upload is told about its file: every row as read, the problems, and how many there are in all. */
+export interface Inspection {
+  rows: HospitalRow[];
+  /** The first 1,000 problems in file order: more than a file of MAX_ROWS rows can have, except in its header. */
+  problems: CsvProblem[];
+  problemCount: number;
 }
 
 /** Reads an uploaded CSV into hospital rows, or throws AppError with every problem found. */
-export function readHospitalsCsv(content: Buffer, limits: CsvLimits): HospitalRow[] {
-  const { rows, problems } = inspectHospitalsCsv(content, limits);
-  if (problems.length > 0) throw invalid(problems);
+export async function readHospitalsCsv(content: Buffer, limits: CsvLimits): Promise<HospitalRow[]> {
+  const { rows, problems, problemCount } = await inspectHospitalsCsv(content, limits);
+  if (problemCount > 0) throw invalid(problems, problemCount);
   return rows;
 }
 
 /**
  * Every row as read (problems or not) and every problem found, for a dry run that shows
  * the file with its errors marked. Throws only when the bytes are not UTF-8 text at all.
+ * Reading stops once the file is known to hold more than `maxRows` data rows, and yields
+ * to the event loop as it goes, so no file holds the service for long.
  */
-export function inspectHospitalsCsv(content: Buffer, limits: CsvLimits): { rows: HospitalRow[]; problems: CsvProblem[] } {
+export async function inspectHospitalsCsv(content: Buffer, limits: CsvLimits): Promise<Inspection> {
   const maxFieldLength = limits.maxFieldLength ?? 255;
   const text = decode(content);
-  let records: ParsedRecord[];
-  try {
-    records = parseRecords(text);
-  } catch (error) {
-    if (error instanceof AppError && error.code === 'invalid_csv') return { rows: [], problems: error.extra['errors'] as CsvProblem[] };
-    throw error;
-  }
+  // The header, the rows allowed and one more: enough to know the file is too long.
+  const turns = new Turns();
+  const { records, more, syntax, restore } = await parseRecords(text, limits.maxRows + 2, turns);
+  if (syntax) return { rows: [], problems: [syntax], problemCount: 1 };
   const [header, ...data] = records;
   if (header === undefined) {
-    return {
-      rows: [],
-      problems: [fileProblem('The file is empty: expected a header row name,address,phone and at least one data row')],
-    };
+    const empty = fileProblem('The file is empty: expected a header row name,address,phone and at least one data row');
+    return { rows: [], problems: [empty], problemCount: 1 };
   }
 
-  const problems: CsvProblem[] = [];
-  if (data.length === 0) problems.push(fileProblem('The file has a header but no data rows'));
-  if (data.length > limits.maxRows) {
-    problems.push(
-      fileProblem(`The file has ${data.length} data rows; at most ${limits.maxRows} are allowed per upload`),
-    );
+  const problems = new ProblemLog();
+  if (data.length === 0) problems.add(fileProblem('The file has a header but no data rows'));
+  if (more || data.length > limits.maxRows) {
+    problems.add(fileProblem(`The file has more than ${limits.maxRows} data rows; at most ${limits.maxRows} are allowed per upload`));
   }
-  const index = readHeader(header, problems);
+  const index = await readHeader(header, restore, problems, turns);
   // Rows past the limit are not checked: the file has to be split anyway.
   const rows = data
     .slice(0, limits.maxRows)
-    .map((record, i) => readRow(record, i + 1, header.fields.length, index, maxFieldLength, problems));
-  return { rows, problems };
+    .map((record, i) => readRow(record, i + 1, header.fields.length, index, { maxFieldLength, restore }, problems));
+  return { rows, problems: problems.kept, problemCount: problems.count };
 }
 
 /** Caps a problem list so a hostile file cannot make the answer huge. */
-export function listedProblems(problems: CsvProblem[]): CsvProblem[] {
-  const total = problems.length;
+export function listedProblems(problems: CsvProblem[], total = problems.length): CsvProblem[] {
   return total > MAX_LISTED_PROBLEMS
     ? [...problems.slice(0, MAX_LISTED_PROBLEMS), fileProblem(`…and ${total - MAX_LISTED_PROBLEMS} more problems`)]
     : problems;
+}
+
+/** Problems in the order found: all counted, the first MAX_KEPT_PROBLEMS kept. */
+class ProblemLog {
+  readonly kept: CsvProblem[] = [];
+  count = 0;
+  add(problem: CsvProblem): void {
+    if (this.count++ < MAX_KEPT_PROBLEMS) this.kept.push(problem);
+  }
 }
 
 function decode(content: Buffer): string {
@@ -118,89 +128,24 @@ function decode(content: Buffer): string {
   }
 }
 
-/**
- * Splits the text into non-blank records, each with the line it starts on. Lines are counted
- * here from the raw text because csv-parse's own counter is off after a CRLF inside quotes
- * and only gives the line where a record ends.
- */
-function parseRecords(text: string): ParsedRecord[] {
-  const records: ParsedRecord[] = [];
-  let nextLine = 1; // first line not consumed by an emitted record
-  try {
-    parse(text, {
-      // Explicit: auto-detection locks onto the first ending it meets, and mixed files exist.
-      record_delimiter: ['\r\n', '\n', '\r'],
-      // Field counts are checked per row below, so every bad row is reported, not just the first.
-      relax_column_count: true,
-      // trim lets whitespace surround quotes and turns whitespace-only lines into skippable empty ones.
-      trim: true,
-      skip_empty_lines: true,
-      // raw is each record's source text, preceded by the blank lines skipped before it.
-      raw: true,
-      on_record: (emitted) => {
-        // With raw: true csv-parse hands over { record, raw }, not the bare fields its types promise.
-        const { record, raw } = emitted as unknown as { record: string[]; raw: string };
-        records.push({ fields: record, line: nextLine + countLineBreaks(blankLinesAtStart(raw)) });
-        nextLine += countLineBreaks(raw);
-        return null; // collected above
-      },
-    });
-  } catch (err) {
-    if (!(err instanceof CsvError)) throw err;
-    throw invalid([syntaxProblem(err, nextLine, records.length === 0 ? null : records.length)]);
-  }
-  return records;
-}
-
-/** Translates a csv-parse syntax error into a problem a spreadsheet user can act on. */
-function syntaxProblem(err: CsvError, nextLine: number, row: number | null): CsvProblem {
-  // raw runs from the end of the last good record to where parsing stopped.
-  const raw = typeof err['raw'] === 'string' ? err['raw'] : '';
-  const lineAt = (offset: number) => nextLine + countLineBreaks(raw.slice(0, offset));
-  const problem = (line: number, what: string): CsvProblem => ({ row, line, column: null, message: `Line ${line}: ${what}` });
-  switch (err.code) {
-    case 'CSV_QUOTE_NOT_CLOSED':
-      // csv-parse reports the last line of the file; the user needs the line where the quote opened.
-      return problem(lineAt(unclosedQuoteOffset(raw)), 'a quoted value is never closed (check for a stray " character)');
-    case 'INVALID_OPENING_QUOTE':
-      return problem(
-        lineAt(raw.length),
-        'a " character appears inside a value that is not quoted; put the whole value in quotes and double the " inside it ("")',
-      );
-    case 'CSV_INVALID_CLOSING_QUOTE':
-    case 'CSV_NON_TRIMABLE_CHAR_AFTER_CLOSING_QUOTE':
-      return problem(
-        lineAt(raw.length),
-        'a quoted value is followed by more text before the next comma; put the whole value in quotes and double any " inside it ("")',
-      );
-    default:
-      return problem(lineAt(raw.length), 'this line could not be read as CSV');
-  }
-}
-
-/** Offset of the quote that opens a field never closed, replaying the only quoting csv-parse accepted up to there. */
-function unclosedQuoteOffset(raw: string): number {
-  let open = -1;
-  for (let i = 0; i < raw.length; i++) {
-    if (raw[i] !== '"') continue;
-    if (open === -1) open = i;
-    else if (raw[i + 1] === '"') i++;
-    else open = -1;
-  }
-  return Math.max(open, 0);
-}
-
-function readHeader(header: ParsedRecord, problems: CsvProblem[]): Map<Column, number> {
+async function readHeader(
+  header: ParsedRecord,
+  restore: (field: string) => string,
+  problems: ProblemLog,
+  turns: Turns,
+): Promise<Map<Column, number>> {
   const index = new Map<Column, number>();
-  const problem = (column: string | null, message: string) => problems.push({ row: null, line: header.line, column, message });
-  header.fields.forEach((field, i) => {
-    const written = field.trim();
+  const problem = (column: string | null, message: string) => problems.add({ row: null, line: header.line, column, message });
+  for (const [i, field] of header.fields.entries()) {
+    // A hostile header has a million fields: every 256th, see whether the event loop is due a turn.
+    if (i % 256 === 255 && turns.due()) await turns.pass();
+    const written = strip(restore(field));
     const name = written.toLowerCase();
     if (written === '') problem(null, `Column ${i + 1} of the header has no name; ${ALLOWED}`);
     else if (!isColumn(name)) problem(echo(written), `Unknown column "${echo(written)}"; ${ALLOWED}`);
     else if (index.has(name)) problem(name, `Column "${name}" appears more than once in the header`);
     else index.set(name, i);
-  });
+  }
   for (const column of REQUIRED) {
     if (!index.has(column)) problem(column, `Required column "${column}" is missing from the header`);
   }
@@ -212,8 +157,8 @@ function readRow(
   row: number,
   width: number,
   index: Map<Column, number>,
-  maxFieldLength: number,
-  problems: CsvProblem[],
+  { maxFieldLength, restore }: { maxFieldLength: number; restore: (field: string) => string },
+  problems: ProblemLog,
 ): HospitalRow {
   const { fields, line } = record;
   const values = new Map<Column, string>();
@@ -225,20 +170,21 @@ function readRow(
     phone: values.get('phone') || null,
   });
   if (fields.length !== width) {
-    problems.push({ row, line, column: null, message: `Line ${line} has ${count(fields.length, 'field')}; the header has ${width}` });
+    problems.add({ row, line, column: null, message: `Line ${line} has ${count(fields.length, 'field')}; the header has ${width}` });
     // Shown as far as it goes (a dry run previews it), but its values are not checked.
     for (const column of COLUMNS) {
       const i = index.get(column);
-      if (i !== undefined) values.set(column, (fields[i] ?? '').trim());
+      if (i !== undefined) values.set(column, strip(restore(fields[i] ?? '')));
     }
     return read();
   }
   for (const column of COLUMNS) {
     const i = index.get(column);
     if (i === undefined) continue;
-    const value = (fields[i] ?? '').trim();
+    // Python's strip, as the directory's: blank here exactly when it would refuse the value.
+    const value = strip(restore(fields[i] ?? ''));
     values.set(column, value);
-    const problem = (what: string) => problems.push({ row, line, column, message: `Line ${line}: ${what}` });
+    const problem = (what: string) => problems.add({ row, line, column, message: `Line ${line}: ${what}` });
     if (value === '' && REQUIRED.includes(column)) problem(`${column} is required`);
     else if (value.length > maxFieldLength) {
       problem(`${column} is ${value.length} characters long; at most ${maxFieldLength} characters are allowed`);
@@ -247,9 +193,9 @@ function readRow(
   return read();
 }
 
-function invalid(problems: CsvProblem[]): AppError {
-  return new AppError('invalid_csv', `The CSV has ${count(problems.length, 'problem')}; nothing was created.`, {
-    errors: listedProblems(problems),
+function invalid(problems: CsvProblem[], total: number): AppError {
+  return new AppError('invalid_csv', `The CSV has ${count(total, 'problem')}; nothing was created.`, {
+    errors: listedProblems(problems, total),
   });
 }
 
@@ -259,15 +205,6 @@ function fileProblem(message: string): CsvProblem {
 
 function isColumn(name: string): name is Column {
   return (COLUMNS as readonly string[]).includes(name);
-}
-
-/** Whole lines made only of whitespace at the start of a record's raw text: the skipped blank lines. */
-function blankLinesAtStart(raw: string): string {
-  return /^(?:[^\S\r\n]*(?:\r\n|\r|\n))*/.exec(raw)?.[0] ?? '';
-}
-
-function countLineBreaks(text: string): number {
-  return text.match(/\r\n|\r|\n/g)?.length ?? 0;
 }
 
 function echo(text: string): string {

@@ -24,18 +24,20 @@ export async function dryRun(
 ) {
   let rows: HospitalRow[] = [];
   let problems: CsvProblem[];
+  let problemCount: number;
   try {
-    ({ rows, problems } = inspectHospitalsCsv(content, { maxRows: deps.config.MAX_ROWS }));
+    ({ rows, problems, problemCount } = await inspectHospitalsCsv(content, { maxRows: deps.config.MAX_ROWS }));
   } catch (error) {
     if (!(error instanceof AppError) || error.code !== 'unsupported_media_type') throw error;
     problems = [{ row: null, line: null, column: null, message: error.message }];
+    problemCount = 1;
   }
   const warnings = [...repeatedRows(rows), ...(rows.length > 0 ? await alreadyInDirectory(deps.directory, rows) : [])];
   return {
-    valid: problems.length === 0,
+    valid: problemCount === 0,
     total_rows: rows.length,
     rows: rows.map(({ row, name, address, phone }) => ({ row, name, address, phone })),
-    errors: listedProblems(problems),
+    errors: listedProblems(problems, problemCount),
     warnings,
   };
 }

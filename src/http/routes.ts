@@ -1,7 +1,7 @@
 import { Router, type Request, type RequestHandler } from 'express';
 import { z } from 'zod';
 import type { Deps } from '../deps.js';
-import { acceptUpload } from '../bulk/accept.js';
+import { acceptUpload, readUpload } from '../bulk/accept.js';
 import { processBatch, resumeBatch, rollbackBatch } from '../bulk/process.js';
 import { toProgress, toReport, toSummary, type BatchReport } from '../bulk/report.js';
 import { findBatch, findRows, listBatches } from '../db/queries.js';
@@ -17,14 +17,16 @@ export function bulkRoutes(deps: Deps): Router {
   const assertRoomForBatch = limitActiveBatches(deps.config, () => deps.lifecycle.active);
   router.post('/hospitals/bulk', refuseWhileStopping(deps), ...receiveCsv(deps.config.MAX_UPLOAD_BYTES), async (req, res) => {
     const key = req.get('idempotency-key');
+    const read = await readUpload(req.file!.buffer, { maxRows: deps.config.MAX_ROWS });
     const accepted = acceptUpload(
       deps.db,
       {
         content: req.file!.buffer,
         filename: displayName(req.file!.originalname),
         idempotencyKey: key === undefined ? null : parseOrThrow(idempotencyKey, key),
+        read,
       },
-      { maxRows: deps.config.MAX_ROWS, assertRoomForBatch },
+      { assertRoomForBatch },
     );
     if (accepted.kind === 'replay') {
       const { batch } = accepted;
