@@ -228,3 +228,63 @@ describe("when Node's HTTP parser refuses the request itself", () => {
     await expectNothingHappened();
   });
 });
+
+describe('rate limits that fit the work', () => {
+  const csv = Buffer.from('name,address\nGeneral Hospital,1 Main St\n');
+  const exactWait = (res: request.Response, what: string, limit: number) => {
+    const seconds = Number(res.headers['retry-after']);
+    expect(Number.isInteger(seconds) && seconds >= 1 && seconds <= 60).toBe(true);
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(res.body).toMatchObject({
+      status: 429,
+      detail: `At most ${limit} ${what} per minute from one client; try again in ${seconds} second${seconds === 1 ? '' : 's'}.`,
+    });
+  };
+
+  test('when a client has used its uploads, then dry runs still go through on their own budget (VALIDATE_RATE_PER_MIN), until that too is spent', async () => {
+    stack = await startStack({ env: { UPLOAD_RATE_PER_MIN: '1', VALIDATE_RATE_PER_MIN: '2' } });
+    expect((await request(stack.app).post('/hospitals/bulk').attach('file', csv, 'h.csv')).status).toBe(200);
+    const before = stack.sim.requests.length;
+
+    const upload = await request(stack.app).post('/hospitals/bulk').attach('file', csv, 'h.csv');
+    const dryRuns = [];
+    for (let i = 0; i < 3; i++) dryRuns.push(await request(stack.app).post('/hospitals/bulk/validate').attach('file', csv, 'h.csv'));
+
+    expect(upload.status).toBe(429);
+    exactWait(upload, 'uploads, resumes and rollbacks', 1);
+    expect(dryRuns.map((res) => res.status)).toEqual([200, 200, 429]);
+    exactWait(dryRuns[2]!, 'dry runs', 2);
+    // Only the two dry runs' directory reads went out; no batch was recorded for the refused upload.
+    expect(stack.sim.requests.slice(before).every((r) => r.method === 'GET')).toBe(true);
+    expect((await request(stack.app).get('/batches')).body.batches).toHaveLength(1);
+  });
+
+  test('when a client has used its write budget, then a rollback answers 429 and deletes nothing upstream', async () => {
+    stack = await startStack({ env: { UPLOAD_RATE_PER_MIN: '1' } });
+    const created = await request(stack.app).post('/hospitals/bulk').attach('file', csv, 'h.csv');
+    expect(created.status).toBe(200);
+
+    const rollback = await request(stack.app).post(`/batches/${created.body.batch_id}/rollback`);
+
+    expect(rollback.status).toBe(429);
+    exactWait(rollback, 'uploads, resumes and rollbacks', 1);
+    expect(stack.sim.requests.filter((r) => r.method === 'DELETE')).toEqual([]);
+    expect(stack.sim.hospitals()).toHaveLength(1);
+    expect((await request(stack.app).get(`/batches/${created.body.batch_id}`)).body.status).toBe('completed');
+  });
+});
+
+describe('the event stream', () => {
+  test('when the batch has finished, then the stream ends with its report and the server closes the connection', async () => {
+    await serve();
+    const created = await request(stack.app).post('/hospitals/bulk').attach('file', Buffer.from('name,address\nA,1 Main St\n'), 'h.csv');
+    expect(created.status).toBe(200);
+
+    // Keep-alive asked for: only the server's Connection: close ends the socket.
+    const answer = await exchange(rawRequest('GET', `/batches/${created.body.batch_id}/events`, { Connection: 'keep-alive' }));
+
+    expect(answer.status).toBe(200);
+    expect(answer.headers['connection']).toBe('close');
+    expect(answer.body).toMatch(/event: report\ndata: \{.*"status":"completed"/);
+  });
+});
