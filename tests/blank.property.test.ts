@@ -6,7 +6,8 @@
  */
 import fc from 'fast-check';
 import request from 'supertest';
-import { readUpload } from '../src/bulk/read.js';
+import { inspectUpload, readUpload } from '../src/bulk/read.js';
+import { writeWorkbook } from '../src/bulk/xlsxWrite.js';
 import { isBlank, strip } from '../src/bulk/whitespace.js';
 import { startSimulator, startStack, type Stack } from './helpers.js';
 import type { Simulator } from '../simulator/simulator.js';
@@ -113,5 +114,28 @@ describe('over HTTP', () => {
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ status: 'completed', hospitals: [{ name: '\uFEFF', status: 'created_and_activated' }] });
     expect(stack.sim.hospitals()).toEqual([expect.objectContaining({ name: '\uFEFF', address: '1 Main St' })]);
+  });
+});
+
+describe('in workbooks and header names', () => {
+  test('when workbook cells or header names hold Python-only whitespace, then they are blank exactly as in a CSV: U+001C–U+001F and U+0085 strip, U+FEFF stays', async () => {
+    const rows = [
+      ['\u001fHospital Name\u0085', 'address\u001c'],
+      ['\u001c\u001d\u0085', '1 Main St'],
+      ['\uFEFF', '2 High St\u001e'],
+    ];
+    const csv = Buffer.from(rows.map((r) => r.map((v) => `"${v}"`).join(',')).join('\n'), 'utf8');
+    for (const file of [writeWorkbook(rows), csv]) {
+      const read = await inspectUpload(file, { maxRows: 20 });
+      expect(read.format.columns).toEqual([
+        { header: 'Hospital Name', field: 'name' },
+        { header: 'address', field: 'address' },
+      ]);
+      expect(read.rows.map(({ row, name, address }) => ({ row, name, address }))).toEqual([
+        { row: 1, name: '', address: '1 Main St' },
+        { row: 2, name: '\uFEFF', address: '2 High St' },
+      ]);
+      expect(read.problems).toEqual([expect.objectContaining({ row: 1, column: 'name', message: expect.stringMatching(/name is required$/) })]);
+    }
   });
 });

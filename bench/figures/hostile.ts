@@ -120,7 +120,7 @@ export async function hostile(): Promise<FigureResult> {
           .join('; ')}.`,
       ],
       analysis: [
-        `hostile: the CSV is parsed a kilobyte at a time and the reader gives the event loop a turn every 3 ms of work (src/bulk/csvRecords.ts); reading stops after MAX_ROWS + 1 data rows or at a record of more than 10,000 fields, so the worst round (${perShape.reduce((a, b) => (b.max > a.max ? b : a)).shape}) held /health for at most ${ms(Math.max(...all), 1)}.`,
+        `hostile: the CSV is parsed a kilobyte at a time and the readers share one budget of 4 ms of work per event-loop turn (src/bulk/csvRecords.ts Turns), so ten readers at once delay an I/O callback by about one budget, not ten; the delimiter is found from the first 4 KiB of the header; reading stops after MAX_ROWS + 1 data rows or at a record of more than 10,000 fields, so the worst round (${perShape.reduce((a, b) => (b.max > a.max ? b : a)).shape}) held /health for at most ${ms(Math.max(...all), 1)}.`,
       ],
     };
   } finally {

@@ -11,18 +11,36 @@ export interface ParsedRecord {
 
 /**
  * Cooperative scheduling for CPU-bound reading: work in small pieces and give the event loop
- * a turn once TURN_MS of work has been done since the last one. With ten hostile files read
- * at once, each takes its few milliseconds per turn and a GET /health waits for no more than
- * their sum (`npm run bench -- hostile` measures it).
+ * a turn once this reader's share of a turn has been spent. Every reader that yields runs
+ * again in the next turn's check phase, one after another, before the loop comes back to
+ * I/O; so the share is the turn's budget (TURN_MS) divided among the readers that yielded
+ * last time. With ten hostile files read at once, a GET /health waits for one budget, not
+ * for ten (`npm run bench -- hostile` measures it).
  */
 export class Turns {
-  static readonly TURN_MS = 3;
+  static readonly TURN_MS = 4;
+  /** The least a reader works before yielding: a piece must make progress. */
+  static readonly MIN_SHARE_MS = 0.25;
+  /** This turn's share per reader, and the readers that have yielded for the next turn. */
+  private static share = Turns.TURN_MS;
+  private static waiting = 0;
+  private static counting = false;
   private started = performance.now();
-  /** Whether this turn's time is spent: check it often, it costs one clock read. */
+  /** Whether this reader's share is spent: check it often, it costs one clock read. */
   due(): boolean {
-    return performance.now() - this.started >= Turns.TURN_MS;
+    return performance.now() - this.started >= Turns.share;
   }
   async pass(): Promise<void> {
+    Turns.waiting++;
+    if (!Turns.counting) {
+      Turns.counting = true;
+      // Queued before this reader's own turn, so it runs first in the next check phase.
+      setImmediate(() => {
+        Turns.share = Math.max(Turns.MIN_SHARE_MS, Turns.TURN_MS / Turns.waiting);
+        Turns.waiting = 0;
+        Turns.counting = false;
+      });
+    }
     await nextTurn();
     this.started = performance.now();
   }

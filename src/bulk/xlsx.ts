@@ -30,7 +30,7 @@ export interface Worksheet {
 }
 
 /** XML given to the parser at once: a few milliseconds of work at most before the event loop may get a turn. */
-const XML_PIECE_CHARS = 16 * 1024;
+const XML_PIECE_CHARS = 4 * 1024;
 
 /**
  * Reads one worksheet of an .xlsx workbook (the first, or the one named `sheet`) as a table
