@@ -7,6 +7,8 @@
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+// Python's str.strip() rule, as CONTRACT.md states it: the one definition our validation uses too.
+import { isBlank } from '../src/bulk/whitespace.js';
 
 export type RouteName = 'health' | 'create' | 'list' | 'hospital' | 'batch' | 'activate' | 'deleteBatch';
 
@@ -283,7 +285,7 @@ function validateModel(body: ParsedBody, fields: FieldSpec[]): { values: Map<str
       else errors.push(result);
     } else if (typeof input !== 'string') {
       errors.push({ type: 'string_type', loc, msg: 'Input should be a valid string', input });
-    } else if (field.kind === 'nonblank' && input.trim() === '') {
+    } else if (field.kind === 'nonblank' && isBlank(input)) {
       const label = field.name[0]!.toUpperCase() + field.name.slice(1);
       errors.push({ type: 'value_error', loc, msg: `Value error, ${label} cannot be empty`, input, ctx: { error: {} } });
     } else {

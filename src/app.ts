@@ -7,7 +7,7 @@ import { batchRoutes, bulkRoutes } from './http/routes.js';
 import { errorHandler, notFound } from './http/problem.js';
 import type { Health } from './http/schemas.js';
 import { requestLog } from './http/requestLog.js';
-import { limitUploads, requireApiKey, securityHeaders } from './http/security.js';
+import { limitRate, requireApiKey, securityHeaders } from './http/security.js';
 import { templateRoutes } from './http/templates.js';
 import { webPage } from './http/web.js';
 import { version } from './version.js';
@@ -25,7 +25,9 @@ export function createApp(deps: Deps): express.Express {
   });
   // The API needs the key (when one is set); /health, /docs, /openapi.json and the page do not.
   app.use(['/hospitals', '/batches'], requireApiKey(deps.config.API_KEY));
-  app.post(['/hospitals/bulk', '/hospitals/bulk/validate', '/batches/:id/resume'], limitUploads(deps.config.UPLOAD_RATE_PER_MIN));
+  // Writes share one budget (each spends the directory's create or delete quota); a dry run costs one read.
+  app.post(['/hospitals/bulk', '/batches/:id/resume', '/batches/:id/rollback'], limitRate(deps.config.UPLOAD_RATE_PER_MIN, 'uploads, resumes and rollbacks'));
+  app.post('/hospitals/bulk/validate', limitRate(deps.config.VALIDATE_RATE_PER_MIN, 'dry runs'));
   app.use(fileRoutes(deps));
   app.use(bulkRoutes(deps));
   app.use(batchRoutes(deps));

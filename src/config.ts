@@ -60,10 +60,14 @@ export const configSchema = z.object({
   /** On SIGTERM/SIGINT, how long the row in flight may take before the batch is marked interrupted. */
   SHUTDOWN_GRACE_MS: int(0).default(10_000),
 
-  /** When set, every API route needs `Authorization: Bearer <API_KEY>`; unset leaves the API open. */
+  /** When set, every API route needs `Authorization: Bearer <API_KEY>`; production refuses to start without it. */
   API_KEY: z.string().min(16, { error: 'must be at least 16 characters (use a long random secret)' }).optional(),
-  /** Uploads, dry runs and resumes per client IP per minute. */
+  /** The explicit opt-out for a production deployment whose own proxy or platform authenticates callers. */
+  ALLOW_NO_API_KEY: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false').transform((value) => value === 'true'),
+  /** Uploads, resumes and rollbacks per client IP per minute: each spends the directory's create quota. */
   UPLOAD_RATE_PER_MIN: int(1).default(10),
+  /** Dry runs per client IP per minute: each costs one paced directory read, not a batch. */
+  VALIDATE_RATE_PER_MIN: int(1).default(60),
   /** Batches queued or running at once across all clients; more answer 503. */
   MAX_ACTIVE_BATCHES: int(1).default(5),
   /** Time allowed to RECEIVE a whole request (slow-drip uploads); the response may take as long as a batch needs. */
@@ -79,6 +83,9 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
+/** Variables whose values are never echoed, whatever is wrong with them. */
+const SECRET_VARIABLES = new Set(['API_KEY']);
+
 /** Parses the environment; throws ConfigError naming every bad variable and what it allows. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   // An empty variable (FOO= in a .env file) means "use the default", not "the empty string".
@@ -88,10 +95,36 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       .map(([name, value]) => [name, value.trim()]),
   );
   const parsed = configSchema.safeParse(present);
-  if (parsed.success) return parsed.data;
-  const lines = parsed.error.issues.map((issue) => {
-    const name = String(issue.path[0]);
-    return `${name}=${JSON.stringify(env[name])}: ${issue.message}`;
-  });
-  throw new ConfigError(`Invalid configuration:\n  ${lines.join('\n  ')}`);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => {
+      const name = String(issue.path[0]);
+      return `${name}=${shown(name, env[name])}: ${issue.message}`;
+    });
+    throw new ConfigError(`Invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  assertApiKeyInProduction(parsed.data);
+  return parsed.data;
 }
+
+/** Secure by default: a public production URL without a key would let anyone spend the directory's quota. */
+function assertApiKeyInProduction(config: Config): void {
+  if (config.NODE_ENV !== 'production' || config.API_KEY !== undefined || config.ALLOW_NO_API_KEY) return;
+  throw new ConfigError(
+    'Invalid configuration:\n  API_KEY is not set, and NODE_ENV=production refuses to start with the API open to anyone. ' +
+      'Set API_KEY to a long random secret (at least 16 characters), or set ALLOW_NO_API_KEY=true if this deployment ' +
+      'is behind its own authentication.',
+  );
+}
+
+/**
+ * A value as a config error may show it: a secret only by its length, a URL without its
+ * password (a future DATABASE_URL's credentials must not reach a deploy log either).
+ */
+function shown(name: string, value: string | undefined): string {
+  if (value === undefined) return 'undefined';
+  if (SECRET_VARIABLES.has(name)) return `<hidden, ${value.length} characters>`;
+  return JSON.stringify(withoutPassword(value));
+}
+
+// A regex, not new URL(): a URL too malformed to parse must lose its password too.
+const withoutPassword = (value: string) => value.replace(/(\/\/[^/@\s:]*:)[^@]*@/g, '$1***@');

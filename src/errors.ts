@@ -9,11 +9,13 @@ const catalogue = {
   invalid_csv: { status: 400, title: 'The CSV file is not valid' },
   unauthorized: { status: 401, title: 'API key required' },
   not_found: { status: 404, title: 'Not found' },
+  request_timeout: { status: 408, title: 'Request not received in time' },
   conflict: { status: 409, title: 'Conflict' },
   payload_too_large: { status: 413, title: 'Upload too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported file type' },
   idempotency_key_reused: { status: 422, title: 'Idempotency-Key reused with a different file' },
   rate_limited: { status: 429, title: 'Too many uploads', retryAfterSeconds: 60 },
+  headers_too_large: { status: 431, title: 'Request headers too large' },
   directory_unavailable: { status: 503, title: 'Hospital Directory unavailable', retryAfterSeconds: 60 },
   shutting_down: { status: 503, title: 'Service shutting down', retryAfterSeconds: 30 },
   overloaded: { status: 503, title: 'Too many batches running', retryAfterSeconds: 30 },
@@ -34,13 +36,14 @@ export class AppError extends Error {
     message: string,
     /** Extra members for the problem JSON body, e.g. `{ errors: [...] }` or `{ batch_id }`. */
     readonly extra: Record<string, unknown> = {},
-    options?: { cause?: unknown },
+    /** `retryAfterSeconds` replaces the code's usual wait when the exact one is known (a rate limit's reset). */
+    options?: { cause?: unknown; retryAfterSeconds?: number },
   ) {
     super(message, options);
     const entry: { status: number; title: string; retryAfterSeconds?: number } = catalogue[code];
     this.status = entry.status;
     this.title = entry.title;
-    this.retryAfterSeconds = entry.retryAfterSeconds;
+    this.retryAfterSeconds = options?.retryAfterSeconds ?? entry.retryAfterSeconds;
   }
 }
 

@@ -1,10 +1,10 @@
 import { once } from 'node:events';
-import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { startTakeover } from './bulk/takeover.js';
 import { buildDeps } from './deps.js';
+import { createHttpServer } from './http/httpServer.js';
 
 /** The entry point: real dependencies, start-up recovery, listening, graceful shutdown. */
 async function main(): Promise<void> {
@@ -29,24 +29,12 @@ async function main(): Promise<void> {
     );
   }
 
-  const server = http.createServer(
-    {
-      // requestTimeout bounds RECEIVING a request (a slow-drip upload), not the answer: a
-      // synchronous 20-row upload may take minutes to answer against the real directory.
-      requestTimeout: config.REQUEST_TIMEOUT_MS,
-      headersTimeout: Math.min(20_000, config.REQUEST_TIMEOUT_MS),
-      // Node enforces those timeouts on a sweep (every 30 s by default): sweep often
-      // enough that the limit means what it says.
-      connectionsCheckingInterval: Math.min(1_000, config.REQUEST_TIMEOUT_MS / 4),
-    },
-    createApp(deps),
-  );
-  // No idle-socket timeout: a synchronous upload's connection is silent until its report.
-  server.setTimeout(0);
+  const server = createHttpServer(createApp(deps), config);
   server.listen(config.PORT, config.HOST);
   await once(server, 'listening');
   if (config.API_KEY === undefined && config.NODE_ENV === 'production') {
-    logger.warn('API_KEY is not set: anyone who can reach this service can create hospitals with it');
+    // Only reachable with ALLOW_NO_API_KEY=true: loadConfig refuses production without a key otherwise.
+    logger.warn('API_KEY is not set (ALLOW_NO_API_KEY=true): the API relies on the authentication in front of this service');
   }
   // From here on this instance also finishes what stopped instances left (or marks it interrupted).
   const takeover = startTakeover(deps);

@@ -10,6 +10,7 @@ import { isUtf8 } from 'node:buffer';
 import fc from 'fast-check';
 import type { CsvLimits, HospitalRow } from '../src/bulk/csv.js';
 import { inspectUpload, readUpload } from '../src/bulk/read.js';
+import { strip } from '../src/bulk/whitespace.js';
 import { AppError, type CsvProblem } from '../src/errors.js';
 
 const MAX = 255;
@@ -19,10 +20,10 @@ type Column = (typeof COLUMNS)[number];
 type Table = Record<Column, string>[];
 const BINARY =
   'The file is not text we can read (it looks like a binary file); we read UTF-8, UTF-16 with a byte order mark (Excel\'s "Unicode Text"), or Windows-1252. Save it from Excel as "CSV UTF-8" or as an Excel workbook (.xlsx) and upload it again.';
-const readHospitalsCsv = (bytes: Buffer, limits: CsvLimits) => readUpload(bytes, limits).rows;
-const inspectHospitalsCsv = (bytes: Buffer, limits: CsvLimits) => {
-  const { rows, problems } = inspectUpload(bytes, limits);
-  return { rows, problems };
+const readHospitalsCsv = async (bytes: Buffer, limits: CsvLimits) => (await readUpload(bytes, limits)).rows;
+const inspectHospitalsCsv = async (bytes: Buffer, limits: CsvLimits) => {
+  const { rows, problems, problemCount } = await inspectUpload(bytes, limits);
+  return { rows, problems, problemCount };
 };
 /** Bytes with no character in Windows-1252 (Microsoft's table leaves them undefined). */
 const CP1252_HOLES = [0x81, 0x8d, 0x8f, 0x90, 0x9d];
@@ -77,7 +78,7 @@ const phoneValue = fc.oneof({ weight: 2, arbitrary: value }, { weight: 1, arbitr
 
 /** Something left after trim. */
 const filledValue = fc
-  .tuple(shortValue, fc.string({ unit: 'grapheme', minLength: 1, maxLength: 3 }).filter((g) => g.trim() !== '' && !g.includes('\u0000')), shortValue)
+  .tuple(shortValue, fc.string({ unit: 'grapheme', minLength: 1, maxLength: 3 }).filter((g) => strip(g) !== '' && !g.includes('\u0000')), shortValue)
   .map(([before, core, after]) => `${before}${core}${after}`);
 
 const table: fc.Arbitrary<Table> = fc.oneof(
@@ -163,9 +164,9 @@ interface Expected {
 }
 
 /**
- * What the reader must return: every value trimmed, blank phone null; problems in row then
- * column order (name, address, phone, whatever the header's order). csv-parse's trim set
- * and String.prototype.trim cover the same whitespace, so the model uses JS trim.
+ * What the reader must return: every value stripped as Python strips it (the directory's
+ * rule, src/bulk/whitespace.ts), blank phone null; problems in row then column order
+ * (name, address, phone, whatever the header's order).
  */
 function expected(rows: Table, s: Style): Expected {
   let line = s.leadingBlankLines.length + 2; // the header is one line with no breaks inside
@@ -173,12 +174,12 @@ function expected(rows: Table, s: Style): Expected {
   rows.forEach((written, i) => {
     const row = i + 1;
     line += s.blankLinesBefore[i] ?? 0;
-    const name = written.name.trim();
-    const address = written.address.trim();
-    const phone = written.phone.trim();
+    const name = strip(written.name);
+    const address = strip(written.address);
+    const phone = strip(written.phone);
     out.rows.push({ row, line, name, address, phone: phone === '' ? null : phone });
     for (const column of COLUMNS) {
-      const v = written[column].trim();
+      const v = strip(written[column]);
       if (v === '' && column !== 'phone') {
         out.problems.push({ row, line, column, message: new RegExp(`^Line ${line}\\b.*\\b${column}\\b.*\\brequired\\b`) });
       } else if (v.length > MAX) {
@@ -192,9 +193,9 @@ function expected(rows: Table, s: Style): Expected {
 }
 
 /** Runs `fn`; a thrown AppError is returned, anything else thrown fails the property. */
-function outcome<T>(fn: () => T): { ok: T } | { error: AppError } {
+async function outcome<T>(fn: () => Promise<T>): Promise<{ ok: T } | { error: AppError }> {
   try {
-    return { ok: fn() };
+    return { ok: await fn() };
   } catch (error) {
     if (error instanceof AppError) return { error };
     throw new Error(`threw a non-AppError: ${String(error)}`, { cause: error });
@@ -209,17 +210,17 @@ const limits = { maxRows: 20 };
 // ---------------------------------------------------------------------------------------------
 
 describe('readHospitalsCsv / inspectHospitalsCsv: properties', () => {
-  test('when any table of 1–20 rows is written as CSV in any style, then it reads back exactly, or is refused naming the row, line and column of each bad value', () => {
-    fc.assert(
-      fc.property(table, style, (rows, s) => {
+  test('when any table of 1–20 rows is written as CSV in any style, then it reads back exactly, or is refused naming the row, line and column of each bad value', async () => {
+    await fc.assert(
+      fc.asyncProperty(table, style, async (rows, s) => {
         const bytes = writeCsv(rows, s);
         const want = expected(rows, s);
 
         // inspect: every row as read (valid or not) and every problem, uncapped.
-        const inspected = outcome(() => inspectHospitalsCsv(bytes, limits));
-        expect(inspected).toEqual({ ok: { rows: want.rows, problems: matchProblems(want.problems) } });
+        const inspected = await outcome(() => inspectHospitalsCsv(bytes, limits));
+        expect(inspected).toEqual({ ok: { rows: want.rows, problems: matchProblems(want.problems), problemCount: want.problems.length } });
 
-        const read = outcome(() => readHospitalsCsv(bytes, limits));
+        const read = await outcome(() => readHospitalsCsv(bytes, limits));
         if (want.problems.length === 0) {
           // Valid iff every name and address is non-blank after trim and every value is ≤ 255 after trim.
           expect(read).toEqual({ ok: want.rows });
@@ -239,9 +240,9 @@ describe('readHospitalsCsv / inspectHospitalsCsv: properties', () => {
     );
   });
 
-  test('when a NUL is anywhere inside any value of an otherwise writable table, then the whole file is refused as binary (415)', () => {
-    fc.assert(
-      fc.property(table, style, fc.nat(), fc.nat(), fc.constantFrom(...COLUMNS), (rows, s, rowPick, at, column) => {
+  test('when a NUL is anywhere inside any value of an otherwise writable table, then the whole file is refused as binary (415)', async () => {
+    await fc.assert(
+      fc.asyncProperty(table, style, fc.nat(), fc.nat(), fc.constantFrom(...COLUMNS), async (rows, s, rowPick, at, column) => {
         const poisoned = rows.map((row) => ({ ...row }));
         const target = poisoned[rowPick % poisoned.length]!;
         const v = target[column];
@@ -249,9 +250,9 @@ describe('readHospitalsCsv / inspectHospitalsCsv: properties', () => {
         target[column] = `${v.slice(0, cut)}\u0000${v.slice(cut)}`;
         const bytes = writeCsv(poisoned, s);
 
-        const runs: (() => unknown)[] = [() => readHospitalsCsv(bytes, limits), () => inspectHospitalsCsv(bytes, limits)];
+        const runs: (() => Promise<unknown>)[] = [() => readHospitalsCsv(bytes, limits), () => inspectHospitalsCsv(bytes, limits)];
         for (const run of runs) {
-          const result = outcome(run);
+          const result = await outcome(run);
           expect('error' in result).toBe(true);
           if (!('error' in result)) return;
           expect(result.error.code).toBe('unsupported_media_type');
@@ -302,13 +303,13 @@ describe('readHospitalsCsv / inspectHospitalsCsv: properties', () => {
     { weight: 1, arbitrary: fc.uint8Array({ maxLength: 200 }).map((u) => Buffer.concat([Buffer.from('PK\x03\x04', 'latin1'), u])) },
   );
 
-  test('when the bytes are anything at all, then the result is valid rows, a 415 exactly when they are not text in an encoding we read, or a 400 listing problems — never anything else', () => {
-    fc.assert(
-      fc.property(anyBytes, fc.integer({ min: 1, max: 20 }), (bytes, maxRows) => {
+  test('when the bytes are anything at all, then the result is valid rows, a 415 exactly when they are not text in an encoding we read, or a 400 listing problems — never anything else', async () => {
+    await fc.assert(
+      fc.asyncProperty(anyBytes, fc.integer({ min: 1, max: 20 }), async (bytes, maxRows) => {
         const zip = bytes.subarray(0, 4).equals(Buffer.from('PK\x03\x04', 'latin1'));
         const notText = !zip && notReadableText(bytes);
-        const read = outcome(() => readHospitalsCsv(bytes, { maxRows }));
-        const inspected = outcome(() => inspectHospitalsCsv(bytes, { maxRows }));
+        const read = await outcome(() => readHospitalsCsv(bytes, { maxRows }));
+        const inspected = await outcome(() => inspectHospitalsCsv(bytes, { maxRows }));
 
         if (zip) {
           // Read as a workbook: these are never one, and the answer is a clean refusal.
@@ -338,12 +339,12 @@ describe('readHospitalsCsv / inspectHospitalsCsv: properties', () => {
             expect(r.line).toBeGreaterThan(i === 0 ? 1 : rows[i - 1]!.line);
             for (const v of [r.name, r.address]) {
               expect(v).not.toBe('');
-              expect(v).toBe(v.trim());
+              expect(v).toBe(strip(v));
               expect(v.length).toBeLessThanOrEqual(MAX);
             }
             if (r.phone !== null) {
               expect(r.phone).not.toBe('');
-              expect(r.phone).toBe(r.phone.trim());
+              expect(r.phone).toBe(strip(r.phone));
               expect(r.phone.length).toBeLessThanOrEqual(MAX);
             }
           });

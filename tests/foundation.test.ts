@@ -85,6 +85,77 @@ describe('loadConfig', () => {
   });
 });
 
+describe('secure by default', () => {
+  const KEY = 'k3y-for-tests-0123456789';
+
+  test('when NODE_ENV=production and API_KEY is unset, then ConfigError names API_KEY and the opt-out ALLOW_NO_API_KEY=true', () => {
+    const { message } = configErrorOf({ NODE_ENV: 'production' });
+
+    expect(message).toMatch(/API_KEY is not set/);
+    expect(message).toContain('ALLOW_NO_API_KEY=true');
+  });
+
+  test('when NODE_ENV=production with API_KEY, or with ALLOW_NO_API_KEY=true, then the configuration is accepted', () => {
+    expect(loadConfig({ NODE_ENV: 'production', API_KEY: KEY })).toMatchObject({ API_KEY: KEY, ALLOW_NO_API_KEY: false });
+    expect(loadConfig({ NODE_ENV: 'production', ALLOW_NO_API_KEY: 'true' })).toMatchObject({ ALLOW_NO_API_KEY: true });
+    expect(loadConfig({ NODE_ENV: 'development' }).API_KEY).toBeUndefined();
+  });
+
+  test('when ALLOW_NO_API_KEY is neither true nor false, then ConfigError names it', () => {
+    expect(configErrorOf({ ALLOW_NO_API_KEY: 'yes' }).message).toContain('ALLOW_NO_API_KEY="yes": must be true or false');
+  });
+
+  test('when API_KEY is too short, then the error names it and its length but never prints its value', () => {
+    const secret = 'hunter2-secret';
+
+    const { message } = configErrorOf({ API_KEY: secret });
+
+    expect(message).toContain('API_KEY=<hidden, 14 characters>: must be at least 16 characters');
+    expect(message).not.toContain(secret);
+    expect(message).not.toContain('hunter2');
+  });
+
+  test('when a bad URL carries a password, then the error shows the URL with the password replaced', () => {
+    const { message } = configErrorOf({ HOSPITAL_API_BASE_URL: 'ftp://admin:pa ss-w0rd@db.internal/x' });
+
+    expect(message).toContain('HOSPITAL_API_BASE_URL="ftp://admin:***@db.internal/x": must be an http(s) URL');
+    expect(message).not.toContain('pa ss-w0rd');
+  });
+
+  test('when VALIDATE_RATE_PER_MIN is unset, then dry runs get 60 a minute, apart from UPLOAD_RATE_PER_MIN', () => {
+    expect(loadConfig({})).toMatchObject({ VALIDATE_RATE_PER_MIN: 60, UPLOAD_RATE_PER_MIN: 10 });
+    expect(configErrorOf({ VALIDATE_RATE_PER_MIN: '0' }).message).toMatch(/VALIDATE_RATE_PER_MIN="0": must be at least 1/);
+  });
+
+  test('when the entry point starts with NODE_ENV=production and no API_KEY, then it exits 1 naming API_KEY and ALLOW_NO_API_KEY, and opens nothing', async () => {
+    const dir = tempDir();
+    try {
+      const databasePath = join(dir.path, 'refused.db');
+      const child = spawn(join(root, 'node_modules/.bin/tsx'), ['src/server.ts'], {
+        cwd: root,
+        env: { PATH: process.env.PATH ?? '', NODE_ENV: 'production', PORT: '0', DATABASE_PATH: databasePath },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      const [code] = (await once(child, 'exit')) as [number | null];
+      clearTimeout(killer);
+
+      expect(code).toBe(1);
+      expect(stderr).toMatch(/API_KEY is not set/);
+      expect(stderr).toContain('ALLOW_NO_API_KEY=true');
+      expect(stderr).not.toMatch(/^\s+at /m);
+      expect(stdout).not.toMatch(/listening/);
+      expect(existsSync(databasePath)).toBe(false);
+    } finally {
+      dir.remove();
+    }
+  }, 30_000);
+});
+
 describe('the entry point (src/server.ts)', () => {
   test('when PORT=abc, then it exits 1 naming PORT on stderr, without a stack trace, and opens nothing', async () => {
     const dir = tempDir();
@@ -204,7 +275,7 @@ describe('HTTP basics', () => {
 describe.each(['production', 'development'])('an unexpected error with NODE_ENV=%s', (nodeEnv) => {
   let stack: Stack;
   beforeAll(async () => {
-    stack = await startStack({ env: { NODE_ENV: nodeEnv } });
+    stack = await startStack({ env: { NODE_ENV: nodeEnv, ALLOW_NO_API_KEY: 'true' } });
   });
   afterAll(async () => {
     await stack.close();

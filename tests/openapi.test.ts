@@ -341,8 +341,8 @@ describe('real answers match the documented schemas', () => {
     expectDocumented(ctx, 'post', '/batches/{id}/resume', stopping);
   });
 
-  test('401 without the API key and 429 past the upload rate; the docs stay open', async () => {
-    stack = await startStack({ env: { API_KEY: KEY, UPLOAD_RATE_PER_MIN: '1' } });
+  test('401 without the API key and 429 past the dry-run rate; the docs stay open', async () => {
+    stack = await startStack({ env: { API_KEY: KEY, VALIDATE_RATE_PER_MIN: '1' } });
     const ctx = await served(stack.app);
 
     const anonymous = await request(stack.app).get('/batches');

@@ -61,6 +61,8 @@ export async function startService(options: { directoryUrl: string; dbPath: stri
       PATH: process.env.PATH ?? '',
       ...FAST_ENV,
       NODE_ENV: 'production',
+      // Production refuses to start without API_KEY; tests that need the key set it in `env`.
+      ALLOW_NO_API_KEY: 'true',
       LOG_LEVEL: 'info',
       HOST: '127.0.0.1',
       PORT: String(port),

@@ -22,7 +22,7 @@ export async function acceptUpload(
   // A replay must not be refused for a file problem or for lack of room: look first.
   const earlier = upload.idempotencyKey ? await store.findBatchByIdempotencyKey(upload.idempotencyKey) : undefined;
   if (earlier) return replay(earlier, fileSha256);
-  const { rows, notices } = readUpload(upload.content, { maxRows: limits.maxRows, sheet: upload.sheet ?? null });
+  const { rows, notices } = await readUpload(upload.content, { maxRows: limits.maxRows, sheet: upload.sheet ?? null });
   const admission = await store.admitBatch(
     {
       id: randomUUID(),

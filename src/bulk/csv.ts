@@ -1,7 +1,10 @@
-import { CsvError, parse } from 'csv-parse/sync';
 import { AppError } from '../errors.js';
 import type { CsvProblem } from '../errors.js';
 import { FIELDS, fieldFor, type Delimiter, type Field } from './columns.js';
+import { parseRecords, Turns, type ParsedRecord } from './csvRecords.js';
+import { strip } from './whitespace.js';
+
+export type { ParsedRecord } from './csvRecords.js';
 
 /** One data row of an uploaded hospitals CSV, with where it came from. */
 export interface HospitalRow {
@@ -29,12 +32,8 @@ const ALLOWED = `allowed columns are ${COLUMNS.join(', ')}`;
 const MAX_LISTED_PROBLEMS = 50;
 /** Longest piece of user text echoed back in a message. */
 const MAX_ECHO = 40;
-
-/** One record of a table (a CSV line or a worksheet row): its values and the line or row it starts on. */
-export interface ParsedRecord {
-  fields: string[];
-  line: number;
-}
+/** Readers and the dry run list at most this many problems; the rest are only counted. */
+const MAX_KEPT_PROBLEMS = 1_000;
 
 /** What a table's header maps: each header as written and the field it fills. */
 export interface ColumnMapping {
@@ -42,153 +41,95 @@ export interface ColumnMapping {
   field: Field;
 }
 
+/** What an upload is told about its table: every row as read, the problems, how many there are in all, and the header's mapping. */
 export interface Inspected {
   rows: HospitalRow[];
+  /** The first 1,000 problems in file order: more than a file of MAX_ROWS rows can have, except in its header. */
   problems: CsvProblem[];
+  problemCount: number;
   columns: ColumnMapping[];
 }
 
 /**
  * Every row of a decoded CSV as read (problems or not) and every problem found, for a dry
  * run that shows the file with its errors marked and for an upload that refuses them.
+ * Reading stops once the file is known to hold more than `maxRows` data rows, and yields
+ * to the event loop as it goes, so no file holds the service for long.
  */
-export function inspectHospitalsCsv(text: string, delimiter: Delimiter, limits: CsvLimits): Inspected {
-  let records: ParsedRecord[];
-  try {
-    records = parseRecords(text, delimiter);
-  } catch (error) {
-    if (error instanceof AppError && error.code === 'invalid_csv') return { rows: [], problems: error.extra['errors'] as CsvProblem[], columns: [] };
-    throw error;
-  }
-  return inspectRecords(records, limits);
+export async function inspectHospitalsCsv(text: string, delimiter: Delimiter, limits: CsvLimits): Promise<Inspected> {
+  const turns = new Turns();
+  // The header, the rows allowed and one more: enough to know the file is too long.
+  const { records, more, syntax } = await parseRecords(text, { delimiter, maxRecords: limits.maxRows + 2 }, turns);
+  if (syntax) return { rows: [], problems: [syntax], problemCount: 1, columns: [] };
+  return inspectRecords(records, limits, { more, turns });
 }
 
-/** The rules every table obeys, whatever file it came from: a header naming the columns, then rows. */
-export function inspectRecords(records: ParsedRecord[], limits: CsvLimits): Inspected {
+/**
+ * The rules every table obeys, whatever file it came from: a header naming the columns, then
+ * rows. `more` says the reader stopped early with more records left. Blank is Python's
+ * blank (whitespace.ts), for header names as for values.
+ */
+export async function inspectRecords(
+  records: ParsedRecord[],
+  limits: CsvLimits,
+  { more = false, turns = new Turns() }: { more?: boolean; turns?: Turns } = {},
+): Promise<Inspected> {
   const maxFieldLength = limits.maxFieldLength ?? 255;
   const [header, ...data] = records;
   if (header === undefined) {
-    return {
-      rows: [],
-      problems: [fileProblem('The file is empty: expected a header row name,address,phone and at least one data row')],
-      columns: [],
-    };
+    const empty = fileProblem('The file is empty: expected a header row name,address,phone and at least one data row');
+    return { rows: [], problems: [empty], problemCount: 1, columns: [] };
   }
 
-  const problems: CsvProblem[] = [];
-  if (data.length === 0) problems.push(fileProblem('The file has a header but no data rows'));
-  if (data.length > limits.maxRows) {
-    problems.push(
-      fileProblem(`The file has ${data.length} data rows; at most ${limits.maxRows} are allowed per upload`),
-    );
+  const problems = new ProblemLog();
+  if (data.length === 0) problems.add(fileProblem('The file has a header but no data rows'));
+  if (more || data.length > limits.maxRows) {
+    problems.add(fileProblem(`The file has more than ${limits.maxRows} data rows; at most ${limits.maxRows} are allowed per upload`));
   }
-  const index = readHeader(header, problems);
+  const index = await readHeader(header, problems, turns);
   // Rows past the limit are not checked: the file has to be split anyway.
   const rows = data
     .slice(0, limits.maxRows)
     .map((record, i) => readRow(record, i + 1, header.fields.length, index, maxFieldLength, problems));
-  const columns = [...index].sort((a, b) => a[1] - b[1]).map(([field, i]) => ({ header: header.fields[i]!.trim(), field }));
-  return { rows, problems, columns };
+  const columns = [...index].sort((a, b) => a[1] - b[1]).map(([field, i]) => ({ header: strip(header.fields[i]!), field }));
+  return { rows, problems: problems.kept, problemCount: problems.count, columns };
 }
 
 /** Caps a problem list so a hostile file cannot make the answer huge. */
-export function listedProblems(problems: CsvProblem[]): CsvProblem[] {
-  const total = problems.length;
+export function listedProblems(problems: CsvProblem[], total = problems.length): CsvProblem[] {
   return total > MAX_LISTED_PROBLEMS
     ? [...problems.slice(0, MAX_LISTED_PROBLEMS), fileProblem(`…and ${total - MAX_LISTED_PROBLEMS} more problems`)]
     : problems;
 }
 
-/**
- * Splits the text into non-blank records, each with the line it starts on. Lines are counted
- * here from the raw text because csv-parse's own counter is off after a CRLF inside quotes
- * and only gives the line where a record ends.
- */
-function parseRecords(text: string, delimiter: Delimiter): ParsedRecord[] {
-  const records: ParsedRecord[] = [];
-  let nextLine = 1; // first line not consumed by an emitted record
-  try {
-    parse(text, {
-      delimiter,
-      // Explicit: auto-detection locks onto the first ending it meets, and mixed files exist.
-      record_delimiter: ['\r\n', '\n', '\r'],
-      // Field counts are checked per row below, so every bad row is reported, not just the first.
-      relax_column_count: true,
-      // trim lets whitespace surround quotes and turns whitespace-only lines into skippable empty ones.
-      trim: true,
-      skip_empty_lines: true,
-      // raw is each record's source text, preceded by the blank lines skipped before it.
-      raw: true,
-      on_record: (emitted) => {
-        // With raw: true csv-parse hands over { record, raw }, not the bare fields its types promise.
-        const { record, raw } = emitted as unknown as { record: string[]; raw: string };
-        records.push({ fields: record, line: nextLine + countLineBreaks(blankLinesAtStart(raw)) });
-        nextLine += countLineBreaks(raw);
-        return null; // collected above
-      },
-    });
-  } catch (err) {
-    if (!(err instanceof CsvError)) throw err;
-    throw invalid([syntaxProblem(err, nextLine, records.length === 0 ? null : records.length)]);
-  }
-  return records;
-}
-
-/** Translates a csv-parse syntax error into a problem a spreadsheet user can act on. */
-function syntaxProblem(err: CsvError, nextLine: number, row: number | null): CsvProblem {
-  // raw runs from the end of the last good record to where parsing stopped.
-  const raw = typeof err['raw'] === 'string' ? err['raw'] : '';
-  const lineAt = (offset: number) => nextLine + countLineBreaks(raw.slice(0, offset));
-  const problem = (line: number, what: string): CsvProblem => ({ row, line, column: null, message: `Line ${line}: ${what}` });
-  switch (err.code) {
-    case 'CSV_QUOTE_NOT_CLOSED':
-      // csv-parse reports the last line of the file; the user needs the line where the quote opened.
-      return problem(lineAt(unclosedQuoteOffset(raw)), 'a quoted value is never closed (check for a stray " character)');
-    case 'INVALID_OPENING_QUOTE':
-      return problem(
-        lineAt(raw.length),
-        'a " character appears inside a value that is not quoted; put the whole value in quotes and double the " inside it ("")',
-      );
-    case 'CSV_INVALID_CLOSING_QUOTE':
-    case 'CSV_NON_TRIMABLE_CHAR_AFTER_CLOSING_QUOTE':
-      return problem(
-        lineAt(raw.length),
-        'a quoted value is followed by more text before the next comma; put the whole value in quotes and double any " inside it ("")',
-      );
-    default:
-      return problem(lineAt(raw.length), 'this line could not be read as CSV');
+/** Problems in the order found: all counted, the first MAX_KEPT_PROBLEMS kept. */
+class ProblemLog {
+  readonly kept: CsvProblem[] = [];
+  count = 0;
+  add(problem: CsvProblem): void {
+    if (this.count++ < MAX_KEPT_PROBLEMS) this.kept.push(problem);
   }
 }
 
-/** Offset of the quote that opens a field never closed, replaying the only quoting csv-parse accepted up to there. */
-function unclosedQuoteOffset(raw: string): number {
-  let open = -1;
-  for (let i = 0; i < raw.length; i++) {
-    if (raw[i] !== '"') continue;
-    if (open === -1) open = i;
-    else if (raw[i + 1] === '"') i++;
-    else open = -1;
-  }
-  return Math.max(open, 0);
-}
-
-function readHeader(header: ParsedRecord, problems: CsvProblem[]): Map<Column, number> {
+async function readHeader(header: ParsedRecord, problems: ProblemLog, turns: Turns): Promise<Map<Column, number>> {
   const index = new Map<Column, number>();
-  const problem = (column: string | null, message: string) => problems.push({ row: null, line: header.line, column, message });
-  header.fields.forEach((field, i) => {
-    const written = field.trim();
+  const problem = (column: string | null, message: string) => problems.add({ row: null, line: header.line, column, message });
+  for (const [i, field] of header.fields.entries()) {
+    // A hostile header has thousands of fields: every 256th, see whether the event loop is due a turn.
+    if (i % 256 === 255 && turns.due()) await turns.pass();
+    const written = strip(field);
     const name = fieldFor(written);
     const earlier = name === null ? undefined : index.get(name);
     if (written === '') problem(null, `Column ${i + 1} of the header has no name; ${ALLOWED}`);
     else if (name === null) problem(echo(written), `Unknown column "${echo(written)}"; ${ALLOWED}`);
     else if (earlier === undefined) index.set(name, i);
-    else if (header.fields[earlier]!.trim().toLowerCase() === written.toLowerCase()) {
-      problem(name, `Column "${echo(header.fields[earlier]!.trim())}" appears more than once in the header`);
+    else if (strip(header.fields[earlier]!).toLowerCase() === written.toLowerCase()) {
+      problem(name, `Column "${echo(strip(header.fields[earlier]!))}" appears more than once in the header`);
     } else {
-      const both = `"${echo(header.fields[earlier]!.trim())}" and "${echo(written)}"`;
+      const both = `"${echo(strip(header.fields[earlier]!))}" and "${echo(written)}"`;
       problem(name, `Columns ${both} both mean ${name}; keep one of them`);
     }
-  });
+  }
   for (const column of REQUIRED) {
     if (!index.has(column)) problem(column, `Required column "${column}" is missing from the header`);
   }
@@ -201,7 +142,7 @@ function readRow(
   width: number,
   index: Map<Column, number>,
   maxFieldLength: number,
-  problems: CsvProblem[],
+  problems: ProblemLog,
 ): HospitalRow {
   const { fields, line } = record;
   const values = new Map<Column, string>();
@@ -213,20 +154,21 @@ function readRow(
     phone: values.get('phone') || null,
   });
   if (fields.length !== width) {
-    problems.push({ row, line, column: null, message: `Line ${line} has ${count(fields.length, 'field')}; the header has ${width}` });
+    problems.add({ row, line, column: null, message: `Line ${line} has ${count(fields.length, 'field')}; the header has ${width}` });
     // Shown as far as it goes (a dry run previews it), but its values are not checked.
     for (const column of COLUMNS) {
       const i = index.get(column);
-      if (i !== undefined) values.set(column, (fields[i] ?? '').trim());
+      if (i !== undefined) values.set(column, strip(fields[i] ?? ''));
     }
     return read();
   }
   for (const column of COLUMNS) {
     const i = index.get(column);
     if (i === undefined) continue;
-    const value = (fields[i] ?? '').trim();
+    // Python's strip, as the directory's: blank here exactly when it would refuse the value.
+    const value = strip(fields[i] ?? '');
     values.set(column, value);
-    const problem = (what: string) => problems.push({ row, line, column, message: `Line ${line}: ${what}` });
+    const problem = (what: string) => problems.add({ row, line, column, message: `Line ${line}: ${what}` });
     if (value === '' && REQUIRED.includes(column)) problem(`${column} is required`);
     else if (value.length > maxFieldLength) {
       problem(`${column} is ${value.length} characters long; at most ${maxFieldLength} characters are allowed`);
@@ -235,24 +177,15 @@ function readRow(
   return read();
 }
 
-/** The refusal of a file with problems; `what` names the file ("CSV", "workbook"). */
-export function invalid(problems: CsvProblem[], what = 'CSV'): AppError {
-  return new AppError('invalid_csv', `The ${what} has ${count(problems.length, 'problem')}; nothing was created.`, {
-    errors: listedProblems(problems),
+/** The refusal of a file with problems (`total` of them, the first `problems` listed); `what` names the file ("CSV", "workbook"). */
+export function invalid(problems: CsvProblem[], what = 'CSV', total = problems.length): AppError {
+  return new AppError('invalid_csv', `The ${what} has ${count(total, 'problem')}; nothing was created.`, {
+    errors: listedProblems(problems, total),
   });
 }
 
 function fileProblem(message: string): CsvProblem {
   return { row: null, line: null, column: null, message };
-}
-
-/** Whole lines made only of whitespace at the start of a record's raw text: the skipped blank lines. */
-function blankLinesAtStart(raw: string): string {
-  return /^(?:[^\S\r\n]*(?:\r\n|\r|\n))*/.exec(raw)?.[0] ?? '';
-}
-
-function countLineBreaks(text: string): number {
-  return text.match(/\r\n|\r|\n/g)?.length ?? 0;
 }
 
 function echo(text: string): string {

@@ -26,14 +26,16 @@ export async function dryRun(
 ) {
   let rows: HospitalRow[] = [];
   let problems: CsvProblem[];
+  let problemCount: number;
   let format: FileFormat | null = null;
   let notices: string[] = [];
   try {
-    ({ rows, problems, format, notices } = inspectUpload(content, { maxRows: deps.config.MAX_ROWS, sheet }));
+    ({ rows, problems, problemCount, format, notices } = await inspectUpload(content, { maxRows: deps.config.MAX_ROWS, sheet }));
   } catch (error) {
     // A file that cannot be read as a table (not text, a damaged or oversized workbook) is one problem to show.
     if (!(error instanceof AppError)) throw error;
     problems = [{ row: null, line: null, column: null, message: error.message }];
+    problemCount = 1;
   }
   const warnings = [
     ...repeatedRows(rows),
@@ -41,10 +43,10 @@ export async function dryRun(
     ...(rows.length > 0 ? await alreadyInDirectory(deps.directory, rows) : []),
   ];
   return {
-    valid: problems.length === 0,
+    valid: problemCount === 0,
     total_rows: rows.length,
     rows: rows.map(({ row, name, address, phone }) => ({ row, name, address, phone })),
-    errors: listedProblems(problems),
+    errors: listedProblems(problems, problemCount),
     warnings,
     format,
     notices,

@@ -3,6 +3,7 @@ import type { Delimiter } from './columns.js';
 import { detectDelimiter } from './columns.js';
 import { inspectHospitalsCsv, inspectRecords, invalid, type ColumnMapping, type CsvLimits, type HospitalRow } from './csv.js';
 import { decodeText, READ_AS_WINDOWS_1252, type Encoding } from './decode.js';
+import { Turns } from './csvRecords.js';
 import { readWorksheet } from './xlsx.js';
 
 /** How an upload was read, for the dry run to show and the person to confirm. */
@@ -25,7 +26,10 @@ export interface ReadOptions extends CsvLimits {
 
 export interface InspectedUpload {
   rows: HospitalRow[];
+  /** The first problems found (at most 1,000), in file order. */
   problems: CsvProblem[];
+  /** How many problems there are in all. */
+  problemCount: number;
   format: FileFormat;
   /** Things the person should know about how the file was read, e.g. "read as Windows-1252". */
   notices: string[];
@@ -42,28 +46,30 @@ const ENCRYPTED_PACKAGE = Buffer.from('EncryptedPackage', 'utf16le');
  * bytes (whatever its name), otherwise text in one of the encodings we read. Throws only
  * when the file cannot be read as a table at all (415, 413, or 400 for a damaged workbook).
  */
-export function inspectUpload(content: Buffer, options: ReadOptions): InspectedUpload {
+export async function inspectUpload(content: Buffer, options: ReadOptions): Promise<InspectedUpload> {
   if (content.subarray(0, 4).equals(ZIP) || content.subarray(0, 4).equals(EMPTY_ZIP)) {
-    const { sheet, records } = readWorksheet(content, options.sheet ?? null);
-    const { rows, problems, columns } = inspectRecords(records, options);
-    return { rows, problems, format: { type: 'xlsx', encoding: null, delimiter: null, sheet, columns }, notices: [] };
+    const turns = new Turns();
+    const { sheet, records, more } = await readWorksheet(content, { sheet: options.sheet ?? null, maxRecords: options.maxRows + 2 }, turns);
+    const { rows, problems, problemCount, columns } = await inspectRecords(records, options, { more, turns });
+    return { rows, problems, problemCount, format: { type: 'xlsx', encoding: null, delimiter: null, sheet, columns }, notices: [] };
   }
   if (content.subarray(0, 8).equals(OLE)) throw oleFile(content);
   const { text, encoding } = decodeText(content);
   const delimiter = detectDelimiter(text);
-  const { rows, problems, columns } = inspectHospitalsCsv(text, delimiter, options);
+  const { rows, problems, problemCount, columns } = await inspectHospitalsCsv(text, delimiter, options);
   return {
     rows,
     problems,
+    problemCount,
     format: { type: 'csv', encoding, delimiter, sheet: null, columns },
     notices: encoding === 'windows-1252' ? [READ_AS_WINDOWS_1252] : [],
   };
 }
 
-/** The rows of an upload and how it was read, or an AppError listing every problem. */
-export function readUpload(content: Buffer, options: ReadOptions): Omit<InspectedUpload, 'problems'> {
-  const { problems, ...read } = inspectUpload(content, options);
-  if (problems.length > 0) throw invalid(problems, read.format.type === 'xlsx' ? 'workbook' : 'CSV');
+/** The rows of an upload and how it was read, or an AppError listing its problems. */
+export async function readUpload(content: Buffer, options: ReadOptions): Promise<Omit<InspectedUpload, 'problems' | 'problemCount'>> {
+  const { problems, problemCount, ...read } = await inspectUpload(content, options);
+  if (problemCount > 0) throw invalid(problems, read.format.type === 'xlsx' ? 'workbook' : 'CSV', problemCount);
   return read;
 }
 

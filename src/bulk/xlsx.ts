@@ -1,6 +1,7 @@
 import { SaxesParser, type SaxesTagPlain } from 'saxes';
 import { AppError } from '../errors.js';
-import type { ParsedRecord } from './csv.js';
+import { Turns, type ParsedRecord } from './csvRecords.js';
+import { isBlank } from './whitespace.js';
 import { cellTextOf, type NumberFormat, numberFormat } from './cellText.js';
 import { listZip, readZipEntry, type ZipEntry, type ZipLimits } from './zip.js';
 
@@ -24,37 +25,49 @@ const STRICT_REL = 'http://purl.oclc.org/ooxml/officeDocument/relationships/';
 export interface Worksheet {
   sheet: string;
   records: ParsedRecord[];
+  /** The sheet has more rows than the `maxRecords` kept. */
+  more: boolean;
 }
+
+/** XML given to the parser at once: a few milliseconds of work at most before the event loop may get a turn. */
+const XML_PIECE_CHARS = 4 * 1024;
 
 /**
  * Reads one worksheet of an .xlsx workbook (the first, or the one named `sheet`) as a table
- * of text: each cell as displayed text (see cellText.ts), empty rows and trailing empty
- * cells dropped, formulas as their last computed value.
+ * of text: each cell as displayed text (see cellText.ts), empty rows and trailing blank
+ * cells dropped, formulas as their last computed value. Keeps at most `maxRecords` rows, and
+ * gives the event loop its turns (inflating runs off the loop, XML is parsed piece by piece).
  */
-export function readWorksheet(zip: Buffer, sheet: string | null, limits = WORKBOOK_LIMITS): Worksheet {
+export async function readWorksheet(
+  zip: Buffer,
+  { sheet, maxRecords }: { sheet: string | null; maxRecords: number },
+  turns = new Turns(),
+  limits = WORKBOOK_LIMITS,
+): Promise<Worksheet> {
   const entries = listZip(zip, limits.zip);
-  const part = (path: string): string | null => {
+  const part = async (path: string): Promise<string | null> => {
     const entry: ZipEntry | undefined = entries.get(path.toLowerCase());
-    return entry === undefined ? null : xmlText(readZipEntry(zip, entry, limits.zip));
+    return entry === undefined ? null : xmlText(await readZipEntry(zip, entry, limits.zip));
   };
-  const workbookPath = officeDocument(part('_rels/.rels')) ?? 'xl/workbook.xml';
-  const workbookXml = part(workbookPath);
+  const workbookPath = (await officeDocument(await part('_rels/.rels'), turns)) ?? 'xl/workbook.xml';
+  const workbookXml = await part(workbookPath);
   if (workbookXml === null) {
     throw new AppError('unsupported_media_type', 'The file is a zip archive but not an Excel workbook. Upload a CSV or an .xlsx workbook.');
   }
-  const workbook = parseWorkbook(workbookXml);
-  const rels = parseRelationships(part(relsPathOf(workbookPath)) ?? '', dirOf(workbookPath));
+  const workbook = await parseWorkbook(workbookXml, turns);
+  const rels = await parseRelationships((await part(relsPathOf(workbookPath))) ?? '', dirOf(workbookPath), turns);
   const chosen = chooseSheet(workbook.sheets, rels, sheet);
   const sharedPath = [...rels.values()].find((r) => r.type === 'sharedStrings')?.target ?? 'xl/sharedStrings.xml';
   const stylesPath = [...rels.values()].find((r) => r.type === 'styles')?.target ?? 'xl/styles.xml';
-  const sheetXml = part(chosen.target);
+  const sheetXml = await part(chosen.target);
   if (sheetXml === null) throw damaged(`its sheet "${chosen.name}" is missing`);
   const context: SheetContext = {
-    shared: parseSharedStrings(part(sharedPath) ?? '', limits.maxSharedStrings),
-    formats: parseStyles(part(stylesPath) ?? ''),
+    shared: await parseSharedStrings((await part(sharedPath)) ?? '', limits.maxSharedStrings, turns),
+    formats: await parseStyles((await part(stylesPath)) ?? '', turns),
     date1904: workbook.date1904,
   };
-  return { sheet: chosen.name, records: parseSheet(sheetXml, context, limits) };
+  const { records, more } = await parseSheet(sheetXml, context, { ...limits, maxRecords }, turns);
+  return { sheet: chosen.name, records, more };
 }
 
 interface SheetContext {
@@ -69,8 +82,11 @@ interface Relationship {
   target: string;
 }
 
-/** Runs a SAX parse over one XML part, turning every parser error into a 400 that names the workbook. */
-function parseXml(xml: string, handlers: (parser: SaxesParser) => void): void {
+/**
+ * Runs a SAX parse over one XML part a piece at a time, giving the event loop its turns;
+ * every parser error becomes a 400 that names the workbook.
+ */
+async function parseXml(xml: string, turns: Turns, handlers: (parser: SaxesParser) => void): Promise<void> {
   const parser = new SaxesParser({ position: false });
   // OOXML parts never carry a DTD; refusing one rules out entity tricks whatever the parser does.
   parser.on('doctype', () => {
@@ -78,7 +94,11 @@ function parseXml(xml: string, handlers: (parser: SaxesParser) => void): void {
   });
   handlers(parser);
   try {
-    parser.write(xml).close();
+    for (let at = 0; at < xml.length; at += XML_PIECE_CHARS) {
+      parser.write(xml.slice(at, at + XML_PIECE_CHARS));
+      if (turns.due()) await turns.pass();
+    }
+    parser.close();
   } catch (error) {
     if (error instanceof AppError) throw error;
     throw damaged('one of its parts is not well-formed XML');
@@ -91,16 +111,16 @@ const attr = (tag: SaxesTagPlain, name: string): string | undefined => {
   return found?.[1];
 };
 
-function officeDocument(xml: string | null): string | null {
+async function officeDocument(xml: string | null, turns: Turns): Promise<string | null> {
   if (xml === null) return null;
-  const rels = parseRelationships(xml, '');
+  const rels = await parseRelationships(xml, '', turns);
   return [...rels.values()].find((r) => r.type === 'officeDocument')?.target ?? null;
 }
 
-function parseRelationships(xml: string, base: string): Map<string, Relationship> {
+async function parseRelationships(xml: string, base: string, turns: Turns): Promise<Map<string, Relationship>> {
   const rels = new Map<string, Relationship>();
   if (xml === '') return rels;
-  parseXml(xml, (parser) => {
+  await parseXml(xml, turns, (parser) => {
     parser.on('opentag', (tag) => {
       if (local(tag.name) !== 'Relationship') return;
       const id = attr(tag, 'Id');
@@ -114,10 +134,10 @@ function parseRelationships(xml: string, base: string): Map<string, Relationship
   return rels;
 }
 
-function parseWorkbook(xml: string): { sheets: { name: string; rid: string }[]; date1904: boolean } {
+async function parseWorkbook(xml: string, turns: Turns): Promise<{ sheets: { name: string; rid: string }[]; date1904: boolean }> {
   const sheets: { name: string; rid: string }[] = [];
   let date1904 = false;
-  parseXml(xml, (parser) => {
+  await parseXml(xml, turns, (parser) => {
     parser.on('opentag', (tag) => {
       const name = local(tag.name);
       if (name === 'workbookPr') date1904 = ['1', 'true'].includes(attr(tag, 'date1904') ?? '');
@@ -141,13 +161,13 @@ function chooseSheet(sheets: { name: string; rid: string }[], rels: Map<string, 
   throw new AppError('bad_request', `The workbook has no sheet named "${wanted.slice(0, 40)}"; its sheets are ${names}.`);
 }
 
-function parseSharedStrings(xml: string, max: number): string[] {
+async function parseSharedStrings(xml: string, max: number, turns: Turns): Promise<string[]> {
   const strings: string[] = [];
   if (xml === '') return strings;
   let current: string | null = null;
   let inText = false;
   let phonetic = 0;
-  parseXml(xml, (parser) => {
+  await parseXml(xml, turns, (parser) => {
     parser.on('opentag', (tag) => {
       const name = local(tag.name);
       if (name === 'si') {
@@ -173,12 +193,12 @@ function parseSharedStrings(xml: string, max: number): string[] {
   return strings;
 }
 
-function parseStyles(xml: string): NumberFormat[] {
+async function parseStyles(xml: string, turns: Turns): Promise<NumberFormat[]> {
   const custom = new Map<number, string>();
   const ids: number[] = [];
   let inCellXfs = false;
   if (xml !== '') {
-    parseXml(xml, (parser) => {
+    await parseXml(xml, turns, (parser) => {
       parser.on('opentag', (tag) => {
         const name = local(tag.name);
         if (name === 'numFmt') custom.set(Number(attr(tag, 'numFmtId')), attr(tag, 'formatCode') ?? '');
@@ -201,15 +221,21 @@ interface Cell {
   hasValue: boolean;
 }
 
-function parseSheet(xml: string, context: SheetContext, limits: typeof WORKBOOK_LIMITS): ParsedRecord[] {
+async function parseSheet(
+  xml: string,
+  context: SheetContext,
+  limits: typeof WORKBOOK_LIMITS & { maxRecords: number },
+  turns: Turns,
+): Promise<{ records: ParsedRecord[]; more: boolean }> {
   const records: ParsedRecord[] = [];
+  let more = false;
   let cells = 0;
   let rowNumber = 0;
   let row: string[] = [];
   let cell: Cell | null = null;
   let collecting: 'v' | 't' | null = null;
   let phonetic = 0;
-  parseXml(xml, (parser) => {
+  await parseXml(xml, turns, (parser) => {
     parser.on('opentag', (tag) => {
       switch (local(tag.name)) {
         case 'row':
@@ -259,14 +285,18 @@ function parseSheet(xml: string, context: SheetContext, limits: typeof WORKBOOK_
           cell = null;
           break;
         case 'row': {
-          while (row.length > 0 && (row.at(-1) ?? '').trim() === '') row.pop();
-          if (row.length > 0) records.push({ fields: Array.from(row, (v) => v ?? ''), line: rowNumber });
+          // Blank as the directory means it (whitespace.ts): a trailing cell of spaces is no value.
+          while (row.length > 0 && isBlank(row.at(-1) ?? '')) row.pop();
+          if (row.length === 0) break;
+          // Rows past maxRecords are not kept, but still read: the cell limit holds for the whole sheet.
+          if (records.length === limits.maxRecords) more = true;
+          else records.push({ fields: Array.from(row, (v) => v ?? ''), line: rowNumber });
           break;
         }
       }
     });
   });
-  return padToHeader(records);
+  return { records: padToHeader(records), more };
 }
 
 function placeCell(row: string[], cell: Cell, context: SheetContext, maxColumns: number, rowNumber: number): void {

@@ -1,4 +1,7 @@
-import { inflateRawSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { inflateRaw } from 'node:zlib';
+
+const inflate = promisify(inflateRaw);
 import { AppError } from '../errors.js';
 
 /**
@@ -70,8 +73,9 @@ export function listZip(zip: Buffer, limits: ZipLimits): Map<string, ZipEntry> {
 /**
  * The bytes of one entry, inflated with a hard cap: never more than its declared size (itself
  * already within the limit), so a lying entry stops the inflater instead of filling memory.
+ * Inflating runs on libuv's thread pool, off the event loop.
  */
-export function readZipEntry(zip: Buffer, entry: ZipEntry, limits: ZipLimits): Buffer {
+export async function readZipEntry(zip: Buffer, entry: ZipEntry, limits: ZipLimits): Promise<Buffer> {
   if (entry.encrypted) throw new AppError('bad_request', 'The workbook is encrypted (password-protected). Remove the password in Excel and upload it again.');
   if (entry.size > limits.maxEntryBytes) {
     throw new AppError('payload_too_large', `A part of the workbook unpacks to ${entry.size} bytes; at most ${limits.maxEntryBytes} are read. Save the hospitals alone in a new workbook or as CSV.`);
@@ -86,7 +90,7 @@ export function readZipEntry(zip: Buffer, entry: ZipEntry, limits: ZipLimits): B
   else if (entry.method === 8) {
     try {
       // maxOutputLength makes zlib stop (and throw) as soon as the output passes it.
-      bytes = entry.size === 0 ? Buffer.alloc(0) : inflateRawSync(data, { maxOutputLength: entry.size });
+      bytes = entry.size === 0 ? Buffer.alloc(0) : await inflate(data, { maxOutputLength: entry.size });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
         throw new AppError('payload_too_large', `A part of the workbook unpacks to more than it declares (${entry.name}): it is refused as a zip bomb.`);

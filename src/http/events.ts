@@ -23,7 +23,9 @@ export function eventRoutes(deps: Deps): Router {
     res.writeHead(200, {
       'Content-Type': 'text/event-stream; charset=utf-8',
       'Cache-Control': 'no-cache, no-transform',
-      Connection: 'keep-alive',
+      // The stream ends with the final `report`: close the connection with it, so a client
+      // reading to EOF stops there and no idle socket is left behind.
+      Connection: 'close',
       // Reverse proxies (Render's included) must not buffer the stream.
       'X-Accel-Buffering': 'no',
     });

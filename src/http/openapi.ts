@@ -114,9 +114,16 @@ const internal = problem('Unexpected error on our side; it was logged.');
 const unauthorized = problem('The service has an API key set and the request did not carry it (or carried a wrong one).', {
   'WWW-Authenticate': { description: 'Bearer realm="hospital-bulk"', schema: { type: 'string' } },
 });
-const rateLimited = problem('Too many uploads, dry runs and resumes from this client in the last minute.', {
-  'Retry-After': headers.retryAfter,
-});
+const rateLimited = problem(
+  'Too many uploads, resumes and rollbacks from this client in the last minute (UPLOAD_RATE_PER_MIN); `detail` and ' +
+    'Retry-After say how many seconds to wait.',
+  { 'Retry-After': headers.retryAfter },
+);
+const dryRunsLimited = problem(
+  'Too many dry runs from this client in the last minute (VALIDATE_RATE_PER_MIN, a budget apart from uploads); ' +
+    '`detail` and Retry-After say how many seconds to wait.',
+  { 'Retry-After': headers.retryAfter },
+);
 
 /** The API routes need `Authorization: Bearer <API_KEY>` when the service has one set; `{}` says it may not. */
 const secured = { security: [{ bearerAuth: [] }, {}] };
@@ -207,7 +214,7 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
           401: unauthorized,
           413: problem(`The file is larger than ${limits.maxUploadBytes} bytes.`),
           415: problem('The body is not multipart/form-data.'),
-          429: rateLimited,
+          429: dryRunsLimited,
           500: internal,
         },
       },
@@ -308,6 +315,7 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
           401: unauthorized,
           404: problem('No batch with this id.'),
           409: problem('The batch is pending, processing or already rolled back (`batch_status` says which).'),
+          429: rateLimited,
           500: internal,
           503: unavailable,
         },

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { RequestHandler } from 'express';
-import { rateLimit } from 'express-rate-limit';
+import { rateLimit, type RateLimitInfo } from 'express-rate-limit';
 import helmet from 'helmet';
 import { AppError } from '../errors.js';
 import { sendProblem } from './problem.js';
@@ -24,17 +24,30 @@ export function requireApiKey(apiKey: string | undefined): RequestHandler {
   };
 }
 
-/** Per client IP: uploads, dry runs and resumes each spend the directory's shared quota. */
-export function limitUploads(perMinute: number): RequestHandler {
+/**
+ * A per-client-IP budget per minute for one kind of request, e.g. `limitRate(10, 'uploads,
+ * resumes and rollbacks')`. The 429 says exactly when the window resets, in Retry-After and
+ * in words. Each call has its own counters: mount one instance on every route that shares a budget.
+ */
+export function limitRate(perMinute: number, what: string): RequestHandler {
   return rateLimit({
     windowMs: 60_000,
     limit: perMinute,
     standardHeaders: 'draft-8',
     legacyHeaders: false,
-    handler: (_req, res, _next, options) => {
+    handler: (req, res) => {
+      // express-rate-limit puts its counters on the request (requestPropertyName, 'rateLimit' by default).
+      const resetTime = (req as typeof req & { rateLimit?: RateLimitInfo }).rateLimit?.resetTime;
+      // Rounded up and at least 1: a client that waits exactly this long is let in.
+      const seconds = Math.max(1, Math.ceil(((resetTime?.getTime() ?? Date.now() + 60_000) - Date.now()) / 1000));
       sendProblem(
         res,
-        new AppError('rate_limited', `At most ${options.limit} uploads per minute from one client; try again in a minute.`),
+        new AppError(
+          'rate_limited',
+          `At most ${perMinute} ${what} per minute from one client; try again in ${seconds} second${seconds === 1 ? '' : 's'}.`,
+          {},
+          { retryAfterSeconds: seconds },
+        ),
       );
     },
   });
