@@ -245,7 +245,21 @@ describe('real answers match the documented schemas', () => {
     const events = parseSse(res.text);
     expect(events.map((e) => e.event)).toEqual(['batch', 'row', 'row', 'batch', 'batch', 'report']);
     const documentedEvents = Object.keys(media['x-sse-events'] ?? {});
-    expect(documentedEvents.sort()).toEqual(['batch', 'report', 'row']);
+    expect(documentedEvents.sort()).toEqual(['batch', 'directory', 'report', 'row']);
+    const at = pointer('paths', '/batches/{id}/events', 'get', 'responses', '200', 'content', 'text/event-stream', 'x-sse-events');
+    for (const event of events) validate(ctx.ajv, `${at}/${event.event}`, event.data, `SSE event ${event.event}`);
+  });
+
+  test('the event stream of a batch whose directory answered 503 once: the `directory` event validates against its documented schema', async () => {
+    stack = await startStack();
+    const ctx = await served(stack.app);
+    stack.sim.inject('create', { kind: 'status', status: 503 });
+    const { body: report } = await upload(stack.app, csv(1));
+
+    const res = await request(stack.app).get(`/batches/${report.batch_id}/events`);
+
+    const events = parseSse(res.text);
+    expect(events.map((e) => e.event)).toEqual(['batch', 'directory', 'row', 'batch', 'batch', 'report']);
     const at = pointer('paths', '/batches/{id}/events', 'get', 'responses', '200', 'content', 'text/event-stream', 'x-sse-events');
     for (const event of events) validate(ctx.ajv, `${at}/${event.event}`, event.data, `SSE event ${event.event}`);
   });

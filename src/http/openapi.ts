@@ -323,6 +323,8 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
           'they happen; each has an `id:` (pass it back as Last-Event-ID to resume), an `event:` name and a JSON `data:` line:\n\n' +
           '- `row` (RowEvent): a row reached an outcome, with the batch `progress` after it;\n' +
           '- `batch` (BatchEvent): the batch changed state, or was activated (`batch_activated: true`);\n' +
+          '- `directory` (DirectoryEvent): a directory call is waiting before it tries again (a retry after a failed attempt, ' +
+          'or its rate limit), with the attempt and when the next try goes out; it holds until the next `row` or `batch` event;\n' +
           '- `report` (BatchReport): the final report, sent once the batch has finished; then the stream ends.\n\n' +
           'A finished batch replays its events and the report, and ends. Comment lines (`: keep-alive`) are sent every 15 s.',
         ...secured,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { BATCH_STATUSES, ROW_STATUSES } from '../bulk/status.js';
+import { DIRECTORY_OPS } from '../directory/types.js';
 
 /**
  * Everything the HTTP API takes and gives, as zod schemas. The request schemas are the ones
@@ -265,10 +266,29 @@ export const BatchEventSchema = z
   })
   .meta({ id: 'BatchEvent', description: 'SSE event `batch`: the batch changed state (or was activated).' });
 
+export const DirectoryEventSchema = z
+  .object({
+    row: z.int().positive().nullable().meta({ description: 'The row the call is for; null for calls about the whole batch (wake, activate, read, delete).' }),
+    op: z.enum(DIRECTORY_OPS).meta({ description: 'The directory call: `wake` (GET /), `create`, `activate`, `get_batch`, `delete_batch`, `list`.' }),
+    reason: z.enum(['retry', 'rate_limited']).meta({
+      description: "`retry`: an attempt failed and the next one waits its backoff; `rate_limited`: the call waits for the directory's rate window.",
+    }),
+    attempt: z.int().positive().meta({ description: 'For `retry`, the attempt that failed (the next try is attempt + 1); for `rate_limited`, the attempt being held.' }),
+    status: z.int().nullable().meta({ description: 'The HTTP status the directory answered (429 for its rate limit); null when it did not answer, or when we pace ourselves.' }),
+    message: z.string().meta({ description: 'What happened, in words.' }),
+    retry_at: timestamp('When the next try goes out.'),
+    retry_in_seconds: z.number().nonnegative().meta({ description: 'Seconds from when this event was sent to the next try (0 once past): count down from it.' }),
+  })
+  .meta({
+    id: 'DirectoryEvent',
+    description: 'SSE event `directory`: a directory call is waiting before it tries again. It holds until the next `row` or `batch` event.',
+  });
+
 /** SSE event name → schema of its `data:` JSON; `report` is the final report, after which the stream ends. */
 export const sseEventSchemas = {
   row: RowEventSchema,
   batch: BatchEventSchema,
+  directory: DirectoryEventSchema,
   report: BatchReportSchema,
 } as const;
 
@@ -286,6 +306,7 @@ export const componentSchemas = [
   DryRunSchema,
   RowEventSchema,
   BatchEventSchema,
+  DirectoryEventSchema,
   BatchStatusSchema,
   RowStatusSchema,
   batchIdParam,
@@ -300,3 +321,4 @@ export type Health = z.infer<typeof HealthSchema>;
 export type Problem = z.infer<typeof ProblemSchema>;
 export type RowEvent = z.infer<typeof RowEventSchema>;
 export type BatchEvent = z.infer<typeof BatchEventSchema>;
+export type DirectoryEvent = z.infer<typeof DirectoryEventSchema>;
