@@ -264,6 +264,27 @@ describe('real answers match the documented schemas', () => {
     for (const event of events) validate(ctx.ajv, `${at}/${event.event}`, event.data, `SSE event ${event.event}`);
   });
 
+  test('a row edit: 200 with the report, and its refusals (400, 404, 409, 415) are documented problem JSON', async () => {
+    stack = await startStack();
+    const ctx = await served(stack.app);
+    stack.sim.inject('create', { kind: 'pass' });
+    stack.sim.inject('create', { kind: 'status', status: 422, body: { detail: [{ loc: ['body', 'name'], msg: 'bad' }] } });
+    const { body: report } = await upload(stack.app, csv(2));
+    const patch = (row: number, body: unknown) =>
+      request(stack.app).patch(`/batches/${report.batch_id}/rows/${row}`).set('Content-Type', 'application/json').send(JSON.stringify(body));
+
+    const answers = [
+      await patch(2, { name: ' ' }),
+      await patch(3, { name: 'A' }),
+      await patch(1, { name: 'A' }),
+      await request(stack.app).patch(`/batches/${report.batch_id}/rows/2`).type('text').send('name=A'),
+      await patch(2, { name: 'Hospital 2b', phone: null }),
+    ];
+
+    expect(answers.map((res) => res.status)).toEqual([400, 404, 409, 415, 200]);
+    for (const res of answers) expectDocumented(ctx, 'patch', '/batches/{id}/rows/{row}', res);
+  });
+
   test('a dry run, valid or not, answers the documented verdict', async () => {
     stack = await startStack();
     const ctx = await served(stack.app);

@@ -189,7 +189,8 @@ async function createMissingRows(current: Run): Promise<LoopEnd> {
   const { deps } = current;
   const { directory, lifecycle, config } = deps;
   const claimed = new Set(current.rows.filter(isCreated).map((row) => row.hospitalId!));
-  const queue = current.rows.filter((row) => !isCreated(row));
+  // A row the directory refused as it stands would only be refused again: it waits for an edit.
+  const queue = current.rows.filter((row) => !isCreated(row) && !row.rejected);
   const sameRowInFlight = new Map<string, Promise<unknown>>();
   let failuresInARow = 0;
   let interrupted = false;
@@ -278,7 +279,8 @@ async function reconcile(current: Run): Promise<void> {
     forgotten += 1;
     await writeRow(current, row.row, { status: 'pending', hospitalId: null, errorMessage: null });
   }
-  for (const [row, match] of matchRows(upstream, current.rows.filter((r) => !isCreated(r)), claimed)) {
+  // A row the directory refused was never stored: a hospital like it belongs to another row.
+  for (const [row, match] of matchRows(upstream, current.rows.filter((r) => !isCreated(r) && !r.rejected), claimed)) {
     adopted += 1;
     await writeRow(current, row.row, { status: 'created', hospitalId: match.id, errorMessage: null }, true);
   }
@@ -309,9 +311,9 @@ async function commitRow(current: Run, row: RowRecord, result: CreateOutcome): P
 function rowPatch(result: CreateOutcome, attempts: number): RowPatch {
   switch (result.kind) {
     case 'created':
-      return { status: 'created', hospitalId: result.hospital.id, errorMessage: null, attempts };
+      return { status: 'created', hospitalId: result.hospital.id, errorMessage: null, attempts, rejected: false };
     case 'rejected':
-      return { status: 'failed', errorMessage: `Rejected by the directory (HTTP ${result.status}): ${result.message}`, attempts };
+      return { status: 'failed', errorMessage: `Rejected by the directory (HTTP ${result.status}): ${result.message}`, attempts, rejected: true };
     case 'failed':
       return result.outcome === 'unknown'
         ? {

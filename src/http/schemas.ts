@@ -61,6 +61,40 @@ export const lastEventIdHeader = z.string().meta({
   examples: ['42'],
 });
 
+export const rowParam = z
+  .string()
+  .regex(/^[1-9]\d{0,8}$/, { error: 'The row must be a data row number: a whole number from 1.' })
+  .transform(Number)
+  .meta({ description: 'A data row number, 1-based, as in the report (`row`).', examples: ['2'] });
+
+const editedValue = (field: string) =>
+  z.string({ error: `${field} must be a string.` }).meta({ description: `The new ${field}: checked like an upload's (stripped, at most 255 characters).` });
+
+/** The body of PATCH /batches/{id}/rows/{row}: its shape here, its values by the upload's rules (src/bulk/editRow.ts). */
+export const RowEditSchema = z
+  .strictObject(
+    {
+      name: editedValue('name').optional(),
+      address: editedValue('address').optional(),
+      phone: z
+        .string({ error: 'phone must be a string or null.' })
+        .nullable()
+        .optional()
+        .meta({ description: 'The new phone; null or blank for none.' }),
+    },
+    {
+      error: (issue) =>
+        issue.code === 'unrecognized_keys'
+          ? `Unknown field ${issue.keys.map((key) => `"${key}"`).join(', ')}: a row has name, address and phone.`
+          : 'Send the row as a JSON object: {"name": …, "address": …, "phone": …}.',
+    },
+  )
+  .meta({
+    id: 'RowEdit',
+    description: 'New values for a row: any of `name`, `address` and `phone`; the fields left out keep their values.',
+    examples: [{ address: '12 Harbour Road, Leith' }],
+  });
+
 export const UploadFormSchema = z
   .object({
     file: z.file().meta({
@@ -192,9 +226,14 @@ export const ProblemSchema = z
     title: z.string().meta({ description: 'A short summary of the kind of problem.' }),
     status: z.int().min(400).max(599),
     detail: z.string().meta({ description: 'What went wrong this time, and what to do.' }),
-    errors: z.array(CsvProblemSchema).optional().meta({ description: 'Every problem in the CSV (invalid_csv only).' }),
+    errors: z
+      .array(CsvProblemSchema)
+      .optional()
+      .meta({ description: 'Every problem in the CSV (invalid_csv), or in the values of a row edit (bad_request on PATCH /batches/{id}/rows/{row}).' }),
     batch_id: batchIdParam.optional().meta({ description: 'The batch concerned (409, 422 and 503).' }),
-    batch_status: BatchStatusSchema.optional().meta({ description: 'The state that prevented the action (409 on resume and rollback).' }),
+    batch_status: BatchStatusSchema.optional().meta({ description: 'The state that prevented the action (409 on resume, rollback and row edits).' }),
+    row: z.int().positive().optional().meta({ description: 'The row concerned (409 on a row edit).' }),
+    row_status: RowStatusSchema.optional().meta({ description: "The row's state that prevented the edit (409 on a row edit)." }),
   })
   .meta({ id: 'Problem', description: 'RFC 9457 problem details, sent as application/problem+json.' });
 
@@ -311,12 +350,14 @@ export const componentSchemas = [
   RowStatusSchema,
   batchIdParam,
   UploadFormSchema,
+  RowEditSchema,
   FileFormatSchema,
 ] as const;
 
 export type AsyncAccepted = z.infer<typeof AsyncAcceptedSchema>;
 export type BatchList = z.infer<typeof BatchListSchema>;
 export type DryRun = z.infer<typeof DryRunSchema>;
+export type RowEdit = z.infer<typeof RowEditSchema>;
 export type Health = z.infer<typeof HealthSchema>;
 export type Problem = z.infer<typeof ProblemSchema>;
 export type RowEvent = z.infer<typeof RowEventSchema>;
