@@ -633,7 +633,8 @@ describe('the page tells the whole truth, at 1280 and 390 px', () => {
     expect(first).toMatch(/^The directory answered 503; trying again \(attempt 2\) in [1-6] s\.$/);
     await shot(page, 'directory-wait');
     // The countdown moves on its own, with no new event.
-    await page.waitForFunction(`document.querySelector('[data-testid=directory-wait]')?.textContent !== ${JSON.stringify(first)}`);
+    type Doc = { document: { querySelector(selector: string): { textContent: string | null } | null } };
+    await page.waitForFunction((before) => (globalThis as unknown as Doc).document.querySelector('[data-testid=directory-wait]')?.textContent !== before, first);
     expect(await wait.textContent()).toMatch(/^The directory answered 503; trying again \(attempt 2\) (in [0-5] s|now)\.$/);
 
     await page.getByTestId('summary').waitFor();

@@ -85,6 +85,7 @@ export async function startStack(options: { sim?: SimulatorOptions; env?: Record
   const config = loadConfig(env);
   let deps = await buildDeps(config, log.logger);
   let app = createApp(deps);
+  let closed = false;
   return {
     sim,
     config,
@@ -101,7 +102,10 @@ export async function startStack(options: { sim?: SimulatorOptions; env?: Record
       deps = await buildDeps(config, log.logger);
       app = createApp(deps);
     },
+    /** Once: suites close in afterEach a stack an earlier test may already have closed (PostgreSQL's pool refuses a second end). */
     async close() {
+      if (closed) return;
+      closed = true;
       await deps.close();
       await sim.close();
       await database.drop();

@@ -170,10 +170,10 @@ export class RowsTable {
   /** How many columns a row has (for a cell that spans them all). */
   readonly columns = ROWS_TABLE_COLUMNS.length;
 
-  /** Puts a control (an Edit button) in the row's message cell, after the message. */
+  /** Puts a control (an Edit button) beside the row's status. */
   addAction(row: number, control: HTMLElement): void {
     const cells = this.cells.get(row);
-    if (cells) cells.message.append(h('div', { class: 'row-actions' }, control));
+    if (cells) cells.status.append(h('div', { class: 'row-actions' }, control));
   }
 
   /** Shows the row being sent right now, if the progress says which. */
