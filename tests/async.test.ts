@@ -153,6 +153,48 @@ describe('event stream', () => {
     expect(events.at(-1)!).toMatchObject({ event: 'report', data: { status: 'rolled_back' } });
   });
 
+  test('when a create answers 503 and then succeeds, then the stream says the directory is being retried before the row event', async () => {
+    stack = await startStack();
+    stack.sim.inject('create', { kind: 'pass' });
+    stack.sim.inject('create', { kind: 'status', status: 503, body: { detail: 'Service Unavailable' } });
+    const { body: accepted } = await uploadAsync(2);
+
+    const events = parseSse((await request(stack.app).get(`/batches/${accepted.batch_id}/events`)).text);
+
+    const waits = events.filter((e) => e.event === 'directory');
+    expect(waits).toHaveLength(1);
+    expect(waits[0]!.data).toEqual({
+      row: 2,
+      op: 'create',
+      reason: 'retry',
+      attempt: 1,
+      status: 503,
+      message: 'Service Unavailable',
+      retry_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+      retry_in_seconds: expect.any(Number),
+    });
+    const order = events.map((e) => (e.event === 'row' ? `row ${e.data.row}` : e.event));
+    expect(order.indexOf('directory')).toBeGreaterThan(order.indexOf('row 1'));
+    expect(order.indexOf('directory')).toBeLessThan(order.indexOf('row 2'));
+    expect(events.find((e) => e.event === 'row' && e.data.row === 2)!.data).toMatchObject({ status: 'created', attempts: 2 });
+    expect(events.at(-1)).toMatchObject({ event: 'report', data: { status: 'completed' } });
+  });
+
+  test('when the directory is slow to wake, then each wait of the wake-up is in the stream, for no row', async () => {
+    stack = await startStack();
+    stack.sim.inject('health', { kind: 'status', status: 502 }, 2);
+    const { body: accepted } = await uploadAsync(1);
+
+    const events = parseSse((await request(stack.app).get(`/batches/${accepted.batch_id}/events`)).text);
+
+    const waits = events.filter((e) => e.event === 'directory').map((e) => e.data);
+    expect(waits).toEqual([
+      expect.objectContaining({ row: null, op: 'wake', reason: 'retry', attempt: 1, status: 502 }),
+      expect.objectContaining({ row: null, op: 'wake', reason: 'retry', attempt: 2, status: 502 }),
+    ]);
+    expect(events.at(-1)).toMatchObject({ event: 'report', data: { status: 'completed' } });
+  });
+
   test('when the batch does not exist, then 404 problem JSON, not a stream', async () => {
     stack = await startStack();
 

@@ -516,7 +516,7 @@ describe('the page tells the whole truth, at 1280 and 390 px', () => {
     expect(await page.locator('tr[data-row="21"] .note-error').textContent()).toBe('Over the limit: at most 20 rows can be sent in one upload.');
     expect(await page.locator('tr[data-row="20"] .note-error').count()).toBe(0);
     const alert = page.getByRole('alert');
-    expect(await alert.textContent()).toContain('The file has 22 data rows; at most 20 are allowed per upload');
+    expect(await alert.textContent()).toContain('The file has more than 20 data rows; at most 20 are allowed per upload');
     expect(await alert.textContent()).toContain('Rows 21, 22 are over the limit');
     expect(await page.getByRole('button', { name: /^Create/ }).count()).toBe(0);
     await shot(page, 'upload-over-limit');
@@ -613,6 +613,91 @@ describe('the page tells the whole truth, at 1280 and 390 px', () => {
     expect(await page.evaluate(`getComputedStyle(document.querySelector('tr[data-batch-id="${first.batch_id}"]')).display`)).toBe('block');
     await shot(page, 'history-two-uploads-phone');
     expect(problems).toEqual([]);
+  }, TIMEOUT_MS);
+
+  test('when the directory answers 503, the live progress says so, with the attempt and a countdown, until the row lands', async () => {
+    // A retry slow enough to be seen: the first retry waits 3 to 6 s.
+    const { page, url, stack, problems } = await open({ UPSTREAM_RETRY_BASE_MS: '3000', UPSTREAM_RETRY_MAX_MS: '6000' });
+    stack.sim.inject('create', { kind: 'pass' });
+    stack.sim.inject('create', { kind: 'status', status: 503, body: { detail: 'Service Unavailable' } });
+    await page.goto(`${url}/`);
+    await page.locator('#csv-file').setInputFiles({ name: 'slow directory.csv', mimeType: 'text/csv', buffer: Buffer.from(THREE_ROWS) });
+    await page.getByRole('button', { name: 'Create 3 hospitals' }).click();
+
+    const wait = page.getByTestId('directory-wait');
+    await wait.waitFor({ state: 'visible' });
+    const first = await wait.textContent();
+    expect(first).toMatch(/^The directory answered 503; trying again \(attempt 2\) in [1-6] s\.$/);
+    await shot(page, 'directory-wait');
+    // The countdown moves on its own, with no new event.
+    type Doc = { document: { querySelector(selector: string): { textContent: string | null } | null } };
+    await page.waitForFunction((before) => (globalThis as unknown as Doc).document.querySelector('[data-testid=directory-wait]')?.textContent !== before, first);
+    expect(await wait.textContent()).toMatch(/^The directory answered 503; trying again \(attempt 2\) (in [0-5] s|now)\.$/);
+
+    await page.getByTestId('summary').waitFor();
+    expect(await page.locator('.summary-title').textContent()).toBe('Batch completed: 3 hospitals created and activated.');
+    expect(await wait.isVisible()).toBe(false);
+    expect(problems).toEqual([]);
+  }, TIMEOUT_MS);
+
+  test('fix and finish: a rejected row is edited on the batch page, with the keyboard, and Resume completes the batch without a duplicate', async () => {
+    const { page, url, stack, problems } = await open({ UPSTREAM_MAX_ATTEMPTS: '1' });
+    stack.sim.inject('create', { kind: 'pass' });
+    stack.sim.inject('create', { kind: 'status', status: 422, body: { detail: [{ loc: ['body', 'address'], msg: 'Address not recognised' }] } });
+    const report = await uploadViaApi(url, THREE_ROWS, 'clinic intake.csv');
+    expect(report).toMatchObject({ status: 'failed', failed_hospitals: 1 });
+    await page.goto(`${url}/#/batches/${report.batch_id}`);
+    await page.getByRole('heading', { level: 1, name: 'clinic intake.csv' }).waitFor();
+
+    // Only the rejected row can be edited; the keyboard opens its form, with focus in it.
+    expect(await page.getByRole('button', { name: /^Edit row/ }).count()).toBe(1);
+    const edit = page.getByRole('button', { name: 'Edit row 2 (Clinic)' });
+    await edit.focus();
+    await page.keyboard.press('Enter');
+    const form = page.getByRole('form', { name: 'Edit row 2' });
+    await form.waitFor();
+    expect(await page.evaluate('document.activeElement.id')).toBe('edit-2-name');
+    // Escape closes it and gives focus back to the button.
+    await page.keyboard.press('Escape');
+    await form.waitFor({ state: 'detached' });
+    expect(await page.evaluate('document.activeElement.getAttribute("aria-label")')).toBe('Edit row 2 (Clinic)');
+    await page.keyboard.press('Enter');
+    await form.waitFor();
+
+    // A blank name is refused by the service, with the upload's words, and nothing changes.
+    await page.keyboard.press('Control+A');
+    await page.keyboard.press('Delete');
+    await page.keyboard.press('Enter');
+    await form.getByRole('alert').waitFor();
+    expect(await form.getByRole('alert').textContent()).toContain('Row 2: name is required');
+    expect(await page.evaluate('document.activeElement.id')).toBe('edit-2-name');
+    expect(stack.sim.requests.filter((r) => r.route === 'create')).toHaveLength(3);
+
+    await page.keyboard.type('Clinic of Leith');
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Control+A');
+    await page.keyboard.type('12 Harbour Road');
+    await page.setViewportSize(PHONE);
+    await expectNoSidewaysScroll(page);
+    await shot(page, 'row-editor-phone');
+    await page.setViewportSize(DESKTOP);
+    await page.keyboard.press('Enter');
+
+    await page.locator('.feedback .box-success').waitFor();
+    expect(await page.locator('.feedback .box-title').textContent()).toBe('Row 2 saved.');
+    expect(await rowStatuses(page, 'table.rows-table')).toEqual(['created', 'pending', 'created']);
+    expect(await page.locator('tr[data-row="2"] td').allTextContents()).toEqual(expect.arrayContaining(['Clinic of Leith', '12 Harbour Road']));
+    expect(await page.getByRole('button', { name: /^Edit row/ }).count()).toBe(0);
+
+    await page.getByRole('button', { name: 'Resume' }).click();
+
+    await page.locator('.batch-status .badge[data-status=completed]').waitFor();
+    expect(await rowStatuses(page, 'table.rows-table')).toEqual(Array(3).fill('created_and_activated'));
+    const upstream = stack.sim.hospitals().filter((h) => h.creation_batch_id === report.batch_id);
+    expect(upstream.map((h) => h.name).sort()).toEqual(['Clinic of Leith', 'General Hospital', 'Mercy']);
+    expect(upstream.every((h) => h.active)).toBe(true);
+    await shot(page, 'row-edited-resumed');
+    expect(problems.filter((text) => !/status of 400/.test(text))).toEqual([]);
   }, TIMEOUT_MS);
 
   test('on a touch screen: no "drop it here", and the file can still be chosen and sent with the keyboard', async () => {

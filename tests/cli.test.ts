@@ -14,7 +14,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express from 'express';
-import { progressBar } from '../src/cli/render.js';
+import { directoryWaitText, progressBar } from '../src/cli/render.js';
 import { writeWorkbook } from '../src/bulk/xlsxWrite.js';
 import { closedPortUrl, requestsTo, startStack, tempDir, type Stack } from './helpers.js';
 
@@ -421,7 +421,8 @@ describe('history and actions', () => {
 
   test('when a failed batch is resumed as its hint says, then it exits 0 with the batch completed', async () => {
     await serve();
-    stack!.sim.inject('create', { kind: 'status', status: 400, body: { detail: 'Refused' } });
+    // A failure the directory may heal (a rejected row is never re-sent unchanged).
+    stack!.sim.inject('create', { kind: 'status', status: 503 }, Number(stack!.config.UPSTREAM_MAX_ATTEMPTS));
     const failed = await at('upload', csvFile('resume.csv', csv(2)));
 
     const run = await runPrinted(printed(failed.stdout, 'next:'));
@@ -577,7 +578,7 @@ describe('API key', () => {
 
   test('when the key was given with --api-key, then hints read it from HOSPITAL_BULK_API_KEY, never show it, and work as printed once it is set', async () => {
     await serve({ API_KEY });
-    stack!.sim.inject('create', { kind: 'status', status: 400, body: { detail: 'Refused' } });
+    stack!.sim.inject('create', { kind: 'status', status: 503 }, Number(stack!.config.UPSTREAM_MAX_ATTEMPTS));
 
     const run = await at('upload', csvFile('keyed.csv', csv(2)), '--api-key', API_KEY);
 
@@ -594,7 +595,7 @@ describe('API key', () => {
 
   test('when the key comes from HOSPITAL_BULK_API_KEY, then hints need nothing more and work as printed in the same environment', async () => {
     await serve({ API_KEY });
-    stack!.sim.inject('create', { kind: 'status', status: 400, body: { detail: 'Refused' } });
+    stack!.sim.inject('create', { kind: 'status', status: 503 }, Number(stack!.config.UPSTREAM_MAX_ATTEMPTS));
     const env = { HOSPITAL_BULK_API_KEY: API_KEY };
 
     const run = await cli(['upload', csvFile('env-keyed.csv', csv(2)), '--url', url], env);
@@ -708,6 +709,26 @@ describe('event stream', () => {
     expect(run.stdout).toContain(`batch ${ID}  completed  2 created, 0 failed of 2`);
   });
 
+  test('when the directory is being retried, then the progress says so, with the attempt and the time to the next try', async () => {
+    const wait = { row: 2, op: 'create', reason: 'retry', attempt: 1, status: 503, message: 'Service Unavailable', retry_at: '2026-01-01T00:00:05.000Z', retry_in_seconds: 4 };
+    const service = await scriptedService([
+      (res) =>
+        res.end(
+          `id: 1\nevent: row\ndata: ${row(1, 2)}\n\nid: 2\nevent: directory\ndata: ${JSON.stringify(wait)}\n\n` +
+            `id: 3\nevent: row\ndata: ${row(2, 2)}\n\nid: 3\nevent: report\ndata: ${JSON.stringify(report)}\n\n`,
+        ),
+    ]);
+
+    const run = await cli(['upload', csvFile('slow.csv', csv(2)), '--url', service.url]);
+
+    expect(run.code).toBe(0);
+    expect(lines(run.stderr)).toEqual([
+      '[1/2] row 1 created (hospital 101, attempts 1)',
+      'row 2: the directory answered 503; trying again (attempt 2) in 4 s',
+      '[2/2] row 2 created (hospital 102, attempts 1)',
+    ]);
+  });
+
   test('when the stream keeps dropping, then after a few reconnects it exits 1 with one line saying how to find the batch', async () => {
     const service = await scriptedService([(res) => res.end('retry: 5\n\n')]);
 
@@ -716,6 +737,16 @@ describe('event stream', () => {
     expect(run.code).toBe(1);
     expect(service.lastEventIds.length).toBe(6);
     expect(run.stderr).toBe(`hospital-bulk: lost the connection to ${service.url} (the event stream ended before the report); the batch goes on: hospital-bulk show ${ID} --url ${service.url}\n`);
+  });
+});
+
+describe('directory trouble', () => {
+  test('a retry names the status and the next attempt; a rate limit the time to the next try; an unanswered call its reason', () => {
+    const event = { row: null, op: 'wake' as const, attempt: 1, message: 'connect ECONNREFUSED', retry_at: '2026-01-01T00:00:38.000Z', retry_in_seconds: 38 };
+
+    expect(directoryWaitText({ ...event, reason: 'rate_limited', status: 429 }, 38)).toBe("waiting for the directory's rate limit: next try in 38 s");
+    expect(directoryWaitText({ ...event, reason: 'retry', status: 502 }, 4)).toBe('the directory answered 502; trying again (attempt 2) in 4 s');
+    expect(directoryWaitText({ ...event, reason: 'retry', status: null }, 0)).toBe('the directory did not answer (connect ECONNREFUSED); trying again (attempt 2) now');
   });
 });
 

@@ -245,9 +245,44 @@ describe('real answers match the documented schemas', () => {
     const events = parseSse(res.text);
     expect(events.map((e) => e.event)).toEqual(['batch', 'row', 'row', 'batch', 'batch', 'report']);
     const documentedEvents = Object.keys(media['x-sse-events'] ?? {});
-    expect(documentedEvents.sort()).toEqual(['batch', 'report', 'row']);
+    expect(documentedEvents.sort()).toEqual(['batch', 'directory', 'report', 'row']);
     const at = pointer('paths', '/batches/{id}/events', 'get', 'responses', '200', 'content', 'text/event-stream', 'x-sse-events');
     for (const event of events) validate(ctx.ajv, `${at}/${event.event}`, event.data, `SSE event ${event.event}`);
+  });
+
+  test('the event stream of a batch whose directory answered 503 once: the `directory` event validates against its documented schema', async () => {
+    stack = await startStack();
+    const ctx = await served(stack.app);
+    stack.sim.inject('create', { kind: 'status', status: 503 });
+    const { body: report } = await upload(stack.app, csv(1));
+
+    const res = await request(stack.app).get(`/batches/${report.batch_id}/events`);
+
+    const events = parseSse(res.text);
+    expect(events.map((e) => e.event)).toEqual(['batch', 'directory', 'row', 'batch', 'batch', 'report']);
+    const at = pointer('paths', '/batches/{id}/events', 'get', 'responses', '200', 'content', 'text/event-stream', 'x-sse-events');
+    for (const event of events) validate(ctx.ajv, `${at}/${event.event}`, event.data, `SSE event ${event.event}`);
+  });
+
+  test('a row edit: 200 with the report, and its refusals (400, 404, 409, 415) are documented problem JSON', async () => {
+    stack = await startStack();
+    const ctx = await served(stack.app);
+    stack.sim.inject('create', { kind: 'pass' });
+    stack.sim.inject('create', { kind: 'status', status: 422, body: { detail: [{ loc: ['body', 'name'], msg: 'bad' }] } });
+    const { body: report } = await upload(stack.app, csv(2));
+    const patch = (row: number, body: unknown) =>
+      request(stack.app).patch(`/batches/${report.batch_id}/rows/${row}`).set('Content-Type', 'application/json').send(JSON.stringify(body));
+
+    const answers = [
+      await patch(2, { name: ' ' }),
+      await patch(3, { name: 'A' }),
+      await patch(1, { name: 'A' }),
+      await request(stack.app).patch(`/batches/${report.batch_id}/rows/2`).type('text').send('name=A'),
+      await patch(2, { name: 'Hospital 2b', phone: null }),
+    ];
+
+    expect(answers.map((res) => res.status)).toEqual([400, 404, 409, 415, 200]);
+    for (const res of answers) expectDocumented(ctx, 'patch', '/batches/{id}/rows/{row}', res);
   });
 
   test('a dry run, valid or not, answers the documented verdict', async () => {

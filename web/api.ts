@@ -7,7 +7,7 @@
  * reads it; EventSource cannot send headers, so with a key the same stream is read with
  * fetch() and a streaming body reader (resuming with Last-Event-ID if it drops).
  */
-import type { BatchEvent, BatchReport, RowEvent } from './types.js';
+import type { BatchEvent, BatchReport, DirectoryEvent, RowEvent } from './types.js';
 
 const KEY_STORAGE = 'hospital-bulk.api-key';
 
@@ -95,6 +95,10 @@ export async function getJson<T>(path: string, init: RequestInit = {}): Promise<
 
 export const postJson = <T>(path: string, init: RequestInit = {}) => getJson<T>(path, { ...init, method: 'POST' });
 
+/** PATCH with a JSON body; the JSON answer, or an ApiError. */
+export const patchJson = <T>(path: string, body: unknown) =>
+  getJson<T>(path, { method: 'PATCH', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' } });
+
 /** Reads an RFC 9457 problem document (or whatever the error body is) into an ApiError. */
 export async function toApiError(res: Response): Promise<ApiError> {
   let problem: Record<string, unknown> | null = null;
@@ -113,6 +117,8 @@ export async function toApiError(res: Response): Promise<ApiError> {
 export interface BatchStreamHandlers {
   row(event: RowEvent): void;
   batch(event: BatchEvent): void;
+  /** A directory call is waiting before it tries again (until the next row or batch event). */
+  directory?(event: DirectoryEvent): void;
   /** The final report; the stream is closed before this is called. */
   report(report: BatchReport): void;
   /** The stream cannot be followed (unknown batch, service gone for good). */
@@ -154,6 +160,7 @@ export function followBatch(batchId: string, handlers: BatchStreamHandlers): () 
     }
     if (type === 'row') handlers.row(value as RowEvent);
     else if (type === 'batch') handlers.batch(value as BatchEvent);
+    else if (type === 'directory') handlers.directory?.(value as DirectoryEvent);
     else if (type === 'report') {
       // The server ends the stream after the report; an open EventSource would reconnect.
       stop();
@@ -176,7 +183,7 @@ export function followBatch(batchId: string, handlers: BatchStreamHandlers): () 
   const viaEventSource = () => {
     const es = new EventSource(url);
     source = es;
-    for (const type of ['row', 'batch', 'report']) {
+    for (const type of ['row', 'batch', 'directory', 'report']) {
       es.addEventListener(type, (event) => {
         const message = event as MessageEvent<string>;
         dispatch(type, message.data, message.lastEventId);

@@ -7,6 +7,7 @@ import { ApiError, followBatch, getJson, postJson } from './api.js';
 import { failureReasons, messageBox, outcomeList, outcomeSentence, ProgressBar, resultsLink, RowsTable } from './components.js';
 import { announce, h, pageTitle, replace } from './dom.js';
 import { BATCH_STATUS_LABEL, batchBadge, duration, plural, timeElement } from './format.js';
+import { editButton, isRejected } from './rowEditor.js';
 import type { BatchReport, BatchStatus } from './types.js';
 
 const CAN_RESUME: readonly BatchStatus[] = ['failed', 'interrupted'];
@@ -80,6 +81,10 @@ export function batchScreen(batchId: string): { element: HTMLElement; heading: H
     }
 
     rows = new RowsTable(`Rows of ${report.filename}`, report.hospitals);
+    if (!acting && CAN_RESUME.includes(report.status)) {
+      const table = rows;
+      for (const row of report.hospitals.filter(isRejected)) table.addAction(row.row, editButton(report.batch_id, row, table.columns, saved));
+    }
     replace(
       body,
       h(
@@ -105,18 +110,33 @@ export function batchScreen(batchId: string): { element: HTMLElement; heading: H
     );
   };
 
+  /** A row was corrected: the page shows it pending, and Resume will create it. */
+  const saved = (report: BatchReport, row: number) => {
+    render(report);
+    const still = report.hospitals.filter(isRejected).length;
+    say(
+      'success',
+      `Row ${row} saved.`,
+      still > 0
+        ? `${plural(still, 'more rejected row')} to correct: a resume does not send a rejected row until it is edited.`
+        : 'Resume the batch to create it and activate the batch.',
+    );
+  };
+
   /** While the batch runs, its event stream fills the table in, then the report replaces it. */
   const follow = () => {
     stopLive();
     stopFollowing = followBatch(batchId, {
       row: (event) => {
+        progress?.clearWait();
         rows?.update(event.row, event);
         if (event.progress) {
           progress?.fromProgress(event.progress);
           rows?.markSending(event.progress.current_row);
         }
       },
-      batch: () => {},
+      directory: (event) => progress?.waiting(event),
+      batch: () => progress?.clearWait(),
       report: (report) => {
         render(report);
         announce(outcomeSentence(report));

@@ -1,8 +1,8 @@
 /** Pieces shared by the upload screen and the batch page. */
 import { wireDownload } from './api.js';
-import { h, labelCells, replace, scrollingTable, stackable } from './dom.js';
+import { announce, h, labelCells, replace, scrollingTable, stackable } from './dom.js';
 import { duration, plural, rowList, rowOutcomeBadge, secondsBetween } from './format.js';
-import type { BatchReport, Progress, RowReport, RowStatus } from './types.js';
+import type { BatchReport, DirectoryEvent, Progress, RowReport, RowStatus } from './types.js';
 
 export type BoxKind = 'error' | 'warning' | 'info' | 'success';
 
@@ -22,6 +22,9 @@ export class ProgressBar {
   private readonly bar: HTMLDivElement;
   private readonly fill: HTMLDivElement;
   private readonly text: HTMLParagraphElement;
+  /** What the directory is being waited for, with a countdown; hidden when nothing is. */
+  private readonly trouble: HTMLParagraphElement;
+  private countdown: number | undefined;
 
   constructor(private readonly total: number) {
     this.fill = h('div', { class: 'progress-fill' });
@@ -31,7 +34,32 @@ export class ProgressBar {
       this.fill,
     );
     this.text = h('p', { class: 'progress-text', role: 'status', 'aria-live': 'polite' }, 'Starting…');
-    this.element = h('div', { class: 'progress-block' }, this.bar, this.text);
+    this.trouble = h('p', { class: 'directory-wait', 'data-testid': 'directory-wait', hidden: true });
+    this.element = h('div', { class: 'progress-block' }, this.bar, this.text, this.trouble);
+  }
+
+  /**
+   * The directory is being waited for: says why, with the attempt and a countdown to the
+   * next try, until `clearWait()` (the next row or batch event). Announced once, not every second.
+   */
+  waiting(event: DirectoryEvent): void {
+    this.clearWait();
+    const nextTry = Date.now() + event.retry_in_seconds * 1000;
+    const tick = () => {
+      if (!this.trouble.isConnected && this.countdown !== undefined) return this.clearWait();
+      this.trouble.textContent = directoryWaitText(event, Math.max(0, Math.ceil((nextTry - Date.now()) / 1000)));
+    };
+    tick();
+    this.trouble.hidden = false;
+    this.countdown = window.setInterval(tick, 1000);
+    announce(this.trouble.textContent ?? '');
+  }
+
+  clearWait(): void {
+    window.clearInterval(this.countdown);
+    this.countdown = undefined;
+    this.trouble.hidden = true;
+    this.trouble.textContent = '';
   }
 
   set(percent: number, sentence: string): void {
@@ -64,6 +92,17 @@ export class ProgressBar {
     if (report.failed_hospitals > 0) parts.push(`${report.failed_hospitals} failed`);
     this.set(percent, `${parts.join(', ')}.`);
   }
+}
+
+/**
+ * "The directory answered 503; trying again (attempt 2) in 4 s", "Waiting for the directory's
+ * rate limit: next try in 38 s". A retry's `attempt` is the one that failed: the next is one more.
+ */
+export function directoryWaitText(event: DirectoryEvent, seconds: number): string {
+  const when = seconds > 0 ? `in ${seconds} s` : 'now';
+  if (event.reason === 'rate_limited') return `Waiting for the directory's rate limit: next try ${when}.`;
+  const what = event.status === null ? `The directory did not answer (${event.message})` : `The directory answered ${event.status}`;
+  return `${what}; trying again (attempt ${event.attempt + 1}) ${when}.`;
 }
 
 const ROWS_TABLE_COLUMNS = ['Row', 'Name', 'Status', 'Hospital ID', 'Attempts', 'Message', 'Address', 'Phone'];
@@ -126,6 +165,15 @@ export class RowsTable {
     cells.id.textContent = patch.hospital_id === null ? '' : String(patch.hospital_id);
     cells.attempts.textContent = patch.attempts > 0 ? String(patch.attempts) : '';
     cells.message.textContent = patch.error_message ?? '';
+  }
+
+  /** How many columns a row has (for a cell that spans them all). */
+  readonly columns = ROWS_TABLE_COLUMNS.length;
+
+  /** Puts a control (an Edit button) beside the row's status. */
+  addAction(row: number, control: HTMLElement): void {
+    const cells = this.cells.get(row);
+    if (cells) cells.status.append(h('div', { class: 'row-actions' }, control));
   }
 
   /** Shows the row being sent right now, if the progress says which. */

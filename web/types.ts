@@ -98,6 +98,18 @@ export interface RowEvent {
   progress?: Progress;
 }
 
+/** `event: directory` of GET /batches/:id/events: a directory call waits before trying again. */
+export interface DirectoryEvent {
+  row: number | null;
+  op: string;
+  reason: 'retry' | 'rate_limited';
+  attempt: number;
+  status: number | null;
+  message: string;
+  retry_at: string;
+  retry_in_seconds: number;
+}
+
 /** `event: batch` of GET /batches/:id/events. */
 export interface BatchEvent {
   status: BatchStatus;

@@ -160,6 +160,7 @@ function build(): UploadScreen {
     title.focus();
 
     const finish = (report: BatchReport) => {
+      progress.clearWait();
       rows.setAll(report.hospitals);
       progress.fromReport(report);
       const sentence = outcomeSentence(report);
@@ -191,13 +192,16 @@ function build(): UploadScreen {
 
     stopFollowing = followBatch(accepted.batch_id, {
       row: (event) => {
+        progress.clearWait();
         rows.update(event.row, event);
         if (event.progress) {
           progress.fromProgress(event.progress);
           rows.markSending(event.progress.current_row);
         }
       },
+      directory: (event) => progress.waiting(event),
       batch: (event) => {
+        progress.clearWait();
         if (event.status === 'processing' && !event.batch_activated) progress.set(0, 'Sending the first row…');
         if (event.batch_activated) progress.set(100, 'Every row was created; the batch is activated.');
       },

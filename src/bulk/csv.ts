@@ -28,6 +28,8 @@ const COLUMNS = FIELDS;
 type Column = Field;
 const REQUIRED: readonly Column[] = ['name', 'address'];
 const ALLOWED = `allowed columns are ${COLUMNS.join(', ')}`;
+/** The longest value a row may hold, unless the limits say otherwise. */
+export const MAX_FIELD_LENGTH = 255;
 /** Keeps the error response small however hostile the file is. */
 const MAX_LISTED_PROBLEMS = 50;
 /** Longest piece of user text echoed back in a message. */
@@ -74,7 +76,7 @@ export async function inspectRecords(
   limits: CsvLimits,
   { more = false, turns = new Turns() }: { more?: boolean; turns?: Turns } = {},
 ): Promise<Inspected> {
-  const maxFieldLength = limits.maxFieldLength ?? 255;
+  const maxFieldLength = limits.maxFieldLength ?? MAX_FIELD_LENGTH;
   const [header, ...data] = records;
   if (header === undefined) {
     const empty = fileProblem('The file is empty: expected a header row name,address,phone and at least one data row');
@@ -168,13 +170,21 @@ function readRow(
     // Python's strip, as the directory's: blank here exactly when it would refuse the value.
     const value = strip(fields[i] ?? '');
     values.set(column, value);
-    const problem = (what: string) => problems.add({ row, line, column, message: `Line ${line}: ${what}` });
-    if (value === '' && REQUIRED.includes(column)) problem(`${column} is required`);
-    else if (value.length > maxFieldLength) {
-      problem(`${column} is ${value.length} characters long; at most ${maxFieldLength} characters are allowed`);
-    }
+    const what = valueProblem(column, value, maxFieldLength);
+    if (what) problems.add({ row, line, column, message: `Line ${line}: ${what}` });
   }
   return read();
+}
+
+/**
+ * What is wrong with one value of a row, already stripped, by the rules every upload applies
+ * (name and address required, every value at most `maxFieldLength` characters); null if
+ * nothing. A row edit is checked by the same rules.
+ */
+export function valueProblem(column: Column, value: string, maxFieldLength = MAX_FIELD_LENGTH): string | null {
+  if (value === '' && REQUIRED.includes(column)) return `${column} is required`;
+  if (value.length > maxFieldLength) return `${column} is ${value.length} characters long; at most ${maxFieldLength} characters are allowed`;
+  return null;
 }
 
 /** The refusal of a file with problems (`total` of them, the first `problems` listed); `what` names the file ("CSV", "workbook"). */

@@ -1,3 +1,4 @@
+import type { DirectoryOp } from '../directory/types.js';
 import type { BatchStatus, RowStatus } from './status.js';
 
 /** Where a running batch is, as the workflow sees it (the HTTP layer renders it). */
@@ -27,4 +28,19 @@ export type BatchEvent =
       errorMessage: string | null;
       attempts: number;
       progress: ProgressRecord | null;
+    }
+  /**
+   * A directory call is waiting before it tries again (a failed attempt's backoff, or a rate
+   * limit), so a person watching sees why nothing moves. `row` is null for batch-wide calls
+   * (wake, activate, reading or deleting the batch); `retryAt` is when the next try goes out.
+   */
+  | {
+      type: 'directory_wait';
+      row: number | null;
+      op: DirectoryOp;
+      reason: 'retry' | 'rate_limited';
+      attempt: number;
+      status: number | null;
+      message: string;
+      retryAt: number;
     };

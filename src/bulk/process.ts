@@ -4,6 +4,7 @@ import { DirectoryError, matchRows, type CreateOutcome, type DirectoryClient } f
 import { AppError } from '../errors.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
+import { recordWaits, type WaitRecorder } from './directoryWaits.js';
 import type { BatchEvent } from './events.js';
 import { progressOf } from './progress.js';
 import { isCreated, RESUMABLE, ROLLBACKABLE, type BatchStatus } from './status.js';
@@ -40,6 +41,8 @@ interface Run {
   claim: Claim;
   startedAt: number;
   rows: RowRecord[];
+  /** Records the directory client's waits as `directory_wait` events. */
+  waits: WaitRecorder;
 }
 
 const STOPPED = Symbol('stopped');
@@ -82,7 +85,7 @@ export async function rollbackBatch(deps: ProcessDeps, batchId: string): Promise
 async function rollBackClaimed(deps: ProcessDeps, held: Claim, restoreTo: BatchStatus, onRestore: BatchEvent[]): Promise<BatchOutcome> {
   const { batchId } = held;
   try {
-    const deleted = await deps.directory.deleteBatch(batchId, { batchId });
+    const deleted = await deps.directory.deleteBatch(batchId, { batchId, onWait: recordWaits(deps, held).onWait(null) });
     deps.logger.info('batch rolled back', { batch_id: batchId, deleted_count: deleted });
   } catch (error) {
     await deps.store.finishBatch(held, restoreTo, {}, onRestore);
@@ -155,9 +158,9 @@ async function runClaimed(deps: ProcessDeps, held: Claim): Promise<BatchOutcome>
   const startedAt = Date.now();
   await store.updateBatch(held, { startedAt, error: null, completedAt: null }, [{ type: 'status', status: 'processing', error: null }]);
   deps.logger.info('batch started', { batch_id: batchId });
-  const current: Run = { deps, claim: held, startedAt, rows: await store.findRows(batchId) };
+  const current: Run = { deps, claim: held, startedAt, rows: await store.findRows(batchId), waits: recordWaits(deps, held) };
 
-  const woke = await unlessStopped(deps, directory.wake({ batchId }).then(() => null, (error: unknown) => error));
+  const woke = await unlessStopped(deps, directory.wake({ batchId, onWait: current.waits.onWait(null) }).then(() => null, (error: unknown) => error));
   if (woke === STOPPED) return interrupt(current);
   if (woke !== null) {
     const message = woke instanceof Error ? woke.message : String(woke);
@@ -189,7 +192,7 @@ async function runClaimed(deps: ProcessDeps, held: Claim): Promise<BatchOutcome>
   if (missing > 0) return failed(current, `${missing} of ${current.rows.length} rows were not created; the batch was not activated.`);
   const activated = await unlessStopped(
     deps,
-    directory.activateBatch(batchId, current.rows.map((row) => row.hospitalId!), { batchId }).catch((error: unknown) => {
+    directory.activateBatch(batchId, current.rows.map((row) => row.hospitalId!), { batchId, onWait: current.waits.onWait(null) }).catch((error: unknown) => {
       if (error instanceof DirectoryError) return error;
       throw error;
     }),
@@ -214,7 +217,8 @@ async function createMissingRows(current: Run): Promise<LoopEnd> {
   const { deps } = current;
   const { directory, lifecycle, config } = deps;
   const claimed = new Set(current.rows.filter(isCreated).map((row) => row.hospitalId!));
-  const queue = current.rows.filter((row) => !isCreated(row));
+  // A row the directory refused as it stands would only be refused again: it waits for an edit.
+  const queue = current.rows.filter((row) => !isCreated(row) && !row.rejected);
   const sameRowInFlight = new Map<string, Promise<unknown>>();
   let failuresInARow = 0;
   let interrupted = false;
@@ -223,7 +227,7 @@ async function createMissingRows(current: Run): Promise<LoopEnd> {
     await writeRow(current, row.row, { status: 'creating' });
     const result = await unlessStopped(
       deps,
-      directory.createHospital({ name: row.name, address: row.address, phone: row.phone }, { batchId: row.batchId, row: row.row, claimed }),
+      directory.createHospital({ name: row.name, address: row.address, phone: row.phone }, { batchId: row.batchId, row: row.row, claimed, onWait: current.waits.onWait(row.row) }),
     );
     if (result === STOPPED) {
       interrupted = true;
@@ -263,6 +267,8 @@ async function writeRow(current: Run, rowNumber: number, patch: RowPatch, announ
   const updated: RowRecord = { ...current.rows[index]!, ...patch, updatedAt: Date.now() };
   current.rows[index] = updated;
   const events: BatchEvent[] = announce ? [rowEvent(current, updated)] : [];
+  // A wait this row reported is stored before its outcome.
+  await current.waits.flush();
   await current.deps.store.updateRows(current.claim, [rowNumber], patch, events);
   return updated;
 }
@@ -299,7 +305,7 @@ async function settled(current: Run): Promise<void> {
 async function reconcile(current: Run): Promise<void> {
   const { deps, claim: held } = current;
   const batchId = held.batchId;
-  const upstream = await deps.directory.getBatch(batchId, { batchId });
+  const upstream = await deps.directory.getBatch(batchId, { batchId, onWait: current.waits.onWait(null) });
   const present = new Set(upstream.map((h) => h.id));
   const claimed = new Set<number>();
   let forgotten = 0;
@@ -312,7 +318,8 @@ async function reconcile(current: Run): Promise<void> {
     forgotten += 1;
     await writeRow(current, row.row, { status: 'pending', hospitalId: null, errorMessage: null });
   }
-  for (const [row, match] of matchRows(upstream, current.rows.filter((r) => !isCreated(r)), claimed)) {
+  // A row the directory refused was never stored: a hospital like it belongs to another row.
+  for (const [row, match] of matchRows(upstream, current.rows.filter((r) => !isCreated(r) && !r.rejected), claimed)) {
     adopted += 1;
     await writeRow(current, row.row, { status: 'created', hospitalId: match.id, errorMessage: null }, true);
   }
@@ -343,9 +350,9 @@ async function commitRow(current: Run, row: RowRecord, result: CreateOutcome): P
 function rowPatch(result: CreateOutcome, attempts: number): RowPatch {
   switch (result.kind) {
     case 'created':
-      return { status: 'created', hospitalId: result.hospital.id, errorMessage: null, attempts };
+      return { status: 'created', hospitalId: result.hospital.id, errorMessage: null, attempts, rejected: false };
     case 'rejected':
-      return { status: 'failed', errorMessage: `Rejected by the directory (HTTP ${result.status}): ${result.message}`, attempts };
+      return { status: 'failed', errorMessage: `Rejected by the directory (HTTP ${result.status}): ${result.message}`, attempts, rejected: true };
     case 'failed':
       return result.outcome === 'unknown'
         ? {
@@ -401,6 +408,7 @@ async function failed(current: Run, error: string): Promise<BatchOutcome> {
 
 async function finish(current: Run, status: BatchStatus, error: string | null, { announce = true } = {}): Promise<BatchOutcome> {
   const { deps, claim: held } = current;
+  await current.waits.flush();
   const completedAt = Date.now();
   const events: BatchEvent[] = announce ? [{ type: 'status', status, error }] : [];
   await deps.store.finishBatch(held, status, { error, completedAt, processingMs: completedAt - current.startedAt }, events);

@@ -43,6 +43,14 @@ export const RUNNING: readonly BatchStatus[] = ['pending', 'processing'];
 export const FINISHED: readonly BatchStatus[] = ['completed', 'failed', 'interrupted', 'rolled_back'];
 /** What a resume may start from. */
 export const RESUMABLE: readonly BatchStatus[] = ['failed', 'interrupted'];
+/** Batches whose rows a person may edit: not running (no run would see the change), not rolled back. */
+export const ROW_EDITABLE_BATCHES: readonly BatchStatus[] = RESUMABLE;
+/**
+ * Rows a person may edit: known not to exist upstream. An `unknown` row may exist: a resume
+ * settles it first. A row being sent, created or deleted is past editing here.
+ */
+export const EDITABLE_ROWS: readonly RowStatus[] = ['pending', 'failed'];
+
 /** What a rollback may start from. */
 export const ROLLBACKABLE: readonly BatchStatus[] = ['failed', 'interrupted', 'completed'];
 

@@ -1,5 +1,6 @@
 import type { Progress } from '../http/presenter.js';
-import { progressBar, type BarState } from './render.js';
+import type { DirectoryEvent } from '../http/schemas.js';
+import { directoryWaitText, progressBar, type BarState } from './render.js';
 import type { SseEvent } from './sse.js';
 
 /** A `row` event's data, as src/bulk/process.ts records it (progress is absent on adopted rows). */
@@ -29,7 +30,10 @@ export function createProgressView(stream: NodeJS.WriteStream, total: number, ea
   // A resumed batch starts with the rows its earlier runs created; failed ones are tried again.
   const statuses = new Map<number, string>(earlier.filter((row) => CREATED.has(row.status)).map((row) => [row.row, row.status]));
   let latest: { progress: Progress; at: number } | null = null;
+  // The directory trouble shown after the bar until the next row or batch event.
+  let wait: { event: DirectoryEvent; until: number } | null = null;
   const startedAt = Date.now();
+  const waitText = (now: number) => (wait ? directoryWaitText(wait.event, Math.max(0, Math.ceil((wait.until - now) / 1000))) : '');
 
   // Adopted rows come without server progress: count them from the row events seen.
   const state = (now: number): BarState => {
@@ -43,8 +47,16 @@ export function createProgressView(stream: NodeJS.WriteStream, total: number, ea
       etaSeconds: latest === null || latest.progress.eta_seconds === null ? null : Math.max(0, latest.progress.eta_seconds - since),
     };
   };
+  /** Notes a `directory` event (true when it was one); a `row` or `batch` event clears it. */
+  const recordWait = (event: SseEvent): boolean => {
+    if (event.event === 'row' || event.event === 'batch') wait = null;
+    if (event.event !== 'directory') return false;
+    const data = parseWait(event.data);
+    if (data) wait = { event: data, until: Date.now() + data.retry_in_seconds * 1000 };
+    return data !== null;
+  };
   const record = (event: SseEvent): RowEvent | null => {
-    if (event.event !== 'row') return null;
+    if (recordWait(event) || event.event !== 'row') return null;
     const row = parse(event.data);
     if (!row) return null;
     statuses.set(row.row, row.status);
@@ -57,17 +69,21 @@ export function createProgressView(stream: NodeJS.WriteStream, total: number, ea
       onEvent(event) {
         const row = record(event);
         if (row) stream.write(`${rowLine(row, state(Date.now()))}\n`);
+        else if (event.event === 'directory' && wait) stream.write(`${wait.event.row === null ? '' : `row ${wait.event.row}: `}${waitText(Date.now())}\n`);
       },
       stop() {},
     };
   }
-  const draw = () => stream.write(`\r${progressBar(state(Date.now()))}\x1b[K`);
+  const draw = () => {
+    const now = Date.now();
+    stream.write(`\r${progressBar(state(now))}${wait ? `  ${waitText(now)}` : ''}\x1b[K`);
+  };
   const ticker = setInterval(draw, 1000).unref();
   let stopped = false;
   draw();
   return {
     onEvent(event) {
-      if (record(event) && !stopped) draw();
+      if ((record(event) || event.event === 'directory') && !stopped) draw();
     },
     stop() {
       if (stopped) return;
@@ -84,6 +100,15 @@ function rowLine(row: RowEvent, state: BarState): string {
   const position = `[${state.done + state.failed}/${state.total}] row ${row.row}`;
   if (CREATED.has(row.status)) return `${position} created (hospital ${row.hospital_id ?? '?'}, attempts ${row.attempts})`;
   return `${position} ${row.status}: ${row.error_message ?? 'no reason given'}`;
+}
+
+function parseWait(data: string): DirectoryEvent | null {
+  try {
+    const value = JSON.parse(data) as Partial<DirectoryEvent>;
+    return typeof value.attempt === 'number' && typeof value.retry_in_seconds === 'number' ? (value as DirectoryEvent) : null;
+  } catch {
+    return null;
+  }
 }
 
 function parse(data: string): RowEvent | null {

@@ -1,6 +1,7 @@
 import type { BatchReport, BatchSummary, Progress } from '../http/presenter.js';
 import type { CsvProblem } from '../errors.js';
 import { plainHint, type Hint } from './hints.js';
+import type { DirectoryEvent } from '../http/schemas.js';
 export type Cell = string | number | boolean | null | undefined;
 
 const NAME_WIDTH = 32;
@@ -44,6 +45,17 @@ export function progressBar({ done, failed, total, elapsedSeconds, etaSeconds }:
   const bar = `${'#'.repeat(filled)}${'-'.repeat(BAR_WIDTH - filled)}`;
   const eta = etaSeconds === null ? '-:--' : clock(etaSeconds);
   return `[${bar}] ${finished}/${total}  done ${done}  failed ${failed}  elapsed ${clock(elapsedSeconds)}  eta ${eta}`;
+}
+
+/**
+ * A `directory` event, as the page says it: "the directory answered 503; trying again
+ * (attempt 2) in 4 s", "waiting for the directory's rate limit: next try in 38 s".
+ */
+export function directoryWaitText(event: DirectoryEvent, seconds: number): string {
+  const when = seconds > 0 ? `in ${seconds} s` : 'now';
+  if (event.reason === 'rate_limited') return `waiting for the directory's rate limit: next try ${when}`;
+  const what = event.status === null ? `the directory did not answer (${event.message})` : `the directory answered ${event.status}`;
+  return `${what}; trying again (attempt ${event.attempt + 1}) ${when}`;
 }
 
 export const barState = (progress: Progress, total: number): BarState => ({

@@ -39,6 +39,8 @@ export interface RowRecord {
   hospitalId: number | null;
   errorMessage: string | null;
   attempts: number;
+  /** The directory refused the row as it stands: a resume does not send it again until it is edited. */
+  rejected: boolean;
   updatedAt: number;
 }
 
@@ -80,7 +82,23 @@ export type ClaimResult =
   | { kind: 'full' };
 
 export type BatchPatch = Partial<Pick<BatchRecord, 'error' | 'notice' | 'startedAt' | 'completedAt' | 'processingMs' | 'activated'>>;
-export type RowPatch = Partial<Pick<RowRecord, 'status' | 'hospitalId' | 'errorMessage' | 'attempts'>>;
+export type RowPatch = Partial<Pick<RowRecord, 'status' | 'hospitalId' | 'errorMessage' | 'attempts' | 'rejected'>>;
+
+/** A person's correction of a row's values (each one already checked like an upload's). */
+export type RowValues = Partial<Pick<RowRecord, 'name' | 'address' | 'phone'>>;
+
+export type RowEditResult =
+  | { kind: 'edited'; row: RowRecord }
+  | { kind: 'not_found' }
+  /** The batch is not one whose rows may be edited (see `editRow`). */
+  | { kind: 'batch_conflict'; status: BatchStatus }
+  /** The row is not one that may be edited (see `editRow`). */
+  | { kind: 'row_conflict'; status: RowStatus };
+
+/** The `row` event an edit appends: the row is pending again, without its error. */
+export function editedRowEvent(row: RowRecord): BatchEvent {
+  return { type: 'row', row: row.row, status: row.status, hospitalId: row.hospitalId, errorMessage: row.errorMessage, attempts: row.attempts, progress: null };
+}
 
 /** Why a row whose create was on the wire when its process stopped is `unknown`. */
 export const STOPPED_WHILE_SENDING = 'The service stopped while this row was being sent; resume the batch to check whether it was created.';
@@ -141,6 +159,15 @@ export interface Store {
   updateBatch(claim: Claim, patch: BatchPatch, events?: BatchEvent[], now?: number): Promise<void>;
   /** Fenced update of rows (all of them, or those numbered), recounting the batch's counters, with `events`, in one transaction. */
   updateRows(claim: Claim, rows: readonly number[] | 'all', patch: RowPatch, events?: BatchEvent[], now?: number): Promise<void>;
+
+  /**
+   * Corrects a row's values, in one transaction, only while its batch is in `ROW_EDITABLE_BATCHES`
+   * (so no run holds it) and the row in `EDITABLE_ROWS` (src/bulk/status.ts), both checked there
+   * and then, so a resume claiming the batch at the same moment cannot race it. The row goes
+   * back to `pending`, without its error and no longer `rejected`; the counters are recounted
+   * and a `row` event appended. Needs no claim: no run holds the batch.
+   */
+  editRow(batchId: string, row: number, values: RowValues, now?: number): Promise<RowEditResult>;
 
   /** The batch's events after `seq`, oldest first. */
   eventsAfter(batchId: string, seq: number): Promise<StoredEvent[]>;

@@ -16,7 +16,8 @@ export interface NewHospital {
 }
 
 /** The client's operations, as named in logs and in waits. */
-export type DirectoryOp = 'wake' | 'create' | 'activate' | 'get_batch' | 'delete_batch' | 'list';
+export const DIRECTORY_OPS = ['wake', 'create', 'activate', 'get_batch', 'delete_batch', 'list'] as const;
+export type DirectoryOp = (typeof DIRECTORY_OPS)[number];
 
 /**
  * The client is about to wait before trying again. `retry`: a failed attempt's backoff

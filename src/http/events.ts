@@ -8,7 +8,7 @@ import { batchId } from './routes.js';
 const HEARTBEAT_MS = 15_000;
 
 /**
- * GET /batches/:id/events — server-sent events: every recorded `row` and `batch` event
+ * GET /batches/:id/events — server-sent events: every recorded `row`, `batch` and `directory` event
  * after Last-Event-ID (all of them for a new client), then live ones as they happen, and
  * once the batch has finished a final `report` event with the full report; then the
  * stream ends. A finished batch simply replays and ends.

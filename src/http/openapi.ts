@@ -286,7 +286,8 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
         summary: 'Finish a failed or interrupted batch',
         description:
           'Checks the directory first (a row whose answer was lost is adopted, not created twice; rows the directory forgot ' +
-          'are created again), creates what is missing and activates the batch. Blocks until done.',
+          'are created again), creates what is missing and activates the batch. Blocks until done. A row the directory ' +
+          'rejected is not sent again until it is edited (PATCH /batches/{id}/rows/{row}): it stays `failed` with its reason.',
         ...secured,
         parameters: [batchIdPath],
         responses: {
@@ -321,6 +322,42 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
         },
       },
     },
+    '/batches/{id}/rows/{row}': {
+      patch: {
+        tags: ['batches'],
+        operationId: 'editBatchRow',
+        summary: 'Correct a row that was not created, so that a resume can create it',
+        description:
+          'Fix and finish: new values for a row the directory rejected (or one that failed), checked like an upload\'s ' +
+          '(name and address required, blank as the directory means it, at most 255 characters each). The row becomes ' +
+          '`pending` again, without its error, and the next POST /batches/{id}/resume creates it: no re-upload, no duplicate. ' +
+          'A resume never re-sends a rejected row unchanged: until it is edited, it stays `failed` with its reason.\n\n' +
+          'Only while the batch is failed or interrupted, and only for a row that is `pending` or `failed` (an `unknown` row ' +
+          'may exist upstream: resume first to settle it). Appends a `row` event to the batch\'s stream.',
+        ...secured,
+        parameters: [
+          batchIdPath,
+          { name: 'row', in: 'path', required: true, description: 'The data row number, 1-based, as in the report.', schema: { type: 'integer', minimum: 1 } },
+        ],
+        requestBody: { required: true, content: { 'application/json': { schema: ref('RowEdit') } } },
+        responses: {
+          200: json('BatchReport', 'The row was changed: the batch report.'),
+          400: problem(
+            'The id or row number is malformed, the body is not a JSON object of name, address and phone, a value breaks an ' +
+              'upload\'s rule (each in `errors`), or the values are the ones the directory rejected. Nothing was changed.',
+          ),
+          401: unauthorized,
+          404: problem('No batch with this id, or no such row in it.'),
+          409: problem(
+            'The batch is pending, processing or rolled back (`batch_status`), or the row is not one that can be edited: ' +
+              'created, being sent, of unknown outcome or deleted (`row_status`).',
+          ),
+          413: problem('The body is larger than 16 KiB.'),
+          415: problem('The body is not application/json.'),
+          500: internal,
+        },
+      },
+    },
     '/batches/{id}/events': {
       get: {
         tags: ['batches'],
@@ -331,6 +368,8 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
           'they happen; each has an `id:` (pass it back as Last-Event-ID to resume), an `event:` name and a JSON `data:` line:\n\n' +
           '- `row` (RowEvent): a row reached an outcome, with the batch `progress` after it;\n' +
           '- `batch` (BatchEvent): the batch changed state, or was activated (`batch_activated: true`);\n' +
+          '- `directory` (DirectoryEvent): a directory call is waiting before it tries again (a retry after a failed attempt, ' +
+          'or its rate limit), with the attempt and when the next try goes out; it holds until the next `row` or `batch` event;\n' +
           '- `report` (BatchReport): the final report, sent once the batch has finished; then the stream ends.\n\n' +
           'A finished batch replays its events and the report, and ends. Comment lines (`: keep-alive`) are sent every 15 s.',
         ...secured,

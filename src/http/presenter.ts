@@ -1,7 +1,15 @@
 import type { z } from 'zod';
 import type { BatchEvent, ProgressRecord } from '../bulk/events.js';
 import type { BatchRecord, RowRecord } from '../db/store.js';
-import type { BatchEventSchema, BatchReportSchema, BatchSummarySchema, ProgressSchema, RowEventSchema, RowReportSchema } from './schemas.js';
+import type {
+  BatchEventSchema,
+  BatchReportSchema,
+  BatchSummarySchema,
+  DirectoryEventSchema,
+  ProgressSchema,
+  RowEventSchema,
+  RowReportSchema,
+} from './schemas.js';
 
 /**
  * Records and domain events as the API shows them: the only code that knows the JSON
@@ -13,6 +21,7 @@ export type RowReport = z.infer<typeof RowReportSchema>;
 export type Progress = z.infer<typeof ProgressSchema>;
 type RowEventData = z.infer<typeof RowEventSchema>;
 type BatchEventData = z.infer<typeof BatchEventSchema>;
+type DirectoryEventData = z.infer<typeof DirectoryEventSchema>;
 
 /** The per-row report users get from the upload and from GET /batches/:id. */
 export function toReport(batch: BatchRecord, rows: readonly RowRecord[], progress?: ProgressRecord): BatchReport {
@@ -64,8 +73,14 @@ export function toProgress(progress: ProgressRecord): Progress {
   };
 }
 
-/** A stored domain event as the server-sent event clients receive: its SSE name and `data`. */
-export function toServerSentEvent(event: BatchEvent): { name: 'row'; data: RowEventData } | { name: 'batch'; data: BatchEventData } {
+/**
+ * A stored domain event as the server-sent event clients receive: its SSE name and `data`.
+ * `now` is when it is sent: a directory wait says how long is left from then.
+ */
+export function toServerSentEvent(
+  event: BatchEvent,
+  now = Date.now(),
+): { name: 'row'; data: RowEventData } | { name: 'batch'; data: BatchEventData } | { name: 'directory'; data: DirectoryEventData } {
   switch (event.type) {
     case 'row':
       return {
@@ -83,6 +98,20 @@ export function toServerSentEvent(event: BatchEvent): { name: 'row'; data: RowEv
       return { name: 'batch', data: { status: event.status, error: event.error } };
     case 'activated':
       return { name: 'batch', data: { status: 'processing', batch_activated: true } };
+    case 'directory_wait':
+      return {
+        name: 'directory',
+        data: {
+          row: event.row,
+          op: event.op,
+          reason: event.reason,
+          attempt: event.attempt,
+          status: event.status,
+          message: event.message,
+          retry_at: new Date(event.retryAt).toISOString(),
+          retry_in_seconds: tenths(Math.max(0, event.retryAt - now)),
+        },
+      };
   }
 }
 

@@ -1,13 +1,14 @@
-import { Router, type Request, type RequestHandler } from 'express';
+import express, { Router, type Request, type RequestHandler } from 'express';
 import { z } from 'zod';
 import type { Deps } from '../deps.js';
 import { acceptUpload } from '../bulk/accept.js';
+import { editRow } from '../bulk/editRow.js';
 import { processBatch, resumeBatch, rollbackBatch, type BatchOutcome } from '../bulk/process.js';
 import { progressOf } from '../bulk/progress.js';
 import { isRunning } from '../bulk/status.js';
 import { AppError } from '../errors.js';
 import { toReport, toSummary, type BatchReport } from './presenter.js';
-import { batchIdParam, idempotencyKey, listQuery, type AsyncAccepted, type BatchList } from './schemas.js';
+import { batchIdParam, idempotencyKey, listQuery, rowParam, RowEditSchema, type AsyncAccepted, type BatchList } from './schemas.js';
 import { displayName, receiveCsv, sheetField } from './upload.js';
 
 /** POST /hospitals/bulk: validate the CSV, record it, run it through the directory, report. */
@@ -90,10 +91,22 @@ export function batchRoutes(deps: Deps): Router {
   router.post('/batches/:id/rollback', refuseWhileStopping(deps), async (req, res) => {
     res.json(report(await deps.lifecycle.track(rollbackBatch(deps, batchId(req.params.id)))));
   });
+  // Fix and finish: correct a row that was not created, then resume the batch.
+  router.patch('/batches/:id/rows/:row', express.json({ limit: ROW_EDIT_BYTES }), async (req, res) => {
+    const id = batchId(req.params.id);
+    const row = parseOrThrow(rowParam, req.params.row);
+    if (!req.is('application/json')) {
+      throw new AppError('unsupported_media_type', 'Send the new values as JSON (Content-Type: application/json), e.g. {"address": "12 Harbour Road"}.');
+    }
+    res.json(report(await editRow(deps, id, row, parseOrThrow(RowEditSchema, req.body))));
+  });
   return router;
 }
 
 const report = ({ batch, rows }: BatchOutcome) => toReport(batch, rows);
+
+/** Three values of at most 255 characters, even each written as \uXXXX escapes, with room to spare. */
+const ROW_EDIT_BYTES = '16kb';
 
 /** RFC 7240 `Prefer: respond-async`, or `?async=true` for clients that cannot set headers. */
 function wantsAsync(req: Request): boolean {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { BATCH_STATUSES, ROW_STATUSES } from '../bulk/status.js';
+import { DIRECTORY_OPS } from '../directory/types.js';
 
 /**
  * Everything the HTTP API takes and gives, as zod schemas. The request schemas are the ones
@@ -59,6 +60,40 @@ export const lastEventIdHeader = z.string().meta({
   description: 'Resume a stream: only events after this event id are sent (browsers send it on reconnect).',
   examples: ['42'],
 });
+
+export const rowParam = z
+  .string()
+  .regex(/^[1-9]\d{0,8}$/, { error: 'The row must be a data row number: a whole number from 1.' })
+  .transform(Number)
+  .meta({ description: 'A data row number, 1-based, as in the report (`row`).', examples: ['2'] });
+
+const editedValue = (field: string) =>
+  z.string({ error: `${field} must be a string.` }).meta({ description: `The new ${field}: checked like an upload's (stripped, at most 255 characters).` });
+
+/** The body of PATCH /batches/{id}/rows/{row}: its shape here, its values by the upload's rules (src/bulk/editRow.ts). */
+export const RowEditSchema = z
+  .strictObject(
+    {
+      name: editedValue('name').optional(),
+      address: editedValue('address').optional(),
+      phone: z
+        .string({ error: 'phone must be a string or null.' })
+        .nullable()
+        .optional()
+        .meta({ description: 'The new phone; null or blank for none.' }),
+    },
+    {
+      error: (issue) =>
+        issue.code === 'unrecognized_keys'
+          ? `Unknown field ${issue.keys.map((key) => `"${key}"`).join(', ')}: a row has name, address and phone.`
+          : 'Send the row as a JSON object: {"name": …, "address": …, "phone": …}.',
+    },
+  )
+  .meta({
+    id: 'RowEdit',
+    description: 'New values for a row: any of `name`, `address` and `phone`; the fields left out keep their values.',
+    examples: [{ address: '12 Harbour Road, Leith' }],
+  });
 
 export const UploadFormSchema = z
   .object({
@@ -196,9 +231,14 @@ export const ProblemSchema = z
     title: z.string().meta({ description: 'A short summary of the kind of problem.' }),
     status: z.int().min(400).max(599),
     detail: z.string().meta({ description: 'What went wrong this time, and what to do.' }),
-    errors: z.array(CsvProblemSchema).optional().meta({ description: 'Every problem in the CSV (invalid_csv only).' }),
+    errors: z
+      .array(CsvProblemSchema)
+      .optional()
+      .meta({ description: 'Every problem in the CSV (invalid_csv), or in the values of a row edit (bad_request on PATCH /batches/{id}/rows/{row}).' }),
     batch_id: batchIdParam.optional().meta({ description: 'The batch concerned (409, 422 and 503).' }),
-    batch_status: BatchStatusSchema.optional().meta({ description: 'The state that prevented the action (409 on resume and rollback).' }),
+    batch_status: BatchStatusSchema.optional().meta({ description: 'The state that prevented the action (409 on resume, rollback and row edits).' }),
+    row: z.int().positive().optional().meta({ description: 'The row concerned (409 on a row edit).' }),
+    row_status: RowStatusSchema.optional().meta({ description: "The row's state that prevented the edit (409 on a row edit)." }),
   })
   .meta({ id: 'Problem', description: 'RFC 9457 problem details, sent as application/problem+json.' });
 
@@ -270,10 +310,29 @@ export const BatchEventSchema = z
   })
   .meta({ id: 'BatchEvent', description: 'SSE event `batch`: the batch changed state (or was activated).' });
 
+export const DirectoryEventSchema = z
+  .object({
+    row: z.int().positive().nullable().meta({ description: 'The row the call is for; null for calls about the whole batch (wake, activate, read, delete).' }),
+    op: z.enum(DIRECTORY_OPS).meta({ description: 'The directory call: `wake` (GET /), `create`, `activate`, `get_batch`, `delete_batch`, `list`.' }),
+    reason: z.enum(['retry', 'rate_limited']).meta({
+      description: "`retry`: an attempt failed and the next one waits its backoff; `rate_limited`: the call waits for the directory's rate window.",
+    }),
+    attempt: z.int().positive().meta({ description: 'For `retry`, the attempt that failed (the next try is attempt + 1); for `rate_limited`, the attempt being held.' }),
+    status: z.int().nullable().meta({ description: 'The HTTP status the directory answered (429 for its rate limit); null when it did not answer, or when we pace ourselves.' }),
+    message: z.string().meta({ description: 'What happened, in words.' }),
+    retry_at: timestamp('When the next try goes out.'),
+    retry_in_seconds: z.number().nonnegative().meta({ description: 'Seconds from when this event was sent to the next try (0 once past): count down from it.' }),
+  })
+  .meta({
+    id: 'DirectoryEvent',
+    description: 'SSE event `directory`: a directory call is waiting before it tries again. It holds until the next `row` or `batch` event.',
+  });
+
 /** SSE event name → schema of its `data:` JSON; `report` is the final report, after which the stream ends. */
 export const sseEventSchemas = {
   row: RowEventSchema,
   batch: BatchEventSchema,
+  directory: DirectoryEventSchema,
   report: BatchReportSchema,
 } as const;
 
@@ -291,17 +350,21 @@ export const componentSchemas = [
   DryRunSchema,
   RowEventSchema,
   BatchEventSchema,
+  DirectoryEventSchema,
   BatchStatusSchema,
   RowStatusSchema,
   batchIdParam,
   UploadFormSchema,
+  RowEditSchema,
   FileFormatSchema,
 ] as const;
 
 export type AsyncAccepted = z.infer<typeof AsyncAcceptedSchema>;
 export type BatchList = z.infer<typeof BatchListSchema>;
 export type DryRun = z.infer<typeof DryRunSchema>;
+export type RowEdit = z.infer<typeof RowEditSchema>;
 export type Health = z.infer<typeof HealthSchema>;
 export type Problem = z.infer<typeof ProblemSchema>;
 export type RowEvent = z.infer<typeof RowEventSchema>;
 export type BatchEvent = z.infer<typeof BatchEventSchema>;
+export type DirectoryEvent = z.infer<typeof DirectoryEventSchema>;

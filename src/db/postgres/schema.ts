@@ -47,6 +47,8 @@ export const batchRows = pgTable(
     hospitalId: integer('hospital_id'),
     errorMessage: text('error_message'),
     attempts: integer('attempts').notNull().default(0),
+    /** The directory refused the row as it stands (a 4xx): it is not sent again until edited. */
+    rejected: boolean('rejected').notNull().default(false),
     updatedAt: millis('updated_at').notNull(),
   },
   (t) => [primaryKey({ columns: [t.batchId, t.row] })],

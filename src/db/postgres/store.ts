@@ -4,9 +4,19 @@ import { drizzle } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
 import type { BatchEvent } from '../../bulk/events.js';
-import { assertTransition, CREATED_ROWS, FAILED_ROWS, RUNNING, type BatchStatus } from '../../bulk/status.js';
+import { assertTransition, CREATED_ROWS, EDITABLE_ROWS, FAILED_ROWS, ROW_EDITABLE_BATCHES, RUNNING, type BatchStatus } from '../../bulk/status.js';
 import { migrationsFolder } from '../migrations.js';
-import { LeaseLostError, STOPPED_WHILE_SENDING, type Admission, type BatchPatch, type ClaimResult, type RowPatch, type Store } from '../store.js';
+import {
+  editedRowEvent,
+  LeaseLostError,
+  STOPPED_WHILE_SENDING,
+  type Admission,
+  type BatchPatch,
+  type ClaimResult,
+  type RowEditResult,
+  type RowPatch,
+  type Store,
+} from '../store.js';
 import * as schema from './schema.js';
 import { batchEvents, batchRows, batches } from './schema.js';
 
@@ -179,6 +189,29 @@ export async function createPostgresStore(url: string, { migrate: run = true } =
         await tx.update(batchRows).set({ ...patch, updatedAt: now }).where(which);
         await recount(tx, eq(batches.id, claim.batchId));
       });
+    },
+
+    async editRow(batchId, rowNumber, values, now = Date.now()) {
+      const result = await db.transaction(async (tx): Promise<RowEditResult> => {
+        // The batch row locked, as claimBatch locks it: an edit and a resume's claim run one after the other.
+        const [batch] = await tx.select({ status: batches.status }).from(batches).where(eq(batches.id, batchId)).for('update');
+        const thisRow = and(eq(batchRows.batchId, batchId), eq(batchRows.row, rowNumber));
+        const [current] = batch ? await tx.select({ status: batchRows.status }).from(batchRows).where(thisRow) : [];
+        if (!batch || !current) return { kind: 'not_found' };
+        if (!ROW_EDITABLE_BATCHES.includes(batch.status)) return { kind: 'batch_conflict', status: batch.status };
+        const [edited] = await tx
+          .update(batchRows)
+          .set({ ...values, status: 'pending', errorMessage: null, rejected: false, updatedAt: now })
+          .where(and(thisRow, inArray(batchRows.status, EDITABLE_ROWS)))
+          .returning();
+        if (!edited) return { kind: 'row_conflict', status: current.status };
+        await recount(tx, eq(batches.id, batchId));
+        await tx.insert(batchEvents).values({ batchId, type: 'row', data: editedRowEvent(edited), createdAt: now });
+        await tx.execute(sql`select pg_notify(${CHANNEL}, ${batchId})`);
+        return { kind: 'edited', row: edited };
+      });
+      if (result.kind === 'edited') changed.emit(batchId);
+      return result;
     },
 
     async eventsAfter(batchId, seq) {

@@ -48,6 +48,8 @@ export const batchRows = sqliteTable(
     hospitalId: integer('hospital_id'),
     errorMessage: text('error_message'),
     attempts: integer('attempts').notNull().default(0),
+    /** The directory refused the row as it stands (a 4xx): it is not sent again until edited. */
+    rejected: integer('rejected', { mode: 'boolean' }).notNull().default(false),
     updatedAt: integer('updated_at').notNull(),
   },
   // The primary key (batch_id, row) is also the index every report read uses.

@@ -1,8 +1,9 @@
 import { EventEmitter } from 'node:events';
 import { and, asc, count, desc, eq, gt, inArray, isNull, lt, or, sql } from 'drizzle-orm';
 import type { BatchEvent } from '../../bulk/events.js';
-import { assertTransition, CREATED_ROWS, FAILED_ROWS, RUNNING, type BatchStatus } from '../../bulk/status.js';
+import { assertTransition, CREATED_ROWS, EDITABLE_ROWS, FAILED_ROWS, ROW_EDITABLE_BATCHES, RUNNING, type BatchStatus } from '../../bulk/status.js';
 import {
+  editedRowEvent,
   LeaseLostError,
   STOPPED_WHILE_SENDING,
   type Admission,
@@ -11,6 +12,7 @@ import {
   type Claim,
   type ClaimResult,
   type NewBatch,
+  type RowEditResult,
   type RowPatch,
   type Store,
 } from '../store.js';
@@ -157,6 +159,28 @@ export function createSqliteStore(path: string): Store {
         // The recount is also the fence check: a stale owner's transaction rolls back here.
         mustChange(claim, recount(tx, fenced(claim)));
       });
+    },
+
+    async editRow(batchId, rowNumber, values, now = Date.now()) {
+      const result = write(batchId, undefined, now, (tx): RowEditResult => {
+        const batch = tx.select({ status: batches.status }).from(batches).where(eq(batches.id, batchId)).get();
+        const thisRow = and(eq(batchRows.batchId, batchId), eq(batchRows.row, rowNumber));
+        const current = batch && tx.select({ status: batchRows.status }).from(batchRows).where(thisRow).get();
+        if (!batch || !current) return { kind: 'not_found' };
+        if (!ROW_EDITABLE_BATCHES.includes(batch.status)) return { kind: 'batch_conflict', status: batch.status };
+        const edited = tx
+          .update(batchRows)
+          .set({ ...values, status: 'pending', errorMessage: null, rejected: false, updatedAt: now })
+          .where(and(thisRow, inArray(batchRows.status, EDITABLE_ROWS)))
+          .returning()
+          .get();
+        if (!edited) return { kind: 'row_conflict', status: current.status };
+        recount(tx, eq(batches.id, batchId));
+        tx.insert(batchEvents).values({ batchId, type: 'row', data: JSON.stringify(editedRowEvent(edited)), createdAt: now }).run();
+        return { kind: 'edited', row: edited };
+      });
+      if (result.kind === 'edited') changed.emit(batchId);
+      return result;
     },
 
     async eventsAfter(batchId, seq) {
