@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { redactUrl } from './db/postgres/url.js';
 
 /**
  * Every setting of the service, read from the environment once at start-up.
@@ -86,7 +87,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (parsed.success) return parsed.data;
   const lines = parsed.error.issues.map((issue) => {
     const name = String(issue.path[0]);
-    return `${name}=${JSON.stringify(env[name])}: ${issue.message}`;
+    // A database URL carries its password: show the variable without it.
+    const shown = name === 'DATABASE_URL' && env[name] !== undefined ? redactUrl(env[name]) : env[name];
+    return `${name}=${JSON.stringify(shown)}: ${issue.message}`;
   });
   throw new ConfigError(`Invalid configuration:\n  ${lines.join('\n  ')}`);
 }

@@ -194,6 +194,14 @@ describe('db:migrate', () => {
     }
   });
 
+  test('when DATABASE_URL is not a PostgreSQL URL, then it exits 2 naming the variable, with the password masked', async () => {
+    const run = await dbCli(['migrate'], { DATABASE_URL: 'mysql://someone:Secret-Password-4@127.0.0.1/history' });
+
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('DATABASE_URL="mysql://someone:***@127.0.0.1/history": must be a postgres:// or postgresql:// URL');
+    expect(run.stdout + run.stderr).not.toContain('Secret-Password-4');
+  });
+
   test('when run on a new SQLite path, then it creates the file with the whole schema', async () => {
     const dir = tempDir();
     try {
