@@ -60,6 +60,7 @@ export async function createPostgresStore(url: string, { migrate: run = true } =
   };
   const newestFirst = [desc(batches.createdAt), desc(batches.id)];
   const reads = prepareReads(db);
+  let closing: Promise<void> | undefined;
 
   return {
     engine: 'postgres',
@@ -205,10 +206,13 @@ export async function createPostgresStore(url: string, { migrate: run = true } =
       });
     },
 
-    async close() {
-      changed.removeAllListeners();
-      await listener.close();
-      await pool.end();
+    // Idempotent, like the SQLite store's: pg's pool throws when ended twice.
+    close() {
+      return (closing ??= (async () => {
+        changed.removeAllListeners();
+        await listener.close();
+        await pool.end();
+      })());
     },
   };
 }
