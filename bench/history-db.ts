@@ -3,20 +3,24 @@
  * 20 rows each (plus the 22 events each such batch records), built in a few seconds
  * without the directory. The schema comes from the BUILT code: dist's openDatabase creates
  * the file and applies the committed migrations; the rows are then inserted with
- * better-sqlite3 directly, in large transactions.
+ * better-sqlite3 directly, in large transactions. The PostgreSQL history is that file
+ * copied by the built `db:copy` (src/db/copy.ts: multi-row inserts in one transaction),
+ * so building it also times db:copy on a 10,000-batch history.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
-import { ROOT } from './lib.js';
+import pg from 'pg';
+import { ROOT, type BenchEngine, type DatabaseEnv } from './lib.js';
 
 export const BATCHES = 10_000;
 export const ROWS_PER_BATCH = 20;
 const PER_TRANSACTION = 1_000;
 
 export interface HistoryDb {
-  path: string;
+  engine: BenchEngine['name'];
+  database: DatabaseEnv;
   /** Every batch id, oldest first. */
   ids: string[];
   buildMs: number;
@@ -26,6 +30,30 @@ export interface HistoryDb {
 export async function buildHistoryDb(dir: string): Promise<HistoryDb> {
   const started = performance.now();
   const path = join(dir, 'history-10k.db');
+  const { ids, sizeMb } = await buildSqliteHistory(path);
+  return { engine: 'sqlite', database: { DATABASE_PATH: path }, ids, buildMs: performance.now() - started, sizeMb };
+}
+
+/** The same history on PostgreSQL: a fresh database of `engine`, filled by the built db:copy. */
+export async function copyHistory(from: HistoryDb, engine: BenchEngine, dir: string): Promise<HistoryDb> {
+  const { copySqliteToPostgres } = (await import(pathToFileURL(join(ROOT, 'dist/src/db/copy.js')).href)) as typeof import('../src/db/copy.js');
+  const database = await engine.freshDatabase(dir, 'history');
+  const started = performance.now();
+  await copySqliteToPostgres({ from: from.database.DATABASE_PATH, to: database.DATABASE_URL! });
+  const buildMs = performance.now() - started;
+  const client = new pg.Client({ connectionString: database.DATABASE_URL });
+  await client.connect();
+  try {
+    // A fresh copy has no planner statistics yet; a production database would have them.
+    await client.query('vacuum analyze');
+    const { rows } = await client.query<{ bytes: string }>('select pg_database_size(current_database()) as bytes');
+    return { engine: engine.name, database, ids: from.ids, buildMs, sizeMb: Number(rows[0]!.bytes) / 1024 ** 2 };
+  } finally {
+    await client.end();
+  }
+}
+
+async function buildSqliteHistory(path: string): Promise<{ ids: string[]; sizeMb: number }> {
   // dist has no .d.ts files: type the module from its source.
   const { openSqlite } = (await import(pathToFileURL(join(ROOT, 'dist/src/db/sqlite/database.js')).href)) as typeof import('../src/db/sqlite/database.js');
   openSqlite(path).close();
@@ -87,5 +115,5 @@ export async function buildHistoryDb(dir: string): Promise<HistoryDb> {
   const pages = sqlite.pragma('page_count', { simple: true }) as number;
   const pageSize = sqlite.pragma('page_size', { simple: true }) as number;
   sqlite.close();
-  return { path, ids, buildMs: performance.now() - started, sizeMb: (pages * pageSize) / 1024 ** 2 };
+  return { ids, sizeMb: (pages * pageSize) / 1024 ** 2 };
 }

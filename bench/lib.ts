@@ -6,7 +6,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -232,15 +232,47 @@ export function readMemoryKb(pid: number): { rssKb: number; hwmKb: number } {
 export const API_KEY = randomBytes(24).toString('hex');
 export const AUTH_HEADERS = { authorization: `Bearer ${API_KEY}` };
 
-/** The environment every service run gets; figures add what they need on top. */
-export function serviceEnv(directoryUrl: string, dbPath: string, extra: Record<string, string> = {}): Record<string, string> {
+/** The environment every service run gets, on `database`; figures add what they need on top. */
+export function serviceEnv(directoryUrl: string, database: DatabaseEnv, extra: Record<string, string> = {}): Record<string, string> {
   return {
     NODE_ENV: 'production',
     LOG_LEVEL: 'warn',
     HOSPITAL_API_BASE_URL: directoryUrl,
-    DATABASE_PATH: dbPath,
+    ...database,
     API_KEY,
     ...extra,
+  };
+}
+
+// ---- the two engines -----------------------------------------------------------------------
+
+/** Where a service's history lives: the variables src/config.ts reads (DATABASE_URL wins). */
+export interface DatabaseEnv {
+  DATABASE_PATH: string;
+  DATABASE_URL?: string;
+}
+
+/** One engine the figures run on; every figure runs once per engine. */
+export interface BenchEngine {
+  name: 'sqlite' | 'postgres';
+  label: 'SQLite' | 'PostgreSQL';
+  /** A new, empty history: a file in `dir`, or a new database on the run's PostgreSQL server. */
+  freshDatabase(dir: string, name: string): Promise<DatabaseEnv>;
+}
+
+export const sqliteEngine: BenchEngine = {
+  name: 'sqlite',
+  label: 'SQLite',
+  freshDatabase: async (dir, name) => ({ DATABASE_PATH: join(dir, `${name}.db`) }),
+};
+
+/** PostgreSQL on `serverUrl` (the run's own server): one database per service run. */
+export function postgresEngine(serverUrl: string, createDatabase: (baseUrl: string) => Promise<{ url: string }>): BenchEngine {
+  return {
+    name: 'postgres',
+    label: 'PostgreSQL',
+    // DATABASE_PATH stays set (to a file never created): DATABASE_URL wins.
+    freshDatabase: async (dir, name) => ({ DATABASE_PATH: join(dir, `${name}.unused.db`), DATABASE_URL: (await createDatabase(serverUrl)).url }),
   };
 }
 
@@ -334,6 +366,35 @@ export interface CpuSnapshot {
   own: number;
 }
 
+/** Processes of the run that are not its children in the usual sense (the PostgreSQL server and its backends). */
+export const ownProcessTrees: number[] = [];
+
+/** CPU ticks of `root` and every live descendant, including what each has reaped. */
+function treeTicks(root: number): number {
+  const parent = new Map<number, number>();
+  const ticks = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const fields = readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ').map(Number);
+      parent.set(Number(entry), fields[1] ?? 0);
+      ticks.set(Number(entry), (fields[11] ?? 0) + (fields[12] ?? 0) + (fields[13] ?? 0) + (fields[14] ?? 0));
+    } catch {
+      // the process ended while we read
+    }
+  }
+  let total = 0;
+  for (const [pid, own] of ticks) {
+    for (let p: number | undefined = pid; p !== undefined && p > 1; p = parent.get(p)) {
+      if (p === root) {
+        total += own;
+        break;
+      }
+    }
+  }
+  return total;
+}
+
 /** null where /proc is not available (not Linux). */
 export function cpuSnapshot(): CpuSnapshot | null {
   try {
@@ -344,7 +405,7 @@ export function cpuSnapshot(): CpuSnapshot | null {
       at: performance.now(),
       busy: user + nice + system + irq + softirq + steal,
       total: user + nice + system + idle + iowait + irq + softirq + steal,
-      own: (self[11] ?? 0) + (self[12] ?? 0) + (self[13] ?? 0) + (self[14] ?? 0),
+      own: (self[11] ?? 0) + (self[12] ?? 0) + (self[13] ?? 0) + (self[14] ?? 0) + ownProcessTrees.reduce((sum, pid) => sum + treeTicks(pid), 0),
     };
   } catch {
     return null;

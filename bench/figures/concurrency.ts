@@ -7,15 +7,15 @@
  * (21 creates: under the limiter's 30 per 60 s window, so it never waits).
  */
 import { createSimulator, type Simulator } from '../../simulator/simulator.js';
-import { assertCompleted, hospitalsCsv, median, ms, requestsSince, sec, serviceEnv, startChild, tempDir, upload, type FigureResult } from '../lib.js';
+import { assertCompleted, hospitalsCsv, median, ms, requestsSince, sec, serviceEnv, startChild, tempDir, upload, type BenchEngine, type DatabaseEnv, type FigureResult } from '../lib.js';
 
 const ROWS = 20;
 const DELAY_MS = 1000;
 const TARGET_RATIO = 1.15;
 const TARGET_SPEEDUP = 15;
 
-async function run(sim: Simulator, dbPath: string, concurrency: number) {
-  const service = await startChild({ label: `concurrency ${concurrency}`, env: serviceEnv(sim.url, dbPath, { UPSTREAM_CONCURRENCY: String(concurrency) }) });
+async function run(sim: Simulator, database: DatabaseEnv, concurrency: number) {
+  const service = await startChild({ label: `concurrency ${concurrency}`, env: serviceEnv(sim.url, database, { UPSTREAM_CONCURRENCY: String(concurrency) }) });
   try {
     sim.setCreateDelay(5);
     assertCompleted(await upload(service.url, hospitalsCsv(1)), 1, `concurrency ${concurrency} warm-up`);
@@ -49,14 +49,14 @@ async function run(sim: Simulator, dbPath: string, concurrency: number) {
   }
 }
 
-export async function concurrency(): Promise<FigureResult> {
+export async function concurrency(engine: BenchEngine): Promise<FigureResult> {
   const dir = tempDir('concurrency');
   const sim = createSimulator({ createDelayMs: DELAY_MS, rateLimits: false });
   await sim.listen();
   try {
-    const parallel = await run(sim, `${dir.path}/parallel.db`, 20);
+    const parallel = await run(sim, await engine.freshDatabase(dir.path, 'parallel'), 20);
     sim.reset();
-    const serial = await run(sim, `${dir.path}/serial.db`, 1);
+    const serial = await run(sim, await engine.freshDatabase(dir.path, 'serial'), 1);
     const ratio = parallel.wallMs / DELAY_MS;
     const speedup = serial.wallMs / parallel.wallMs;
     return {

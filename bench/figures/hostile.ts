@@ -80,7 +80,7 @@ export async function hostile(): Promise<FigureResult> {
   const dir = tempDir('hostile');
   const service = await startChild({
     label: 'hostile',
-    env: serviceEnv(sim.url, `${dir.path}/hostile.db`, { UPLOAD_RATE_PER_MIN: '100000', VALIDATE_RATE_PER_MIN: '100000' }),
+    env: serviceEnv(sim.url, { DATABASE_PATH: `${dir.path}/hostile.db` }, { UPLOAD_RATE_PER_MIN: '100000', VALIDATE_RATE_PER_MIN: '100000' }),
   });
   try {
     const idle = await healthLatencies(service.url, () => sleep(1_000));

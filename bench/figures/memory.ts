@@ -14,7 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { createSimulator } from '../../simulator/simulator.js';
-import { HELLO_JS, MEM_PROBE_JS, ROOT, assertCompleted, hospitalsCsv, mb, median, ms, serviceEnv, sleep, startChild, tempDir, upload, type Child, type FigureResult } from '../lib.js';
+import { HELLO_JS, MEM_PROBE_JS, ROOT, assertCompleted, hospitalsCsv, mb, median, ms, serviceEnv, sleep, startChild, tempDir, upload, type BenchEngine, type Child, type FigureResult } from '../lib.js';
 import type { HistoryDb } from '../history-db.js';
 
 const UPLOADS = 1_000;
@@ -23,7 +23,7 @@ const TARGET_RSS_MB = 150;
 const STARTS = 3;
 const TARGET_STARTUP_MS = 1_000;
 
-export async function memory(): Promise<FigureResult> {
+export async function memory(engine: BenchEngine): Promise<FigureResult> {
   const dir = tempDir('memory');
   const sim = createSimulator({ createDelayMs: 2, rateLimits: false });
   await sim.listen();
@@ -31,7 +31,7 @@ export async function memory(): Promise<FigureResult> {
   const service = await startChild({
     label: 'memory',
     nodeArgs: ['--expose-gc', '--import', MEM_PROBE_JS],
-    env: serviceEnv(sim.url, `${dir.path}/memory.db`, {
+    env: serviceEnv(sim.url, await engine.freshDatabase(dir.path, 'memory'), {
       UPSTREAM_RATE_WINDOW_MS: '100',
       UPSTREAM_CREATE_RATE_PER_MIN: '30',
       // The per-client upload limit (10 a minute by default) would refuse all but the first few.
@@ -151,7 +151,7 @@ export async function startup(history: HistoryDb): Promise<FigureResult> {
   const serviceRssKb: number[] = [];
   const helloRssKb: number[] = [];
   for (let k = 0; k < STARTS; k++) {
-    const service = await startChild({ label: 'startup', env: serviceEnv('http://127.0.0.1:9', history.path) });
+    const service = await startChild({ label: 'startup', env: serviceEnv('http://127.0.0.1:9', history.database) });
     serviceMs.push(service.startupMs);
     serviceRssKb.push(service.memoryKb().rssKb);
     await service.stop();

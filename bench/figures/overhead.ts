@@ -35,6 +35,7 @@ import {
   tempDir,
   upload,
   ROOT,
+  type BenchEngine,
   type FigureResult,
 } from '../lib.js';
 
@@ -57,14 +58,14 @@ interface Repeat {
   requests: string;
 }
 
-export async function overhead(): Promise<FigureResult> {
+export async function overhead(engine: BenchEngine): Promise<FigureResult> {
   const sim = createSimulator({ createDelayMs: DELAY_MS, rateLimits: false });
   await sim.listen();
   const dir = tempDir('overhead');
   const repeats: Repeat[] = [];
   const service = await startChild({
     label: 'overhead',
-    env: serviceEnv(sim.url, `${dir.path}/overhead.db`, { UPSTREAM_CONCURRENCY: '1', UPSTREAM_RATE_WINDOW_MS: '100' }),
+    env: serviceEnv(sim.url, await engine.freshDatabase(dir.path, 'overhead'), { UPSTREAM_CONCURRENCY: '1', UPSTREAM_RATE_WINDOW_MS: '100' }),
   });
   try {
     for (let k = 0; k < UPLOADS; k++) {
@@ -100,7 +101,7 @@ export async function overhead(): Promise<FigureResult> {
   }
 
   const [cold, ...warm] = repeats as [Repeat, ...Repeat[]];
-  const parts = await rowParts();
+  const parts = await rowParts(engine);
   const ratio = median(warm.map((r) => r.ratio));
   const mid = warm.find((r) => r.ratio === ratio) ?? warm[0]!;
   const describe = (r: Repeat) =>
@@ -148,9 +149,9 @@ export async function overhead(): Promise<FigureResult> {
  * progressOf over the run's rows), and one directory request through the built
  * client (limiter + got) against a plain node:http request to the same simulator.
  */
-async function rowParts(): Promise<string> {
+async function rowParts(engine: BenchEngine): Promise<string> {
   const dist = (path: string) => pathToFileURL(join(ROOT, 'dist/src', path)).href;
-  const { createSqliteStore } = (await import(dist('db/sqlite/store.js'))) as typeof import('../../src/db/sqlite/store.js');
+  const { openStore } = (await import(dist('db/index.js'))) as typeof import('../../src/db/index.js');
   const { progressOf } = (await import(dist('bulk/progress.js'))) as typeof import('../../src/bulk/progress.js');
   const { createDirectoryClient } = (await import(dist('directory/client.js'))) as typeof import('../../src/directory/client.js');
   const { loadConfig } = (await import(dist('config.js'))) as typeof import('../../src/config.js');
@@ -159,7 +160,7 @@ async function rowParts(): Promise<string> {
   const dir = tempDir('overhead-parts');
   const sim = createSimulator({ createDelayMs: 0, rateLimits: false });
   await sim.listen();
-  const store = createSqliteStore(join(dir.path, 'parts.db'));
+  const store = await openStore(await engine.freshDatabase(dir.path, 'parts'));
   const logger = createLogger(
     { LOG_LEVEL: 'warn', NODE_ENV: 'production' },
     new winston.transports.Stream({ stream: new Writable({ write: (_c, _e, cb) => cb() }) }),

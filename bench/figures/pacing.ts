@@ -36,6 +36,7 @@ import {
   startChild,
   tempDir,
   upload,
+  type BenchEngine,
   type FigureResult,
 } from '../lib.js';
 
@@ -45,13 +46,13 @@ const WINDOW_MS = 6000;
 const RATE = 30;
 const TARGET_RATIO = 1.1;
 
-export async function pacing(): Promise<FigureResult> {
+export async function pacing(engine: BenchEngine): Promise<FigureResult> {
   const dir = tempDir('pacing');
   const sim = createSimulator({ createDelayMs: DELAY_MS, rateLimits: { windowMs: WINDOW_MS } });
   await sim.listen();
   const service = await startChild({
     label: 'pacing',
-    env: serviceEnv(sim.url, `${dir.path}/pacing.db`, {
+    env: serviceEnv(sim.url, await engine.freshDatabase(dir.path, 'pacing'), {
       UPSTREAM_CONCURRENCY: '20',
       UPSTREAM_RATE_WINDOW_MS: String(WINDOW_MS),
       UPSTREAM_CREATE_RATE_PER_MIN: String(RATE),

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import autocannon from 'autocannon';
 import Database from 'better-sqlite3';
+import pg from 'pg';
 import { AUTH_HEADERS, HELLO_JS, ROOT, ms, percentile, processCpuMs, serviceEnv, startChild, type Child, type FigureResult } from '../lib.js';
 import type { HistoryDb } from '../history-db.js';
 
@@ -92,7 +93,7 @@ export async function readPath(history: HistoryDb): Promise<FigureResult> {
   }
 
   // No directory is needed to read the history: point it at a closed port.
-  const service = await startChild({ label: 'read', env: serviceEnv('http://127.0.0.1:9', history.path) });
+  const service = await startChild({ label: 'read', env: serviceEnv('http://127.0.0.1:9', history.database) });
   const ids = history.ids.filter((_, i) => i % 10 === 0);
   let byId: Load;
   let list: Load;
@@ -105,7 +106,7 @@ export async function readPath(history: HistoryDb): Promise<FigureResult> {
   } finally {
     await service.stop();
   }
-  const parts = await handlerParts(history.path, ids);
+  const parts = await handlerParts(history, ids);
 
   const row = (figure: string, load: Load) => [
     {
@@ -139,10 +140,10 @@ export async function readPath(history: HistoryDb): Promise<FigureResult> {
       `read path, where a GET /batches/:id goes: the service spends ${byId.cpuUs.toFixed(0)} µs of CPU per request where the hello app spends ${reference.cpuUs.toFixed(0)} µs ` +
         `(both servers are CPU-bound here, so requests/s follow CPU per request: a ratio of ${TARGET_RATIO} needs about ${(reference.cpuUs / TARGET_RATIO).toFixed(0)} µs). ` +
         `Of the ${byId.cpuUs.toFixed(0)} µs: the service's middleware and a small response (its own GET /health) ${health.cpuUs.toFixed(0)} µs; ` +
-        `store.findBatch + findRows (src/db/sqlite/store.ts, drizzle statements prepared once per database) ${parts.drizzleUs.toFixed(0)} µs (timed in this process with dist/; the same two SELECTs on raw better-sqlite3 statements take ${parts.preparedUs.toFixed(0)} µs); ` +
+        `store.findBatch + findRows (src/db/${history.engine}/store.ts) ${parts.drizzleUs.toFixed(0)} µs of wall time (timed in this process with dist/; the same two SELECTs on ${parts.rawName} take ${parts.preparedUs.toFixed(0)} µs); ` +
         `toReport + JSON.stringify ${parts.reportUs.toFixed(0)} µs; ` +
         `the rest, ≈ ${Math.max(0, byId.cpuUs - health.cpuUs - parts.drizzleUs - parts.reportUs).toFixed(0)} µs, is (per a CPU profile taken while writing this benchmark) mostly writing the ${(byId.bytesPerResponse / 1024).toFixed(1)} kB answer (writev) and GC, then ETag hashing, the API-key check and routing. ` +
-        `GET /batches?limit=50 (${list.cpuUs.toFixed(0)} µs): listBatches(51) ${parts.listDrizzleUs.toFixed(0)} µs vs ${parts.listPreparedUs.toFixed(0)} µs on a raw better-sqlite3 statement (both mostly SQLite reading and building 51 row objects), toSummary × 50 + JSON.stringify ${parts.listJsonUs.toFixed(0)} µs, a ${(list.bytesPerResponse / 1024).toFixed(1)} kB answer to write. ` +
+        `GET /batches?limit=50 (${list.cpuUs.toFixed(0)} µs): listBatches(51) ${parts.listDrizzleUs.toFixed(0)} µs vs ${parts.listPreparedUs.toFixed(0)} µs on ${parts.rawName}, toSummary × 50 + JSON.stringify ${parts.listJsonUs.toFixed(0)} µs, a ${(list.bytesPerResponse / 1024).toFixed(1)} kB answer to write. ` +
         `p99 follows from the same cost: with ${CONNECTIONS} connections always busy a request waits behind ~${CONNECTIONS - 1} others (p50 ${ms(byId.p50, 1)} ≈ ${CONNECTIONS} ÷ ${byId.rps.toFixed(0)} req/s). ` +
         `Formatting one winston info line costs ${parts.logUs.toFixed(0)} µs; requestLog skips it when info is off (as here, LOG_LEVEL=warn), so a production service at LOG_LEVEL=info pays that much more per request.`,
     ],
@@ -156,11 +157,11 @@ export async function readPath(history: HistoryDb): Promise<FigureResult> {
  * the request log line that requestLog writes at `info` while LOG_LEVEL is warn.
  */
 async function handlerParts(
-  dbPath: string,
+  history: HistoryDb,
   ids: string[],
-): Promise<{ drizzleUs: number; preparedUs: number; reportUs: number; logUs: number; listDrizzleUs: number; listPreparedUs: number; listJsonUs: number }> {
+): Promise<{ rawName: string; drizzleUs: number; preparedUs: number; reportUs: number; logUs: number; listDrizzleUs: number; listPreparedUs: number; listJsonUs: number }> {
   const dist = (path: string) => pathToFileURL(join(ROOT, 'dist/src', path)).href;
-  const { createSqliteStore } = (await import(dist('db/sqlite/store.js'))) as typeof import('../../src/db/sqlite/store.js');
+  const { openStore } = (await import(dist('db/index.js'))) as typeof import('../../src/db/index.js');
   const { toReport, toSummary } = (await import(dist('http/presenter.js'))) as typeof import('../../src/http/presenter.js');
   const { createLogger } = (await import(dist('logger.js'))) as typeof import('../../src/logger.js');
   const { Writable } = await import('node:stream');
@@ -181,13 +182,11 @@ async function handlerParts(
   };
   const id = (i: number) => ids[i % ids.length]!;
 
-  const store = createSqliteStore(dbPath);
-  const raw = new Database(dbPath, { readonly: true });
+  const store = await openStore(history.database);
+  const raw = rawQueries(history.database);
   try {
     const drizzleUs = await timeAsync((i) => Promise.all([store.findBatch(id(i)), store.findRows(id(i))]));
-    const batchStmt = raw.prepare('select * from batches where id = ?');
-    const rowsStmt = raw.prepare('select * from batch_rows where batch_id = ? order by row');
-    const preparedUs = time((i) => [batchStmt.get(id(i)), rowsStmt.all(id(i))]);
+    const preparedUs = await timeAsync((i) => Promise.all([raw.batch(id(i)), raw.rows(id(i))]));
     const reports = await Promise.all(
       ids.slice(0, 100).map(async (batchId) => ({ batch: (await store.findBatch(batchId))!, rows: await store.findRows(batchId) })),
     );
@@ -202,13 +201,41 @@ async function handlerParts(
     const logUs = time((i) => logger.info('request', { request_id: 'b7e2c1de-0000-4000-8000-000000000000', method: 'GET', path: `/batches/${id(i)}`, status: 200, duration_ms: 1.234 }));
     // GET /batches?limit=50 reads 51 batches (one more, to know whether there is a next page).
     const listDrizzleUs = await timeAsync(() => store.listBatches(51));
-    const listStmt = raw.prepare('select * from batches order by created_at desc, id desc limit ?');
-    const listPreparedUs = time(() => listStmt.all(51));
+    const listPreparedUs = await timeAsync(() => raw.list(51));
     const page = (await store.listBatches(51)).slice(0, 50);
     const listJsonUs = time(() => JSON.stringify({ batches: page.map(toSummary), next_cursor: 'x' }));
-    return { drizzleUs, preparedUs, reportUs, logUs, listDrizzleUs, listPreparedUs, listJsonUs };
+    return { rawName: raw.name, drizzleUs, preparedUs, reportUs, logUs, listDrizzleUs, listPreparedUs, listJsonUs };
   } finally {
-    raw.close();
+    await raw.close();
     await store.close();
   }
+}
+
+/** The same reads as the store's, without drizzle: better-sqlite3 statements, or pg named statements. */
+function rawQueries(database: HistoryDb['database']) {
+  const sqlText = {
+    batch: 'select * from batches where id = $1',
+    rows: 'select * from batch_rows where batch_id = $1 order by row',
+    list: 'select * from batches order by created_at desc, id desc limit $1',
+  };
+  if (database.DATABASE_URL === undefined) {
+    const db = new Database(database.DATABASE_PATH, { readonly: true });
+    const prepared = Object.fromEntries(Object.entries(sqlText).map(([k, text]) => [k, db.prepare(text.replace('$1', '?'))])) as Record<keyof typeof sqlText, Database.Statement>;
+    return {
+      name: 'raw better-sqlite3 statements',
+      batch: async (id: string) => prepared.batch.get(id),
+      rows: async (id: string) => prepared.rows.all(id),
+      list: async (n: number) => prepared.list.all(n),
+      close: async () => db.close(),
+    };
+  }
+  const pool = new pg.Pool({ connectionString: database.DATABASE_URL, max: 10 });
+  const query = (name: keyof typeof sqlText, value: unknown) => pool.query({ name, text: sqlText[name], values: [value] });
+  return {
+    name: 'raw pg named statements (same pool size)',
+    batch: (id: string) => query('batch', id),
+    rows: (id: string) => query('rows', id),
+    list: (n: number) => query('list', n),
+    close: () => pool.end(),
+  };
 }

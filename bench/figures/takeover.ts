@@ -36,7 +36,7 @@ async function until<T>(what: string, check: () => T | undefined | false, timeou
 
 /** Runs one scenario; returns the wake-up of the instance that took over, and the batch outcome. */
 async function scenario(sim: Simulator, databaseUrl: string, dir: string, signal: 'SIGKILL' | 'SIGTERM') {
-  const env = serviceEnv(sim.url, `${dir}/unused.db`, { DATABASE_URL: databaseUrl, BATCH_LEASE_MS: String(LEASE_MS), SHUTDOWN_GRACE_MS: '5000' });
+  const env = serviceEnv(sim.url, { DATABASE_PATH: `${dir}/unused.db`, DATABASE_URL: databaseUrl }, { BATCH_LEASE_MS: String(LEASE_MS), SHUTDOWN_GRACE_MS: '5000' });
   const [a, b] = await Promise.all([startChild({ label: `${signal} A`, env }), startChild({ label: `${signal} B`, env })]);
   try {
     const from = sim.requests.length;

@@ -20,6 +20,8 @@ export interface PostgresServer {
   url: string;
   /** The postgres binary that runs (from node_modules, not the machine's). */
   binary: string;
+  /** The server's main process (its backends are its children), for CPU accounting. */
+  pid: number | undefined;
   /** Stops the server; a temporary server's files are deleted. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -29,6 +31,11 @@ export interface StartPostgresOptions {
   dataDir?: string;
   /** Default: a free port. */
   port?: number;
+  /**
+   * Keep fsync and synchronous commits on even for a temporary cluster, as a real server
+   * runs (the benchmark measures that); tests skip them, a crash loses nothing of theirs.
+   */
+  durable?: boolean;
 }
 
 const USER = 'hospital_bulk';
@@ -77,7 +84,7 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     authMethod: 'scram-sha-256',
     persistent: true, // we delete the temp dir ourselves, after the server has exited
     initdbFlags: ['--no-sync', '--no-instructions', '--encoding=UTF8', '--locale=C'],
-    postgresFlags: [...COMMON_SETTINGS, ...(persistent ? [] : FAST_SETTINGS)].flatMap((s) => ['-c', s]),
+    postgresFlags: [...COMMON_SETTINGS, ...(persistent || options.durable ? [] : FAST_SETTINGS)].flatMap((s) => ['-c', s]),
     createPostgresUser: runAsRoot,
     onLog: keep,
     onError: keep,
@@ -107,6 +114,7 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
   return {
     url: `postgres://${USER}:${password}@127.0.0.1:${port}/postgres`,
     binary,
+    pid: (Reflect.get(server, 'process') as ChildProcess | undefined)?.pid,
     stop: () =>
       (stopped ??= (async () => {
         await server.stop();

@@ -69,6 +69,8 @@ export async function createPostgresStore(url: string, { migrate: run = true } =
     return (await tx.update(batches).set({ createdRows: counted(CREATED_ROWS), failedRows: counted(FAILED_ROWS) }).where(where)).rowCount;
   };
   const newestFirst = [desc(batches.createdAt), desc(batches.id)];
+  const reads = prepareReads(db);
+  let closing: Promise<void> | undefined;
 
   return {
     engine: 'postgres',
@@ -100,19 +102,16 @@ export async function createPostgresStore(url: string, { migrate: run = true } =
     },
 
     async findBatch(id) {
-      return (await db.select().from(batches).where(eq(batches.id, id)))[0];
+      return (await reads.batch.execute({ id }))[0];
     },
     async findBatchByIdempotencyKey(key) {
       return (await db.select().from(batches).where(eq(batches.idempotencyKey, key)))[0];
     },
     async findRows(batchId) {
-      return db.select().from(batchRows).where(eq(batchRows.batchId, batchId)).orderBy(asc(batchRows.row));
+      return reads.rows.execute({ batchId });
     },
     async listBatches(limit, after) {
-      const older = after
-        ? or(lt(batches.createdAt, after.createdAt), and(eq(batches.createdAt, after.createdAt), lt(batches.id, after.id)))
-        : undefined;
-      return db.select().from(batches).where(older).orderBy(...newestFirst).limit(limit);
+      return after ? reads.olderPage.execute({ limit, createdAt: after.createdAt, id: after.id }) : reads.firstPage.execute({ limit });
     },
     async countRunning() {
       return running(db);
@@ -260,10 +259,13 @@ export async function createPostgresStore(url: string, { migrate: run = true } =
       });
     },
 
-    async close() {
-      changed.removeAllListeners();
-      await listener.close();
-      await pool.end();
+    // Idempotent, like the SQLite store's: pg's pool throws when ended twice.
+    close() {
+      return (closing ??= (async () => {
+        changed.removeAllListeners();
+        await listener.close();
+        await pool.end();
+      })());
     },
   };
 }
@@ -314,5 +316,26 @@ async function listen(url: string, onBatch: (batchId: string) => void): Promise<
       closed = true;
       await client?.end().catch(() => undefined);
     },
+  };
+}
+
+/**
+ * The reads every GET makes, as named prepared statements: drizzle builds each SQL text
+ * once, and each pooled connection has PostgreSQL parse and plan it once, instead of on
+ * every request (the read path's requests/s depend on it; see bench/RESULTS.md).
+ */
+function prepareReads(db: PgDb) {
+  const newestFirst = [desc(batches.createdAt), desc(batches.id)];
+  return {
+    batch: db.select().from(batches).where(eq(batches.id, sql.placeholder('id'))).prepare('hb_find_batch'),
+    rows: db.select().from(batchRows).where(eq(batchRows.batchId, sql.placeholder('batchId'))).orderBy(asc(batchRows.row)).prepare('hb_find_rows'),
+    firstPage: db.select().from(batches).orderBy(...newestFirst).limit(sql.placeholder('limit')).prepare('hb_first_page'),
+    olderPage: db
+      .select()
+      .from(batches)
+      .where(sql`(${batches.createdAt}, ${batches.id}) < (${sql.placeholder('createdAt')}, ${sql.placeholder('id')})`)
+      .orderBy(...newestFirst)
+      .limit(sql.placeholder('limit'))
+      .prepare('hb_older_page'),
   };
 }
