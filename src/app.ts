@@ -25,7 +25,7 @@ export function createApp(deps: Deps): express.Express {
   });
   // The API needs the key (when one is set); /health, /docs, /openapi.json and the page do not.
   app.use(['/hospitals', '/batches'], requireApiKey(deps.config.API_KEY));
-  app.post(['/hospitals/bulk', '/hospitals/bulk/validate', '/batches/:id/resume'], limitUploads(deps.config.UPLOAD_RATE_PER_MIN));
+  app.post(['/hospitals/bulk', '/hospitals/bulk/validate', '/batches/:id/resume'], limitUploads(deps.config.UPLOAD_RATE_PER_MIN, deps.pacing.clientLimitStore('uploads:')));
   app.use(fileRoutes(deps));
   app.use(bulkRoutes(deps));
   app.use(batchRoutes(deps));

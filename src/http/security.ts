@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { RequestHandler } from 'express';
-import { rateLimit } from 'express-rate-limit';
+import { rateLimit, type Store } from 'express-rate-limit';
 import helmet from 'helmet';
 import { AppError } from '../errors.js';
 import { sendProblem } from './problem.js';
@@ -24,11 +24,15 @@ export function requireApiKey(apiKey: string | undefined): RequestHandler {
   };
 }
 
-/** Per client IP: uploads, dry runs and resumes each spend the directory's shared quota. */
-export function limitUploads(perMinute: number): RequestHandler {
+/**
+ * Per client IP: uploads, dry runs and resumes each spend the directory's shared quota.
+ * `store` counts across instances (on PostgreSQL); without one, this process counts alone.
+ */
+export function limitUploads(perMinute: number, store?: Store): RequestHandler {
   return rateLimit({
     windowMs: 60_000,
     limit: perMinute,
+    ...(store ? { store } : {}),
     standardHeaders: 'draft-8',
     legacyHeaders: false,
     handler: (_req, res, _next, options) => {

@@ -66,3 +66,36 @@ export const batchEvents = pgTable(
   },
   (t) => [index('batch_events_batch_seq_idx').on(t.batchId, t.seq)],
 );
+
+/**
+ * The directory's pacing, shared by every instance (src/db/postgres/pacing.ts): one row per
+ * request holding a slot of `key` (limit and path). A slot counts while `free_at` (database
+ * clock, epoch ms) is ahead: the bound for a request in flight, answer + one window once released.
+ */
+export const directoryHolds = pgTable(
+  'directory_holds',
+  {
+    id: text('id').primaryKey(),
+    key: text('key').notNull(),
+    freeAt: millis('free_at').notNull(),
+    released: boolean('released').notNull().default(false),
+  },
+  (t) => [index('directory_holds_key_free_at_idx').on(t.key, t.freeAt)],
+);
+
+/** After a 429: no request for `key` leaves, from any instance, before `blocked_until`. */
+export const directoryBlocks = pgTable('directory_blocks', {
+  key: text('key').primaryKey(),
+  blockedUntil: millis('blocked_until').notNull(),
+});
+
+/** Per-client request counts of our own API (express-rate-limit), fixed windows shared by every instance. */
+export const clientHits = pgTable(
+  'client_hits',
+  {
+    key: text('key').primaryKey(),
+    hits: integer('hits').notNull(),
+    resetAt: millis('reset_at').notNull(),
+  },
+  (t) => [index('client_hits_reset_at_idx').on(t.resetAt)],
+);
