@@ -40,13 +40,15 @@ let sim: Simulator;
 let database: Awaited<ReturnType<typeof createTestDatabase>>;
 const dir = tempDir();
 
-/** Two instances of the service on the one database, each with `env` on top. */
+/**
+ * Two instances of the service on the one database, each with `env` on top. One after the
+ * other: two first starts on an empty database would both run its migrations at once.
+ */
 async function twoInstances(env: Record<string, string> = {}): Promise<[ServiceProcess, ServiceProcess]> {
   const shared = { DATABASE_URL: database.url, UPSTREAM_RATE_WINDOW_MS: String(WINDOW_MS), ...env };
-  return Promise.all([
-    startService({ directoryUrl: sim.url, dbPath: `${dir.path}/a.db`, env: { ...shared, INSTANCE_ID: 'a' } }),
-    startService({ directoryUrl: sim.url, dbPath: `${dir.path}/b.db`, env: { ...shared, INSTANCE_ID: 'b' } }),
-  ]);
+  const a = await startService({ directoryUrl: sim.url, dbPath: `${dir.path}/a.db`, env: { ...shared, INSTANCE_ID: 'a' } });
+  const b = await startService({ directoryUrl: sim.url, dbPath: `${dir.path}/b.db`, env: { ...shared, INSTANCE_ID: 'b' } });
+  return [a, b];
 }
 
 beforeEach(async () => {

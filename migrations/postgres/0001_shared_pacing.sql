@@ -10,11 +10,13 @@ CREATE TABLE "directory_blocks" (
 );
 --> statement-breakpoint
 CREATE TABLE "directory_holds" (
-	"id" text PRIMARY KEY NOT NULL,
 	"key" text NOT NULL,
+	"slot" integer NOT NULL,
+	"hold_id" text NOT NULL,
 	"free_at" bigint NOT NULL,
-	"released" boolean DEFAULT false NOT NULL
+	"released" boolean DEFAULT false NOT NULL,
+	CONSTRAINT "directory_holds_key_slot_pk" PRIMARY KEY("key","slot")
 );
 --> statement-breakpoint
 CREATE INDEX "client_hits_reset_at_idx" ON "client_hits" USING btree ("reset_at");--> statement-breakpoint
-CREATE INDEX "directory_holds_key_free_at_idx" ON "directory_holds" USING btree ("key","free_at");
+CREATE INDEX "directory_holds_free_at_idx" ON "directory_holds" USING btree ("free_at");

@@ -9,8 +9,6 @@ import { directoryBlocks, directoryHolds } from './schema.js';
 
 /** Told the key of every released slot, so another instance's waiter looks again at once. */
 const CHANNEL = 'hospital_bulk_pacing';
-/** Claims of one key are serialised by a transaction-scoped advisory lock (class, hashtext(key)). */
-const LOCK_CLASS = 7263542;
 /** The database's clock, in epoch ms: every instance reads the same one. */
 const NOW_MS = sql`(extract(epoch from clock_timestamp()) * 1000)::bigint`;
 /** The longest a waiter sleeps without looking again, in case a NOTIFY was lost with its connection. */
@@ -116,12 +114,14 @@ export class PostgresRateLimiter implements DirectoryLimiter {
     for (;;) {
       await this.sweepNow();
       const id = randomUUID();
-      const { taken, picture } = await this.claim(key, limit, id);
+      const { slot, picture } = await this.claim(key, limit, id);
       this.remember(key, picture);
-      if (taken) return () => this.release(key, id);
+      if (slot !== null) return () => this.release(key, slot, id);
 
       const { now, live, blockedUntil } = picture;
       const blocked = blockedUntil > now;
+      // It looked free, but another claim took that slot first: look again at once.
+      if (!blocked && live.length < limit) continue;
       const released = live.filter((slot) => slot.released).map((slot) => slot.freeAt);
       // While every slot is in flight the wait has no length yet: tell it once it has one,
       // and again only if it moved later (a 429 meanwhile), as RateLimiter does.
@@ -136,32 +136,37 @@ export class PostgresRateLimiter implements DirectoryLimiter {
     }
   }
 
-  /** Under the key's lock: takes a slot when fewer than `limit` count and no 429 block holds; says what it saw. */
-  private async claim(key: string, limit: number, id: string): Promise<{ taken: boolean; picture: KeyPicture }> {
-    const row = await this.db.transaction(async (tx) => {
-      await tx.execute(sql`select pg_advisory_xact_lock(${LOCK_CLASS}, hashtext(${key}))`);
-      // Read after the lock, so this statement sees every claim committed before it.
-      const result = await tx.execute<PictureRow & { taken: boolean }>(sql`
-        with clock as (select ${NOW_MS} as now),
-        ${pictureCtes(key)},
-        taken as (
-          insert into ${directoryHolds} (id, key, free_at)
-          select ${id}, ${key}, clock.now + ${this.options.holdMs} from clock
-          where (select count(*) from live) < ${limit} and not exists (select 1 from block)
-          returning id)
-        select ${pictureColumns}, exists (select 1 from taken) as taken from clock`);
-      return result.rows[0]!;
-    });
-    return { taken: row.taken, picture: toPicture(row) };
+  /**
+   * Takes the lowest slot of `key` that is free in this statement's snapshot, unless a 429
+   * block holds; says what it saw. Safe without a lock: the primary key (key, slot) with
+   * slot < limit caps the holds, and a slot row is taken over only if its LATEST version
+   * has expired (ON CONFLICT … WHERE sees the committed row, not the snapshot), so two
+   * instances claiming at once can never both get one slot.
+   */
+  private async claim(key: string, limit: number, id: string): Promise<{ slot: number | null; picture: KeyPicture }> {
+    const result = await this.db.execute<PictureRow & { slot: number | null }>(sql`
+      with clock as (select ${NOW_MS} as now),
+      ${pictureCtes(key)},
+      taken as (
+        insert into ${directoryHolds} (key, slot, hold_id, free_at)
+        select ${key}, s, ${id}, clock.now + ${this.options.holdMs} from clock, generate_series(0, ${limit} - 1) s
+        where not exists (select 1 from block) and not exists (select 1 from live where live.slot = s)
+        order by s limit 1
+        on conflict (key, slot) do update set hold_id = excluded.hold_id, free_at = excluded.free_at, released = false
+          where ${directoryHolds.freeAt} <= ${NOW_MS}
+        returning slot)
+      select ${pictureColumns}, (select slot from taken) as slot from clock`);
+    const row = result.rows[0]!;
+    return { slot: row.slot, picture: toPicture(row) };
   }
 
   /** The slot counts one more window from now, on the database's clock; waiters everywhere look again. */
-  private async release(key: string, id: string): Promise<void> {
+  private async release(key: string, slot: number, id: string): Promise<void> {
     try {
       await this.db.execute(sql`
         with released as (
           update ${directoryHolds} set free_at = ${NOW_MS} + ${this.options.windowMs}, released = true
-          where id = ${id} returning key)
+          where key = ${key} and slot = ${slot} and hold_id = ${id} returning key)
         select pg_notify(${CHANNEL}, key) from released`);
     } catch (error) {
       this.options.logger.warn('pacing: could not release a slot; it frees when its hold expires', { key, error: messageOf(error) });
@@ -212,8 +217,8 @@ export class PostgresRateLimiter implements DirectoryLimiter {
     this.lastSweep = Date.now();
     try {
       await this.db.execute(sql`
-        delete from ${directoryHolds} where id in (
-          select id from ${directoryHolds} where free_at <= ${NOW_MS} for update skip locked)`);
+        delete from ${directoryHolds} where (key, slot) in (
+          select key, slot from ${directoryHolds} where free_at <= ${NOW_MS} for update skip locked)`);
       await this.db.execute(sql`
         delete from ${directoryBlocks} where key in (
           select key from ${directoryBlocks} where blocked_until <= ${NOW_MS} for update skip locked)`);
@@ -231,7 +236,7 @@ type PictureRow = {
 
 /** The CTEs `live` (slots of `key` that count now) and `block` (its 429 block, if any); needs `clock`. */
 const pictureCtes = (key: string) => sql`
-  live as (select h.free_at, h.released from ${directoryHolds} h, clock where h.key = ${key} and h.free_at > clock.now),
+  live as (select h.slot, h.free_at, h.released from ${directoryHolds} h, clock where h.key = ${key} and h.free_at > clock.now),
   block as (select b.blocked_until from ${directoryBlocks} b, clock where b.key = ${key} and b.blocked_until > clock.now)`;
 
 const pictureColumns = sql`

@@ -68,19 +68,21 @@ export const batchEvents = pgTable(
 );
 
 /**
- * The directory's pacing, shared by every instance (src/db/postgres/pacing.ts): one row per
- * request holding a slot of `key` (limit and path). A slot counts while `free_at` (database
- * clock, epoch ms) is ahead: the bound for a request in flight, answer + one window once released.
+ * The directory's pacing, shared by every instance (src/db/postgres/pacing.ts): slot `slot`
+ * (0 to limit - 1) of `key` (limit and path), held by request `hold_id` while `free_at`
+ * (database clock, epoch ms) is ahead: the bound for a request in flight, its answer + one
+ * window once released. The primary key is what caps a key at `limit` holds.
  */
 export const directoryHolds = pgTable(
   'directory_holds',
   {
-    id: text('id').primaryKey(),
     key: text('key').notNull(),
+    slot: integer('slot').notNull(),
+    holdId: text('hold_id').notNull(),
     freeAt: millis('free_at').notNull(),
     released: boolean('released').notNull().default(false),
   },
-  (t) => [index('directory_holds_key_free_at_idx').on(t.key, t.freeAt)],
+  (t) => [primaryKey({ columns: [t.key, t.slot] }), index('directory_holds_free_at_idx').on(t.freeAt)],
 );
 
 /** After a 429: no request for `key` leaves, from any instance, before `blocked_until`. */
