@@ -75,6 +75,10 @@ export async function instances(): Promise<FigureResult> {
       batchIds.map((id) => first.filter((r) => (r.body as { creation_batch_id?: string }).creation_batch_id === id).length);
     const [firstOfA, firstOfB] = byInstance(results.map((r) => r.report.batch_id));
     const failedCreates = services.flatMap((service) => createFailures(service.output()));
+    const sentAt = Math.min(...results.map((r) => r.sentAt));
+    const doneAt = Math.max(...results.map((r) => r.doneAt));
+    const lastAnswer = Math.max(...log.map(answeredAt));
+    const spreadMs = first.at(-1)!.receivedAt - first[0]!.receivedAt;
     return {
       rows: [
         {
@@ -98,11 +102,11 @@ export async function instances(): Promise<FigureResult> {
         `two-instance pacing: floor = wake + d1 + W + d2 + read + activate = ${wake} + ${d1} + ${WINDOW_MS} + ${d2} + ${read} + ${activate} = ${floorMs} ms, as in the pacing figure, with the two uploads sent to two service processes on one PostgreSQL database (src/db/postgres/pacing.ts holds a slot from before its send until its answer + W, on the database's clock).`,
       ],
       notes: [
-        `two-instance pacing: the first wave of ${first.length} creates held ${firstOfA} of instance a's batch and ${firstOfB} of instance b's; the ${second.length} second-wave creates left median ${ms(median(secondLag))} (max ${ms(Math.max(...secondLag))}) after "k-th first-wave answer + W" (a release NOTIFYs the other instance; each waiter sleeps until the slot's free_at on the database's clock).`,
+        `two-instance pacing: the first wave of ${first.length} creates held ${firstOfA} of instance a's batch and ${firstOfB} of instance b's; the ${second.length} second-wave creates left median ${ms(median(secondLag))} (max ${ms(Math.max(...secondLag))}) after "k-th first-wave answer + W" (a release NOTIFYs the other instance; each waiter sleeps until the slot's free_at on the database's clock); the first wave spread over ${ms(spreadMs)}; ${ms(first[0]!.receivedAt - sentAt)} from the client's send to the first create, ${ms(doneAt - lastAnswer)} from the last simulator answer to the second report.`,
       ],
       analysis: [
         failedCreates.length === 0
-          ? `two-instance pacing: no create failed or was retried; ${ms(totalMs - floorMs)} above the floor: the two services' own work plus the database round trips of each claim (an advisory-locked transaction) and release.`
+          ? `two-instance pacing: no create failed or was retried; ${ms(totalMs - floorMs)} above the floor: ${ms(first[0]!.receivedAt - sentAt)} before the first create, the first wave spread over ${ms(spreadMs)} (each instance claims the slots of every request queued in it in one statement, but the two services schedule 20 rows each, and the 10th earliest first-wave answer moves with it), the second wave leaving median ${ms(median(secondLag))} after its slot freed, and ${ms(doneAt - lastAnswer)} of batch read, activation, report.`
           : `two-instance pacing: ${failedCreates.length} create(s) failed on their first attempt (${failedCreates.join('; ')}) and were sent again.`,
       ],
     };

@@ -33,7 +33,8 @@ export async function openPacing(
   const db = drizzle(pool);
   const directory = await PostgresRateLimiter.open(db, config.DATABASE_URL, {
     windowMs: config.UPSTREAM_RATE_WINDOW_MS,
-    holdMs: config.UPSTREAM_TIMEOUT_MS + config.UPSTREAM_RATE_WINDOW_MS,
+    // Plus a second for the moments between taking a slot and sending (a busy event loop).
+    holdMs: config.UPSTREAM_TIMEOUT_MS + config.UPSTREAM_RATE_WINDOW_MS + 1_000,
     logger,
   }).catch(async (error: unknown) => {
     await pool.end();
