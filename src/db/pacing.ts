@@ -40,12 +40,15 @@ export async function openPacing(
     await pool.end();
     throw error;
   });
+  let closed: Promise<void> | undefined;
   return {
     directory,
     clientLimitStore: (prefix) => new PostgresClientLimitStore(db, prefix),
-    async close() {
-      await directory.close();
-      await pool.end();
-    },
+    // Safe to call twice (a test's close after a restart's).
+    close: () =>
+      (closed ??= (async () => {
+        await directory.close();
+        await pool.end();
+      })()),
   };
 }

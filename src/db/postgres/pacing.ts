@@ -41,13 +41,15 @@ interface KeyPicture {
  * and releases it after its answer; a released slot still counts for one window, so no
  * fixed window of the directory's ever sees more than `limit` requests of all instances.
  *
- * A slot is stamped at once with the bound of its hold (now + request timeout + window), so
- * the slot of an instance that died frees by itself: its request reached the directory, if
- * at all, before its timeout, so its window closed before the bound.
+ * A slot is stamped at once with the bound of its hold (now + `holdMs`: the request timeout
+ * plus a window, and a margin), so the slot of an instance that died frees by itself: its
+ * request reached the directory, if at all, before its timeout, so its window closed before
+ * the bound.
  *
  * Within a process, callers of one key queue first come first served (as in RateLimiter);
- * only the head of each queue asks the database, and it sleeps until the soonest slot frees,
- * a release anywhere (LISTEN/NOTIFY), or POLL_MS, whichever comes first.
+ * only the head of each queue asks the database, claiming slots for everyone queued behind
+ * it in the same statement, and it sleeps until the soonest slot frees, a release anywhere
+ * (LISTEN/NOTIFY), or POLL_MS, whichever comes first.
  */
 export class PostgresRateLimiter implements DirectoryLimiter {
   private readonly queue = new KeyedQueue();
