@@ -7,7 +7,7 @@
  * again against one real PostgreSQL server that its globalSetup starts (only when one of
  * them is selected) and passes on as TEST_PG_URL; they see TEST_ENGINE=postgres.
  */
-const POSTGRES_SUITES = ['pg.smoke', 'bulk', 'async', 'fixAndFinish', 'files', 'concurrency', 'formats', 'security', 'hostile', 'openapi', 'cli', 'recovery', 'instances', 'hardening', 'blank.property', 'dbcopy'];
+const POSTGRES_SUITES = ['pg.smoke', 'pg.pacing', 'instances-pacing', 'bulk', 'async', 'fixAndFinish', 'files', 'concurrency', 'formats', 'security', 'hostile', 'openapi', 'cli', 'recovery', 'instances', 'hardening', 'blank.property', 'dbcopy'];
 
 const base = {
   testEnvironment: 'node',
@@ -25,8 +25,8 @@ export default {
       ...base,
       displayName: 'sqlite',
       testMatch: ['**/*.test.ts'],
-      // Need the server only the postgres project starts.
-      testPathIgnorePatterns: ['/node_modules/', '/tests/pg\\.smoke\\.test\\.ts$', '\\.pg\\.test\\.ts$', '/tests/dbcopy\\.test\\.ts$'],
+      // Need the server only the postgres project starts (several instances share one only there).
+      testPathIgnorePatterns: ['/node_modules/', '/tests/(pg\\.smoke|pg\\.pacing|instances-pacing|dbcopy)\\.test\\.ts$', '\\.pg\\.test\\.ts$'],
     },
     {
       ...base,

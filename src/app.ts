@@ -26,8 +26,12 @@ export function createApp(deps: Deps): express.Express {
   // The API needs the key (when one is set); /health, /docs, /openapi.json and the page do not.
   app.use(['/hospitals', '/batches'], requireApiKey(deps.config.API_KEY));
   // Writes share one budget (each spends the directory's create or delete quota); a dry run costs one read.
-  app.post(['/hospitals/bulk', '/batches/:id/resume', '/batches/:id/rollback'], limitRate(deps.config.UPLOAD_RATE_PER_MIN, 'uploads, resumes and rollbacks'));
-  app.post('/hospitals/bulk/validate', limitRate(deps.config.VALIDATE_RATE_PER_MIN, 'dry runs'));
+  // On PostgreSQL the counts are shared by every instance (deps.pacing).
+  app.post(
+    ['/hospitals/bulk', '/batches/:id/resume', '/batches/:id/rollback'],
+    limitRate(deps.config.UPLOAD_RATE_PER_MIN, 'uploads, resumes and rollbacks', deps.pacing.clientLimitStore('uploads:')),
+  );
+  app.post('/hospitals/bulk/validate', limitRate(deps.config.VALIDATE_RATE_PER_MIN, 'dry runs', deps.pacing.clientLimitStore('validate:')));
   app.use(fileRoutes(deps));
   app.use(bulkRoutes(deps));
   app.use(batchRoutes(deps));

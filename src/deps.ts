@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Config } from './config.js';
 import { openStore } from './db/index.js';
+import { openPacing } from './db/pacing.js';
 import { createDirectoryClient } from './directory/client.js';
 import { createLifecycle } from './lifecycle.js';
 import { createLogger, type Logger } from './logger.js';
@@ -9,17 +10,20 @@ import { createLogger, type Logger } from './logger.js';
 /** The composition root: every real dependency, built once from the config. */
 export async function buildDeps(config: Config, logger: Logger = createLogger(config)) {
   const store = await openStore(config);
-  const directory = createDirectoryClient(config, logger);
+  const pacing = await openPacing(config, logger);
+  const directory = createDirectoryClient(config, logger, pacing.directory);
   return {
     config,
     logger,
     store,
     directory,
+    pacing,
     lifecycle: createLifecycle(),
     /** Owner name in batch leases: unique per process, readable in logs. */
     instanceId: config.INSTANCE_ID ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
     async close(): Promise<void> {
       directory.close();
+      await pacing.close();
       await store.close();
     },
   };

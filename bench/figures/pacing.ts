@@ -22,7 +22,7 @@
  * Before measuring, a 1-row warm-up upload, then a pause of W + 0.5 s so its create has
  * left both the simulator's window and the limiter.
  */
-import { createSimulator } from '../../simulator/simulator.js';
+import { createSimulator, type RecordedRequest } from '../../simulator/simulator.js';
 import {
   answeredAt,
   assertCompleted,
@@ -71,18 +71,7 @@ export async function pacing(engine: BenchEngine): Promise<FigureResult> {
     const count429 = sim.stats().count429 - before429;
     const log = requestsSince(sim, from);
 
-    const creates = log.filter((r) => r.route === 'create' && r.status === 200).sort((a, b) => a.receivedAt - b.receivedAt);
-    if (creates.length !== 2 * ROWS) throw new Error(`pacing: expected ${2 * ROWS} successful creates, the simulator served ${creates.length}`);
-    const first = creates.slice(0, RATE);
-    const second = creates.slice(RATE);
-    const wake = Math.max(...log.filter((r) => r.route === 'health').map((r) => r.durationMs!));
-    const d1 = [...first.map((r) => r.durationMs!)].sort((a, b) => a - b)[second.length - 1]!;
-    const d2 = Math.max(...second.map((r) => r.durationMs!));
-    const activations = log.filter((r) => r.route === 'activate').sort((a, b) => answeredAt(a) - answeredAt(b));
-    const lastBatch = batchOf(activations.at(-1)!);
-    const read = log.filter((r) => r.route === 'batch' && batchOf(r) === lastBatch).at(-1)?.durationMs ?? 0;
-    const activate = activations.at(-1)!.durationMs!;
-    const floorMs = wake + d1 + WINDOW_MS + d2 + read + activate;
+    const { creates, first, second, wake, d1, d2, read, activate, floorMs } = limiterFloor(log, 2 * ROWS, WINDOW_MS, 'pacing');
     const ratio = totalMs / floorMs;
 
     // Where the time went, measured: the second wave left how long after "answer + W"?
@@ -135,8 +124,27 @@ export async function pacing(engine: BenchEngine): Promise<FigureResult> {
   }
 }
 
+/**
+ * The floor the limiter itself imposes on 2 × 20 creates under the directory's 30 per window
+ * (see the comment at the top), from the simulator's log of the run.
+ */
+export function limiterFloor(log: RecordedRequest[], expectedCreates: number, windowMs: number, what: string) {
+  const creates = log.filter((r) => r.route === 'create' && r.status === 200).sort((a, b) => a.receivedAt - b.receivedAt);
+  if (creates.length !== expectedCreates) throw new Error(`${what}: expected ${expectedCreates} successful creates, the simulator served ${creates.length}`);
+  const first = creates.slice(0, RATE);
+  const second = creates.slice(RATE);
+  const wake = Math.max(...log.filter((r) => r.route === 'health').map((r) => r.durationMs!));
+  const d1 = [...first.map((r) => r.durationMs!)].sort((a, b) => a - b)[second.length - 1]!;
+  const d2 = Math.max(...second.map((r) => r.durationMs!));
+  const activations = log.filter((r) => r.route === 'activate').sort((a, b) => answeredAt(a) - answeredAt(b));
+  const lastBatch = batchOf(activations.at(-1)!);
+  const read = log.filter((r) => r.route === 'batch' && batchOf(r) === lastBatch).at(-1)?.durationMs ?? 0;
+  const activate = activations.at(-1)!.durationMs!;
+  return { creates, first, second, wake, d1, d2, read, activate, floorMs: wake + d1 + windowMs + d2 + read + activate };
+}
+
 /** The service's warn lines about failed create attempts: "row 13: read ECONNRESET after 5 ms → unknown". */
-function createFailures(output: string): string[] {
+export function createFailures(output: string): string[] {
   const failures: string[] = [];
   for (const line of output.split('\n')) {
     if (!line.startsWith('{')) continue;

@@ -85,12 +85,14 @@ export async function copySqliteToPostgres(options: {
 export class TargetNotEmptyError extends DatabaseError {}
 
 /**
- * Every table of the PostgreSQL schema module with its SQLite twin, parents before the
+ * Every history table of the PostgreSQL schema module (not the COORDINATION_TABLES) with its SQLite twin, parents before the
  * tables that reference them. Throws, naming it, for a table or column one schema has and
  * the other has not: copying part of a history silently would be worse than not copying.
  */
 export function pairTables(): TablePair[] {
-  const pgTables = (Object.values(postgresSchema) as unknown[]).filter((value): value is PgTable => is(value, PgTable));
+  const pgTables = (Object.values(postgresSchema) as unknown[])
+    .filter((value): value is PgTable => is(value, PgTable))
+    .filter((table) => !postgresSchema.COORDINATION_TABLES.has(getTableName(table)));
   const sqliteTables = new Map(
     (Object.values(sqliteSchema) as unknown[])
       .filter((value): value is SQLiteTable => is(value, SQLiteTable))

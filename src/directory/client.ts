@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AbortError } from 'p-retry';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
+import type { DirectoryLimiter } from './limiter.js';
 import { findUnclaimed } from './reconcile.js';
 import { isUnresolvedHost, RetryableAnswer, withRetries, type RetryOptions } from './retry.js';
 import { createTransport, unreadable, type Answer, type DirectoryRequest } from './transport.js';
@@ -40,9 +41,12 @@ const OTHER_RATE_PER_MIN = 50;
 
 export type DirectoryClient = ReturnType<typeof createDirectoryClient>;
 
-/** The only code that talks to the Hospital Directory: each operation, over the transport and the retry policy. */
-export function createDirectoryClient(config: ClientConfig, logger: Logger) {
-  const transport = createTransport(config, logger);
+/**
+ * The only code that talks to the Hospital Directory: each operation, over the transport and
+ * the retry policy. `limiter` paces it (default: in this process only).
+ */
+export function createDirectoryClient(config: ClientConfig, logger: Logger, limiter?: DirectoryLimiter) {
+  const transport = createTransport(config, logger, limiter);
   const backoff = { baseMs: config.UPSTREAM_RETRY_BASE_MS, maxMs: config.UPSTREAM_RETRY_MAX_MS };
   const createRequest = { path: '/hospitals/', ratePerMin: config.UPSTREAM_CREATE_RATE_PER_MIN };
 

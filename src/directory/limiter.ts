@@ -7,6 +7,50 @@ export interface LimiterWait {
 }
 
 /**
+ * What the transport needs from a pacer: the in-process `RateLimiter` below, or the one
+ * every instance shares on PostgreSQL (src/db/postgres/pacing.ts); src/db/pacing.ts picks.
+ */
+export interface DirectoryLimiter {
+  /**
+   * Resolves when a request for `key` may be sent; call the returned function when it has
+   * finished. `onWait` hears each hold it can put a length on (`blocked`: by a 429's block).
+   */
+  acquire(key: string, limit: number, onWait?: (wait: LimiterWait) => void): Promise<() => void | Promise<void>>;
+  /** After a 429 the directory's window is still closed: hold every request for `key` until `untilMs` (this clock). */
+  block(key: string, untilMs: number): void | Promise<void>;
+  /** Roughly how long `extraRequests` more requests for `key` would wait; cheap and synchronous (it feeds progress). */
+  estimatedWaitMs(key: string, limit: number, extraRequests?: number): number;
+}
+
+/**
+ * First come, first served per key within this process: each key's turns run one after
+ * another, and `waiting(key)` counts the callers queued or being served.
+ */
+export class KeyedQueue {
+  private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly counts = new Map<string, number>();
+
+  run<T>(key: string, turn: () => Promise<T>): Promise<T> {
+    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+    const result = (this.queues.get(key) ?? Promise.resolve()).then(turn);
+    const tail = result.catch(() => undefined);
+    this.queues.set(key, tail);
+    // Per-batch keys come and go: forget a key's queue once nobody is in it.
+    void tail.then(() => {
+      const left = (this.counts.get(key) ?? 1) - 1;
+      if (left > 0) this.counts.set(key, left);
+      else this.counts.delete(key);
+      if (this.queues.get(key) === tail) this.queues.delete(key);
+    });
+    return result;
+  }
+
+  waiting(key: string): number {
+    return this.counts.get(key) ?? 0;
+  }
+}
+
+/**
  * Process-wide pacing for the directory: at most `limit` requests per key in any window of
  * `windowMs`, first come, first served.
  *
@@ -16,12 +60,11 @@ export interface LimiterWait {
  * ever see more than `limit` of our requests, whatever the network delay, without guessing
  * a safety margin.
  */
-export class RateLimiter {
+export class RateLimiter implements DirectoryLimiter {
   /** Per key: when each taken slot frees up (Infinity while its request is in flight). */
   private readonly slots = new Map<string, { freeAt: number }[]>();
   private readonly blockedUntil = new Map<string, number>();
-  private readonly queues = new Map<string, Promise<unknown>>();
-  private readonly waiting = new Map<string, number>();
+  private readonly queue = new KeyedQueue();
   private readonly released = new Map<string, AbortController>();
 
   constructor(private readonly windowMs: number) {}
@@ -33,18 +76,7 @@ export class RateLimiter {
   acquire(key: string, limit: number, onWait?: (wait: LimiterWait) => void): Promise<() => void> {
     // Per-batch keys are used for a few minutes and then never again: forget spent ones.
     if (this.slots.size > 64) this.sweep(Date.now());
-    this.waiting.set(key, (this.waiting.get(key) ?? 0) + 1);
-    const turn = (this.queues.get(key) ?? Promise.resolve()).then(() => this.takeSlot(key, limit, onWait));
-    const tail = turn.catch(() => undefined);
-    this.queues.set(key, tail);
-    // Per-batch keys come and go: forget a key's queue once nobody is in it.
-    void tail.then(() => {
-      const left = (this.waiting.get(key) ?? 1) - 1;
-      if (left > 0) this.waiting.set(key, left);
-      else this.waiting.delete(key);
-      if (this.queues.get(key) === tail) this.queues.delete(key);
-    });
-    return turn;
+    return this.queue.run(key, () => this.takeSlot(key, limit, onWait));
   }
 
   /** After a 429 the directory's window is still closed: hold every request for `key` until `untilMs`. */
@@ -58,15 +90,14 @@ export class RateLimiter {
    */
   estimatedWaitMs(key: string, limit: number, extraRequests = 1): number {
     const now = Date.now();
-    const freeAt = this.live(key, now)
-      .map((slot) => (Number.isFinite(slot.freeAt) ? slot.freeAt : now + this.windowMs))
-      .sort((a, b) => a - b);
-    const blocked = Math.max(0, (this.blockedUntil.get(key) ?? 0) - now);
-    const ahead = freeAt.length + (this.waiting.get(key) ?? 0) + extraRequests - limit;
-    if (ahead <= 0) return blocked;
-    const cycles = Math.floor((ahead - 1) / limit);
-    const first = freeAt[(ahead - 1) % limit] ?? now;
-    return Math.max(blocked, first + cycles * this.windowMs - now);
+    return queueWaitMs({
+      now,
+      freeAt: this.live(key, now).map((slot) => slot.freeAt),
+      blockedUntil: this.blockedUntil.get(key) ?? 0,
+      queued: this.queue.waiting(key) + extraRequests,
+      limit,
+      windowMs: this.windowMs,
+    });
   }
 
   private async takeSlot(key: string, limit: number, onWait?: (wait: LimiterWait) => void): Promise<() => void> {
@@ -120,4 +151,20 @@ export class RateLimiter {
     if ((this.blockedUntil.get(key) ?? 0) <= now) this.blockedUntil.delete(key);
     return slots;
   }
+}
+
+/**
+ * How long the last of `queued` requests would wait, given when each live slot frees up
+ * (Infinity while its request is in flight: assumed to finish at once, so the estimate errs
+ * on the short side) and a 429's block. Every time is on one clock, the one of `now`.
+ */
+export function queueWaitMs(state: { now: number; freeAt: number[]; blockedUntil: number; queued: number; limit: number; windowMs: number }): number {
+  const { now, limit, windowMs } = state;
+  const freeAt = state.freeAt.map((at) => (Number.isFinite(at) ? at : now + windowMs)).sort((a, b) => a - b);
+  const blocked = Math.max(0, state.blockedUntil - now);
+  const ahead = freeAt.length + state.queued - limit;
+  if (ahead <= 0) return blocked;
+  const cycles = Math.floor((ahead - 1) / limit);
+  const first = freeAt[(ahead - 1) % limit] ?? now;
+  return Math.max(blocked, first + cycles * windowMs - now);
 }

@@ -3,7 +3,7 @@ import https from 'node:https';
 import got, { RequestError, TimeoutError, type Method } from 'got';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
-import { RateLimiter } from './limiter.js';
+import { RateLimiter, type DirectoryLimiter } from './limiter.js';
 import type { CallContext, DirectoryOp } from './types.js';
 
 /**
@@ -37,9 +37,15 @@ const CONNECT_TIMEOUT_MS = 10_000;
 const IDLE_SOCKET_TIMEOUT_MS = 4_000;
 const NEVER_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_FAIL', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
-/** The wire to the directory: one got instance, process-wide pacing, and a classified answer for every request. */
-export function createTransport(config: TransportConfig, logger: Logger) {
-  const limiter = new RateLimiter(config.UPSTREAM_RATE_WINDOW_MS);
+/**
+ * The wire to the directory: one got instance, pacing by `limiter` (in this process unless
+ * the caller passes the one all instances share), and a classified answer for every request.
+ */
+export function createTransport(
+  config: TransportConfig,
+  logger: Logger,
+  limiter: DirectoryLimiter = new RateLimiter(config.UPSTREAM_RATE_WINDOW_MS),
+) {
   // An idle kept-alive socket must be dropped before the server drops it: a create sent on
   // a socket the server is closing comes back as a reset, costs a settle delay and a
   // reconcile. Node lowers this further to a server's Keep-Alive hint, but only when a
@@ -61,18 +67,26 @@ export function createTransport(config: TransportConfig, logger: Logger) {
   /** Sends one request, paced by the limiter, and says what it came to; never throws. */
   async function send(op: DirectoryOp, request: DirectoryRequest, context: CallContext & { attempt: number }): Promise<Answer> {
     const key = limiterKey(request);
-    const release = await limiter.acquire(key, request.ratePerMin, ({ delayMs, blocked }) =>
-      context.onWait?.({
-        op,
-        reason: 'rate_limited',
-        attempt: context.attempt,
-        status: blocked ? 429 : null,
-        message: blocked
-          ? `The directory refused us with 429 (rate limit); waiting for its window to pass.`
-          : `Pacing under the directory's limit of ${request.ratePerMin} requests a minute for ${request.path}.`,
-        delayMs,
-      }),
-    );
+    let release: () => void | Promise<void>;
+    try {
+      release = await limiter.acquire(key, request.ratePerMin, ({ delayMs, blocked }) =>
+        context.onWait?.({
+          op,
+          reason: 'rate_limited',
+          attempt: context.attempt,
+          status: blocked ? 429 : null,
+          message: blocked
+            ? `The directory refused us with 429 (rate limit); waiting for its window to pass.`
+            : `Pacing under the directory's limit of ${request.ratePerMin} requests a minute for ${request.path}.`,
+          delayMs,
+        }),
+      );
+    } catch (error) {
+      // The shared limiter's database did not answer: nothing was sent, so it may be tried again.
+      const message = `Could not take a pacing slot: ${error instanceof Error ? error.message : String(error)}`;
+      logger.warn('directory request', { op, batch_id: context.batchId, row: context.row, attempt: context.attempt, outcome: 'not_sent', error: message });
+      return { outcome: 'not_sent', status: null, message };
+    }
     const timeoutMs = request.timeoutMs ?? config.UPSTREAM_TIMEOUT_MS;
     const started = performance.now();
     let answer: Answer;
@@ -85,12 +99,12 @@ export function createTransport(config: TransportConfig, logger: Logger) {
       answer = classifyResponse(response.statusCode, response.body, response.headers['retry-after']);
     } catch (error) {
       answer = classifyTransportError(error);
-    } finally {
-      release();
     }
+    // Block before releasing, so no other request (of any instance) takes a slot in between.
     if (answer.outcome === 'not_sent' && answer.status === 429) {
-      limiter.block(key, Date.now() + (answer.retryAfterMs ?? config.UPSTREAM_RATE_WINDOW_MS));
+      await limiter.block(key, Date.now() + (answer.retryAfterMs ?? config.UPSTREAM_RATE_WINDOW_MS));
     }
+    await release();
     logger.log(answer.outcome === 'ok' ? 'info' : 'warn', 'directory request', {
       op,
       batch_id: context.batchId,

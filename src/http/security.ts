@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { RequestHandler } from 'express';
-import { rateLimit, type RateLimitInfo } from 'express-rate-limit';
+import { rateLimit, type RateLimitInfo, type Store } from 'express-rate-limit';
 import helmet from 'helmet';
 import { AppError } from '../errors.js';
 import { sendProblem } from './problem.js';
@@ -28,11 +28,13 @@ export function requireApiKey(apiKey: string | undefined): RequestHandler {
  * A per-client-IP budget per minute for one kind of request, e.g. `limitRate(10, 'uploads,
  * resumes and rollbacks')`. The 429 says exactly when the window resets, in Retry-After and
  * in words. Each call has its own counters: mount one instance on every route that shares a budget.
+ * `store` counts across instances (on PostgreSQL); without one, this process counts alone.
  */
-export function limitRate(perMinute: number, what: string): RequestHandler {
+export function limitRate(perMinute: number, what: string, store?: Store): RequestHandler {
   return rateLimit({
     windowMs: 60_000,
     limit: perMinute,
+    ...(store ? { store } : {}),
     standardHeaders: 'draft-8',
     legacyHeaders: false,
     handler: (req, res) => {

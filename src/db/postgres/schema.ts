@@ -68,3 +68,45 @@ export const batchEvents = pgTable(
   },
   (t) => [index('batch_events_batch_seq_idx').on(t.batchId, t.seq)],
 );
+
+/**
+ * Coordination between instances (shared pacing, per-client counts), not history: a
+ * single SQLite process keeps it in memory, so these tables have no SQLite twin and
+ * db:copy leaves them out.
+ */
+export const COORDINATION_TABLES: ReadonlySet<string> = new Set(['directory_holds', 'directory_blocks', 'client_hits']);
+
+/**
+ * The directory's pacing, shared by every instance (src/db/postgres/pacing.ts): slot `slot`
+ * (0 to limit - 1) of `key` (limit and path), held by request `hold_id` while `free_at`
+ * (database clock, epoch ms) is ahead: the bound for a request in flight, its answer + one
+ * window once released. The primary key is what caps a key at `limit` holds.
+ */
+export const directoryHolds = pgTable(
+  'directory_holds',
+  {
+    key: text('key').notNull(),
+    slot: integer('slot').notNull(),
+    holdId: text('hold_id').notNull(),
+    freeAt: millis('free_at').notNull(),
+    released: boolean('released').notNull().default(false),
+  },
+  (t) => [primaryKey({ columns: [t.key, t.slot] }), index('directory_holds_free_at_idx').on(t.freeAt)],
+);
+
+/** After a 429: no request for `key` leaves, from any instance, before `blocked_until`. */
+export const directoryBlocks = pgTable('directory_blocks', {
+  key: text('key').primaryKey(),
+  blockedUntil: millis('blocked_until').notNull(),
+});
+
+/** Per-client request counts of our own API (express-rate-limit), fixed windows shared by every instance. */
+export const clientHits = pgTable(
+  'client_hits',
+  {
+    key: text('key').primaryKey(),
+    hits: integer('hits').notNull(),
+    resetAt: millis('reset_at').notNull(),
+  },
+  (t) => [index('client_hits_reset_at_idx').on(t.resetAt)],
+);

@@ -1,0 +1,311 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { sql } from 'drizzle-orm';
+import type { NodePgDatabase } from 'drizzle-orm/node-postgres';
+import pg from 'pg';
+import { KeyedQueue, queueWaitMs, type DirectoryLimiter, type LimiterWait } from '../../directory/limiter.js';
+import type { Logger } from '../../logger.js';
+import { directoryBlocks, directoryHolds } from './schema.js';
+
+/** Told the key of every released slot, so another instance's waiter looks again at once. */
+const CHANNEL = 'hospital_bulk_pacing';
+/** The database's clock, in epoch ms: every instance reads the same one. */
+const NOW_MS = sql`(extract(epoch from clock_timestamp()) * 1000)::bigint`;
+/** The longest a waiter sleeps without looking again, in case a NOTIFY was lost with its connection. */
+const POLL_MS = 1_000;
+const SWEEP_EVERY_MS = 60_000;
+/** How old the estimate's picture of a key may be before it is read again (in the background). */
+const ESTIMATE_FRESH_MS = 1_000;
+
+export interface PostgresLimiterOptions {
+  /** The directory's window. */
+  windowMs: number;
+  /** How long a hold lasts if its instance never releases it (died): the request timeout plus one window. */
+  holdMs: number;
+  logger: Logger;
+}
+
+/** What the database showed of one key: its clock, each live slot, its 429 block. */
+interface KeyPicture {
+  now: number;
+  /** Date.now() when `now` was read: converts the database's times to this process's clock. */
+  localAt: number;
+  live: { freeAt: number; released: boolean }[];
+  blockedUntil: number;
+}
+
+/**
+ * The directory's pacing shared by every instance on one PostgreSQL database: the same
+ * contract and safety argument as the in-process RateLimiter (src/directory/limiter.ts), on
+ * the database's clock. A request takes a slot (a row of directory_holds) before it is sent
+ * and releases it after its answer; a released slot still counts for one window, so no
+ * fixed window of the directory's ever sees more than `limit` requests of all instances.
+ *
+ * A slot is stamped at once with the bound of its hold (now + `holdMs`: the request timeout
+ * plus a window, and a margin), so the slot of an instance that died frees by itself: its
+ * request reached the directory, if at all, before its timeout, so its window closed before
+ * the bound.
+ *
+ * Within a process, callers of one key queue first come first served (as in RateLimiter);
+ * only the head of each queue asks the database, claiming slots for everyone queued behind
+ * it in the same statement, and it sleeps until the soonest slot frees, a release anywhere
+ * (LISTEN/NOTIFY), or POLL_MS, whichever comes first.
+ */
+export class PostgresRateLimiter implements DirectoryLimiter {
+  private readonly queue = new KeyedQueue();
+  private readonly wakers = new Map<string, AbortController>();
+  private readonly pictures = new Map<string, KeyPicture>();
+  private readonly refreshing = new Set<string>();
+  /** Slots claimed for callers queued behind the one that claimed them. */
+  private readonly spares = new Map<string, Hold[]>();
+  private lastSweep = 0;
+
+  private constructor(
+    private readonly db: NodePgDatabase,
+    private readonly listener: Listener,
+    private readonly options: PostgresLimiterOptions,
+  ) {}
+
+  /** Starts listening for releases on a connection of its own to `url`, and serves the limiter on `db`. */
+  static async open(db: NodePgDatabase, url: string, options: PostgresLimiterOptions): Promise<PostgresRateLimiter> {
+    let limiter: PostgresRateLimiter | undefined;
+    const listener = await listen(url, (key) => limiter?.wake(key));
+    limiter = new PostgresRateLimiter(db, listener, options);
+    return limiter;
+  }
+
+  acquire(key: string, limit: number, onWait?: (wait: LimiterWait) => void): Promise<() => Promise<void>> {
+    return this.queue.run(key, () => this.takeSlot(key, limit, onWait));
+  }
+
+  async block(key: string, untilMs: number): Promise<void> {
+    const forMs = Math.max(0, Math.round(untilMs - Date.now()));
+    try {
+      await this.db.execute(sql`
+        insert into ${directoryBlocks} (key, blocked_until) values (${key}, ${NOW_MS} + ${forMs})
+        on conflict (key) do update set blocked_until = greatest(${directoryBlocks.blockedUntil}, excluded.blocked_until)`);
+    } catch (error) {
+      // The slot of the refused request still holds its own window; the others may meet a 429 too, and wait then.
+      this.options.logger.warn('pacing: could not record a 429 block', { key, error: messageOf(error) });
+    }
+  }
+
+  estimatedWaitMs(key: string, limit: number, extraRequests = 1): number {
+    const now = Date.now();
+    const picture = this.pictures.get(key);
+    if (!picture || now - picture.localAt > ESTIMATE_FRESH_MS) this.refresh(key);
+    const toLocal = (at: number) => at + (picture ? picture.localAt - picture.now : 0);
+    return queueWaitMs({
+      now,
+      freeAt: (picture?.live ?? [])
+        .filter((slot) => toLocal(slot.freeAt) > now)
+        .map((slot) => (slot.released ? toLocal(slot.freeAt) : Number.POSITIVE_INFINITY)),
+      blockedUntil: picture ? toLocal(picture.blockedUntil) : 0,
+      queued: this.queue.waiting(key) + extraRequests,
+      limit,
+      windowMs: this.options.windowMs,
+    });
+  }
+
+  /** Stops listening; the pool belongs to the caller. */
+  async close(): Promise<void> {
+    for (const waker of this.wakers.values()) waker.abort();
+    await this.listener.close();
+  }
+
+  private async takeSlot(key: string, limit: number, onWait?: (wait: LimiterWait) => void): Promise<() => Promise<void>> {
+    let toldUntil = 0;
+    for (;;) {
+      const spare = this.spares.get(key)?.shift();
+      if (spare) return () => this.release(key, spare);
+      await this.sweepNow();
+      // One statement for everyone queued here: a wave of requests does not wait on a round trip each.
+      const { taken, picture } = await this.claim(key, limit, this.queue.waiting(key));
+      this.remember(key, picture);
+      const [mine, ...rest] = taken;
+      if (mine) {
+        if (rest.length > 0) this.spares.set(key, [...(this.spares.get(key) ?? []), ...rest]);
+        else if (this.spares.get(key)?.length === 0) this.spares.delete(key);
+        return () => this.release(key, mine);
+      }
+
+      const { now, live, blockedUntil } = picture;
+      const blocked = blockedUntil > now;
+      // It looked free, but another claim took that slot first: look again at once.
+      if (!blocked && live.length < limit) continue;
+      const released = live.filter((slot) => slot.released).map((slot) => slot.freeAt);
+      // While every slot is in flight the wait has no length yet: tell it once it has one,
+      // and again only if it moved later (a 429 meanwhile), as RateLimiter does.
+      const until = blocked ? blockedUntil : Math.min(...released);
+      if (Number.isFinite(until) && until > toldUntil) {
+        toldUntil = until;
+        onWait?.({ delayMs: until - now, blocked });
+      }
+      // A slot in flight frees at its release (NOTIFY) or, if its instance died, at its bound.
+      const wakeAt = blocked ? blockedUntil : Math.min(...live.map((slot) => slot.freeAt));
+      await this.sleepUnlessWoken(key, Math.min(POLL_MS, wakeAt - now));
+    }
+  }
+
+  /**
+   * Takes up to `wanted` of the lowest slots of `key` that are free in this statement's
+   * snapshot, unless a 429 block holds; says what it saw. Safe without a lock: the primary
+   * key (key, slot) with slot < limit caps the holds, and a slot row is taken over only if
+   * its LATEST version has expired (ON CONFLICT … WHERE sees the committed row, not the
+   * snapshot), so two instances claiming at once can never both get one slot.
+   */
+  private async claim(key: string, limit: number, wanted: number): Promise<{ taken: Hold[]; picture: KeyPicture }> {
+    const id = randomUUID();
+    const result = await this.db.execute<PictureRow & { taken: Hold[] }>(sql`
+      with clock as (select ${NOW_MS} as now),
+      ${pictureCtes(key)},
+      taken as (
+        insert into ${directoryHolds} (key, slot, hold_id, free_at)
+        select ${key}, s, ${id}, clock.now + ${this.options.holdMs} from clock, generate_series(0, ${limit} - 1) s
+        where not exists (select 1 from block) and not exists (select 1 from live where live.slot = s)
+        order by s limit ${Math.max(1, wanted)}
+        on conflict (key, slot) do update set hold_id = excluded.hold_id, free_at = excluded.free_at, released = false
+          where ${directoryHolds.freeAt} <= ${NOW_MS}
+        returning slot)
+      select ${pictureColumns},
+        coalesce((select json_agg(json_build_object('slot', slot, 'holdId', ${id}::text) order by slot) from taken), '[]'::json) as taken
+      from clock`);
+    const row = result.rows[0]!;
+    return { taken: row.taken, picture: toPicture(row) };
+  }
+
+  /** The slot counts one more window from now, on the database's clock; waiters everywhere look again. */
+  private async release(key: string, { slot, holdId }: Hold): Promise<void> {
+    try {
+      await this.db.execute(sql`
+        with released as (
+          update ${directoryHolds} set free_at = ${NOW_MS} + ${this.options.windowMs}, released = true
+          where key = ${key} and slot = ${slot} and hold_id = ${holdId} returning key)
+        select pg_notify(${CHANNEL}, key) from released`);
+    } catch (error) {
+      this.options.logger.warn('pacing: could not release a slot; it frees when its hold expires', { key, error: messageOf(error) });
+    }
+    this.wake(key);
+  }
+
+  private wake(key: string): void {
+    this.wakers.get(key)?.abort();
+  }
+
+  private async sleepUnlessWoken(key: string, ms: number): Promise<void> {
+    const waker = new AbortController();
+    this.wakers.set(key, waker);
+    try {
+      await sleep(Math.max(1, ms), undefined, { signal: waker.signal });
+    } catch {
+      // woken: look again
+    } finally {
+      if (this.wakers.get(key) === waker) this.wakers.delete(key);
+    }
+  }
+
+  private remember(key: string, picture: KeyPicture): void {
+    this.pictures.set(key, picture);
+    // Per-batch keys are used for a few minutes and then never again: forget spent ones.
+    if (this.pictures.size > 64) {
+      for (const [other, seen] of this.pictures) {
+        if (Date.now() - seen.localAt > this.options.holdMs) this.pictures.delete(other);
+      }
+    }
+  }
+
+  /** Reads a key's picture for the estimate, in the background, once at a time. */
+  private refresh(key: string): void {
+    if (this.refreshing.has(key)) return;
+    this.refreshing.add(key);
+    void this.db
+      .execute<PictureRow>(sql`with clock as (select ${NOW_MS} as now), ${pictureCtes(key)} select ${pictureColumns} from clock`)
+      .then((result) => this.remember(key, toPicture(result.rows[0]!)))
+      .catch((error: unknown) => this.options.logger.debug('pacing: could not refresh an estimate', { key, error: messageOf(error) }))
+      .finally(() => this.refreshing.delete(key));
+  }
+
+  /** Deletes spent slots and blocks of every key, at most once a minute; rows another statement holds are left for next time. */
+  private async sweepNow(): Promise<void> {
+    if (Date.now() - this.lastSweep < SWEEP_EVERY_MS) return;
+    this.lastSweep = Date.now();
+    try {
+      await this.db.execute(sql`
+        delete from ${directoryHolds} where (key, slot) in (
+          select key, slot from ${directoryHolds} where free_at <= ${NOW_MS} for update skip locked)`);
+      await this.db.execute(sql`
+        delete from ${directoryBlocks} where key in (
+          select key from ${directoryBlocks} where blocked_until <= ${NOW_MS} for update skip locked)`);
+    } catch (error) {
+      this.options.logger.warn('pacing: could not sweep spent slots', { error: messageOf(error) });
+    }
+  }
+}
+
+/** One slot held by this process: the hold id tells its release from a later holder's. */
+interface Hold {
+  slot: number;
+  holdId: string;
+}
+
+type PictureRow = {
+  now: string;
+  blocked_until: string | null;
+  live: { free_at: number; released: boolean }[];
+};
+
+/** The CTEs `live` (slots of `key` that count now) and `block` (its 429 block, if any); needs `clock`. */
+const pictureCtes = (key: string) => sql`
+  live as (select h.slot, h.free_at, h.released from ${directoryHolds} h, clock where h.key = ${key} and h.free_at > clock.now),
+  block as (select b.blocked_until from ${directoryBlocks} b, clock where b.key = ${key} and b.blocked_until > clock.now)`;
+
+const pictureColumns = sql`
+  clock.now,
+  (select blocked_until from block) as blocked_until,
+  coalesce((select json_agg(json_build_object('free_at', free_at, 'released', released)) from live), '[]'::json) as live`;
+
+function toPicture(row: PictureRow): KeyPicture {
+  return {
+    now: Number(row.now),
+    localAt: Date.now(),
+    live: row.live.map((slot) => ({ freeAt: Number(slot.free_at), released: slot.released })),
+    blockedUntil: row.blocked_until === null ? 0 : Number(row.blocked_until),
+  };
+}
+
+interface Listener {
+  close(): Promise<void>;
+}
+
+/** A dedicated connection LISTENing for released slots; it reconnects after a lost connection. */
+async function listen(url: string, onKey: (key: string) => void): Promise<Listener> {
+  let closed = false;
+  let client: pg.Client | null = null;
+  const retry = (): void => {
+    setTimeout(() => void connect().catch(retry), 1_000).unref();
+  };
+  const connect = async (): Promise<void> => {
+    if (closed) return;
+    const next = new pg.Client({ connectionString: url });
+    next.on('notification', (message) => {
+      if (message.channel === CHANNEL && message.payload) onKey(message.payload);
+    });
+    next.on('error', () => {
+      if (closed) return;
+      client = null;
+      retry();
+    });
+    await next.connect();
+    await next.query(`LISTEN ${CHANNEL}`);
+    client = next;
+  };
+  await connect();
+  return {
+    async close() {
+      closed = true;
+      await client?.end().catch(() => undefined);
+    },
+  };
+}
+
+const messageOf = (error: unknown) => (error instanceof Error ? error.message : String(error));
