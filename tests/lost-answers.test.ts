@@ -94,7 +94,7 @@ describe.each([
     expect(again).toHaveLength(1);
     // The reset happened as the request arrived: the re-send came a full settle time later.
     expect(again[0]!.receivedAt - lost.receivedAt).toBeGreaterThanOrEqual(SETTLE_MS);
-    expect(resent[0]).toMatchObject({ status: 'created' });
+    expect(resent[0]).toMatchObject({ status: 'created_and_activated' });
   });
 
   test('when every create times out and lands later, then each is adopted from the batch, none re-sent, and the batch completes', async () => {
