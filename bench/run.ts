@@ -4,13 +4,14 @@
  * simulator running in this process, all on 127.0.0.1, and prints one table: each figure,
  * its reference measured in the same run, the ratio, the target, PASS/MISS.
  *
- * Figures: overhead, concurrency, pacing, read, memory, startup (default: all). A full run
+ * Figures: overhead, concurrency, pacing, read, memory, startup, lost (default: all). A full run
  * also writes bench/RESULTS.md; a partial run only prints. Exit code 1 if a target is
  * missed or a figure could not be measured.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { concurrency } from './figures/concurrency.js';
+import { lost } from './figures/lost.js';
 import { memory, startup } from './figures/memory.js';
 import { overhead } from './figures/overhead.js';
 import { pacing } from './figures/pacing.js';
@@ -31,7 +32,7 @@ import {
   type ResultRow,
 } from './lib.js';
 
-const FIGURES = ['overhead', 'concurrency', 'pacing', 'read', 'memory', 'startup'] as const;
+const FIGURES = ['overhead', 'concurrency', 'pacing', 'read', 'memory', 'startup', 'lost'] as const;
 type Figure = (typeof FIGURES)[number];
 const RUN_LIMIT_MS = 5 * 60_000;
 /** Other processes (e.g. a test run) above this share of the machine make timings unreliable. */
@@ -92,6 +93,7 @@ const runners: Record<Figure, () => Promise<FigureResult>> = {
   read: async () => readPath(await needHistory()),
   memory,
   startup: async () => startup(await needHistory()),
+  lost,
 };
 
 const loadNotes: string[] = [];
