@@ -6,7 +6,7 @@
  * table: each figure, the target, and for each engine what was measured, its reference
  * measured in the same run, the ratio, PASS/MISS.
  *
- * Figures: overhead, concurrency, pacing, instances, read, memory, startup, hostile, takeover (default: all); engines:
+ * Figures: overhead, concurrency, pacing, instances, read, memory, startup, hostile, takeover, lost (default: all); engines:
  * sqlite, postgres (default: both). A full run also writes bench/RESULTS.md; a partial run
  * only prints. Exit code 1 if a target is missed or a figure could not be measured.
  */
@@ -14,6 +14,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { concurrency } from './figures/concurrency.js';
 import { instances } from './figures/instances.js';
+import { lost } from './figures/lost.js';
 import { memory, startup } from './figures/memory.js';
 import { overhead } from './figures/overhead.js';
 import { pacing } from './figures/pacing.js';
@@ -41,7 +42,7 @@ import {
   type ResultRow,
 } from './lib.js';
 
-const FIGURES = ['overhead', 'concurrency', 'pacing', 'instances', 'read', 'memory', 'startup', 'hostile', 'takeover'] as const;
+const FIGURES = ['overhead', 'concurrency', 'pacing', 'instances', 'read', 'memory', 'startup', 'hostile', 'takeover', 'lost'] as const;
 type Figure = (typeof FIGURES)[number];
 const ENGINES = ['sqlite', 'postgres'] as const;
 type EngineName = (typeof ENGINES)[number];
@@ -51,7 +52,7 @@ const ENGINE_LABELS: Record<EngineName, string> = { sqlite: 'SQLite', postgres: 
  * take-over and two-instance pacing need several instances on one database (PostgreSQL,
  * started by the figure).
  */
-const ONLY_ON: Partial<Record<Figure, EngineName>> = { hostile: 'sqlite', takeover: 'postgres', instances: 'postgres' };
+const ONLY_ON: Partial<Record<Figure, EngineName>> = { hostile: 'sqlite', takeover: 'postgres', instances: 'postgres', lost: 'sqlite' };
 const RUN_LIMIT_MS = 12 * 60_000;
 /** Other processes (e.g. a test run) above this share of the machine make timings unreliable. */
 const QUIET_PERCENT = 15;
@@ -136,6 +137,7 @@ const runners: Record<Figure, (engine: BenchEngine) => Promise<FigureResult>> = 
   startup: async (engine) => startup(await needHistory(engine.name)),
   hostile: () => hostile(),
   takeover: () => takeover(),
+  lost: () => lost(),
 };
 
 const loadNotes: string[] = [];

@@ -444,11 +444,13 @@ describe('history and actions', () => {
 });
 
 describe('resume progress', () => {
-  /** A 3-row batch whose row 2 met a directory that answered 503 on every attempt. */
+  /** A 3-row batch whose row 2 met a directory that answered 503 on every attempt (row 3 goes between the first two). */
   async function failedOnRow2(): Promise<string> {
     await serve();
     stack!.sim.inject('create', { kind: 'pass' });
-    stack!.sim.inject('create', { kind: 'status', status: 503 }, Number(stack!.config.UPSTREAM_MAX_ATTEMPTS));
+    stack!.sim.inject('create', { kind: 'status', status: 503 });
+    stack!.sim.inject('create', { kind: 'pass' });
+    stack!.sim.inject('create', { kind: 'status', status: 503 }, Number(stack!.config.UPSTREAM_MAX_ATTEMPTS) - 1);
     const failed = await uploaded(csvFile('flaky.csv', csv(3)));
     expect(failed.status).toBe('failed');
     return failed.batch_id;

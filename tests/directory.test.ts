@@ -73,28 +73,17 @@ describe('creating a hospital', () => {
     expect(requestsTo(sim, 'create')[0]!.body).toEqual({ ...ROW, creation_batch_id: batchId });
   });
 
-  test('when the directory answers 503 twice, then the third attempt creates the row and exactly one hospital exists', async () => {
+  test('when the directory answers 503, then the create comes back lost after one attempt, and nothing sleeps', async () => {
     await setUp();
-    sim.inject('create', { kind: 'status', status: 503 }, 2);
-    const batchId = randomUUID();
+    sim.inject('create', { kind: 'status', status: 503 });
+    const before = Date.now();
 
-    const outcome = await create(batchId);
+    const outcome = await create(randomUUID());
 
-    expect(outcome).toMatchObject({ kind: 'created', attempts: 3, adopted: false });
-    expect(requestsTo(sim, 'create').map((r) => r.status)).toEqual([503, 503, 200]);
-    expect(sim.hospitals()).toHaveLength(1);
-  });
-
-  test('when a 502 comes back although the directory stored the row, then the row adopts that hospital instead of creating a second', async () => {
-    await setUp();
-    sim.inject('create', { kind: 'status', status: 502, store: true });
-    const batchId = randomUUID();
-
-    const outcome = await create(batchId);
-
-    expect(outcome).toMatchObject({ kind: 'created', adopted: true, hospital: { id: sim.hospitals()[0]!.id } });
+    expect(outcome).toMatchObject({ kind: 'lost', attempts: 1, message: 'Simulated 503' });
+    expect(outcome.kind === 'lost' && outcome.lostAt).toBeGreaterThanOrEqual(before);
     expect(requestsTo(sim, 'create')).toHaveLength(1);
-    expect(sim.hospitals()).toHaveLength(1);
+    expect(requestsTo(sim, 'batch')).toHaveLength(0);
   });
 
   test('when the directory answers 429, then the row waits for the rate window and is created once', async () => {
@@ -131,91 +120,84 @@ describe('creating a hospital', () => {
     expect(requestsTo(sim, 'create')).toHaveLength(21);
   });
 
-  test('when the answer to a stored create is lost, then the row ends with the stored hospital and no duplicate is made', async () => {
+  /** Sends creates that lose their answers, then settles them as the workflow would. */
+  const createAndSettle = async (batchId: string, rows: number[], claimed = new Set<number>()) => {
+    const outcomes = await Promise.all(rows.map((row) => create(batchId, row, claimed)));
+    const lost = outcomes.flatMap((o, i) => (o.kind === 'lost' ? [{ ...ROW, row: rows[i]!, lostAt: o.lostAt }] : []));
+    return { outcomes, lost, settlement: await client.settleCreates(batchId, lost, claimed) };
+  };
+
+  test('when a 502 comes back although the directory stored the row, then settling adopts that hospital instead of creating a second', async () => {
+    await setUp();
+    sim.inject('create', { kind: 'status', status: 502, store: true });
+
+    const { outcomes, lost, settlement } = await createAndSettle(randomUUID(), [1]);
+
+    expect(outcomes[0]).toMatchObject({ kind: 'lost', attempts: 1 });
+    expect(settlement.adopted.get(lost[0]!)).toMatchObject({ id: sim.hospitals()[0]!.id });
+    expect(settlement.absent).toEqual([]);
+    expect(requestsTo(sim, 'create')).toHaveLength(1);
+    expect(sim.hospitals()).toHaveLength(1);
+  });
+
+  test('when the answer to a stored create is lost, then one batch read settles it on the stored hospital', async () => {
     await setUp();
     sim.inject('create', { kind: 'lose-response' });
-    const batchId = randomUUID();
 
-    const outcome = await create(batchId);
+    const { lost, settlement } = await createAndSettle(randomUUID(), [1]);
 
-    expect(sim.hospitals()).toHaveLength(1);
-    expect(outcome).toMatchObject({ kind: 'created', adopted: true, attempts: 1, hospital: { id: sim.hospitals()[0]!.id } });
+    expect(settlement.adopted.get(lost[0]!)?.id).toBe(sim.hospitals()[0]!.id);
+    expect(settlement.reads).toBe(1);
     expect(requestsTo(sim, 'create')).toHaveLength(1);
     expect(requestsTo(sim, 'batch')).toHaveLength(1);
   });
 
-  test('when two identical rows both lose their answers, then they end as two distinct hospitals and no third', async () => {
+  test('when two identical rows both lose their answers, then settling gives each its own hospital, and claimed ones are never taken', async () => {
     await setUp();
     sim.inject('create', { kind: 'lose-response' }, 2);
-    const batchId = randomUUID();
     const claimed = new Set<number>();
 
-    const first = await create(batchId, 1, claimed);
-    const second = await create(batchId, 2, claimed);
+    const { lost, settlement } = await createAndSettle(randomUUID(), [1, 2], claimed);
 
-    expect(first.kind).toBe('created');
-    expect(second.kind).toBe('created');
-    const ids = [first, second].map((o) => (o.kind === 'created' ? o.hospital.id : null));
+    const ids = lost.map((row) => settlement.adopted.get(row)?.id);
     expect(new Set(ids).size).toBe(2);
     expect(sim.hospitals().map((h) => h.id).sort()).toEqual([...ids].sort());
-  });
-
-  test('when two identical rows run side by side and both lose their answers, then they settle on two distinct hospitals', async () => {
-    await setUp();
-    sim.inject('create', { kind: 'lose-response' }, 2);
-    const batchId = randomUUID();
-    const claimed = new Set<number>();
-
-    const outcomes = await Promise.all([create(batchId, 1, claimed), create(batchId, 2, claimed)]);
-
-    const ids = outcomes.map((o) => (o.kind === 'created' ? o.hospital.id : null));
-    expect(ids.every((id) => id !== null)).toBe(true);
-    expect(new Set(ids).size).toBe(2);
-    expect(sim.hospitals()).toHaveLength(2);
     expect([...claimed].sort()).toEqual([...ids].sort());
   });
 
-  test('when a create hangs past the timeout but the directory stored it, then the row adopts it without re-sending', async () => {
+  test('when a create hangs past the timeout but the directory stored it, then settling adopts it without re-sending', async () => {
     await setUp({}, { UPSTREAM_TIMEOUT_MS: '150' });
     sim.inject('create', { kind: 'hang', store: true });
 
-    const outcome = await create(randomUUID());
+    const { outcomes, settlement } = await createAndSettle(randomUUID(), [1]);
 
-    expect(outcome).toMatchObject({ kind: 'created', adopted: true });
+    expect(outcomes[0]!.kind).toBe('lost');
+    expect(settlement.adopted.size).toBe(1);
     expect(requestsTo(sim, 'create')).toHaveLength(1);
     expect(sim.hospitals()).toHaveLength(1);
   });
 
-  test('when a create hangs past the timeout and was never stored, then it is sent again and created once', async () => {
-    await setUp({}, { UPSTREAM_TIMEOUT_MS: '150' });
+  test('when a create hangs past the timeout and was never stored, then settling polls and finds it absent only after the settle time', async () => {
+    await setUp({}, { UPSTREAM_TIMEOUT_MS: '150', UPSTREAM_SETTLE_MS: '300' });
     sim.inject('create', { kind: 'hang' });
 
-    const outcome = await create(randomUUID());
+    const { lost, settlement } = await createAndSettle(randomUUID(), [1]);
 
-    expect(outcome).toMatchObject({ kind: 'created', adopted: false, attempts: 2 });
-    expect(requestsTo(sim, 'create')).toHaveLength(2);
-    expect(sim.hospitals()).toHaveLength(1);
+    expect(settlement.absent).toEqual(lost);
+    const reads = requestsTo(sim, 'batch');
+    expect(reads.length).toBeGreaterThanOrEqual(2);
+    expect(reads.at(-1)!.receivedAt).toBeGreaterThanOrEqual(lost[0]!.lostAt + 300);
+    expect(sim.hospitals()).toHaveLength(0);
   });
 
-  test('when the connection is reset, then the batch is checked and the row is sent again and created once', async () => {
+  test('when the connection is reset before the directory reads the request, then the create is lost and settling finds it absent', async () => {
     await setUp();
     sim.inject('create', { kind: 'reset' });
 
-    const outcome = await create(randomUUID());
+    const { outcomes, settlement } = await createAndSettle(randomUUID(), [1]);
 
-    expect(outcome).toMatchObject({ kind: 'created', attempts: 2 });
-    expect(requestsTo(sim, 'create')).toHaveLength(2);
-    expect(sim.hospitals()).toHaveLength(1);
-  });
-
-  test('when every attempt gets a 503, then the row fails after UPSTREAM_MAX_ATTEMPTS with the last reason', async () => {
-    await setUp();
-    sim.inject('create', { kind: 'status', status: 503, body: { detail: 'Service Unavailable' } }, 10);
-
-    const outcome = await create(randomUUID());
-
-    expect(outcome).toEqual({ kind: 'failed', outcome: 'not_created', message: 'Service Unavailable', attempts: 3 });
-    expect(requestsTo(sim, 'create')).toHaveLength(3);
+    expect(outcomes[0]).toMatchObject({ kind: 'lost', attempts: 1 });
+    expect(settlement.absent).toHaveLength(1);
     expect(sim.hospitals()).toHaveLength(0);
   });
 
@@ -230,15 +212,15 @@ describe('creating a hospital', () => {
   });
 
   test('every attempt is logged once with batch id, row, attempt, outcome class, status and latency', async () => {
-    await setUp();
-    sim.inject('create', { kind: 'status', status: 503 });
+    await setUp({}, { UPSTREAM_RATE_WINDOW_MS: '100' });
+    sim.inject('create', { kind: 'status', status: 429, body: { error: 'Rate limit exceeded: 30 per 1 minute' } });
     const batchId = randomUUID();
 
     await create(batchId, 7);
 
     const lines = logLines.filter((l) => l.message === 'directory request' && l.op === 'create');
     expect(lines).toEqual([
-      expect.objectContaining({ batch_id: batchId, row: 7, attempt: 1, outcome: 'unknown', status: 503, latency_ms: expect.any(Number) }),
+      expect.objectContaining({ batch_id: batchId, row: 7, attempt: 1, outcome: 'not_sent', status: 429, latency_ms: expect.any(Number) }),
       expect.objectContaining({ batch_id: batchId, row: 7, attempt: 2, outcome: 'ok', status: 200, latency_ms: expect.any(Number) }),
     ]);
   });
@@ -391,21 +373,15 @@ describe('waits reported to onWait', () => {
     return { waits, onWait: (wait: DirectoryWait) => void waits.push(wait) };
   };
 
-  test('when the next two creates answer 503, then the hook hears two retry waits, for attempts 1 and 2, each including the settle time', async () => {
+  test('when a create\'s answer is lost, then the hook hears no wait: nothing sleeps, the caller settles it later', async () => {
     await setUp();
-    sim.inject('create', { kind: 'status', status: 503, body: { detail: 'Service Unavailable' } }, 2);
+    sim.inject('create', { kind: 'status', status: 503, body: { detail: 'Service Unavailable' } });
     const { waits, onWait } = collect();
 
     const outcome = await client.createHospital(ROW, { batchId: randomUUID(), row: 1, claimed: new Set(), onWait });
 
-    expect(outcome).toMatchObject({ kind: 'created', attempts: 3 });
-    expect(waits).toEqual([
-      { op: 'create', reason: 'retry', attempt: 1, status: 503, message: 'Service Unavailable', delayMs: expect.any(Number) },
-      { op: 'create', reason: 'retry', attempt: 2, status: 503, message: 'Service Unavailable', delayMs: expect.any(Number) },
-    ]);
-    // UPSTREAM_SETTLE_MS (30) plus a backoff between UPSTREAM_RETRY_BASE_MS (5) and UPSTREAM_RETRY_MAX_MS (20).
-    for (const wait of waits) expect(wait.delayMs).toBeGreaterThanOrEqual(35);
-    for (const wait of waits) expect(wait.delayMs).toBeLessThanOrEqual(50);
+    expect(outcome).toMatchObject({ kind: 'lost', attempts: 1 });
+    expect(waits).toEqual([]);
   });
 
   test('when the directory answers 429, then the hook hears one rate-limited wait of about the window, and no retry wait', async () => {
@@ -487,8 +463,8 @@ describe('waits reported to onWait', () => {
   });
 
   test('when the onWait listener throws, then the call it watches still completes and the failure is logged', async () => {
-    await setUp();
-    sim.inject('create', { kind: 'status', status: 503 });
+    await setUp({}, { UPSTREAM_RATE_WINDOW_MS: '100' });
+    sim.inject('create', { kind: 'status', status: 429, body: { error: 'Rate limit exceeded: 30 per 1 minute' } });
 
     const outcome = await client.createHospital(ROW, {
       batchId: randomUUID(),

@@ -1,9 +1,8 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { AbortError } from 'p-retry';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { DirectoryLimiter } from './limiter.js';
-import { findUnclaimed } from './reconcile.js';
+import { settleLostCreates, type LostCreate } from './settle.js';
 import { isUnresolvedHost, RetryableAnswer, withRetries, type RetryOptions } from './retry.js';
 import { createTransport, unreadable, type Answer, type DirectoryRequest } from './transport.js';
 import {
@@ -18,6 +17,7 @@ import {
 } from './types.js';
 
 export { findUnclaimed, matchRows } from './reconcile.js';
+export type { LostCreate, Settlement } from './settle.js';
 export { DirectoryError } from './types.js';
 export type { CallContext, CreateOutcome, DirectoryErrorKind, DirectoryOp, DirectoryWait, Hospital, NewHospital } from './types.js';
 
@@ -134,65 +134,62 @@ export function createDirectoryClient(config: ClientConfig, logger: Logger, limi
   }
 
   /**
-   * Creates one hospital in a batch, never twice: a create whose answer was lost is settled
-   * by reading the batch and adopting a matching hospital that no other row has `claimed`.
-   * The id it ends with is added to `claimed` in the same tick the choice is made, so rows
-   * running side by side can never both take one hospital.
+   * Sends one hospital's create, retrying what the directory cannot have acted on (refused
+   * connections, 429s). A create whose answer was lost is NOT settled here: it comes back
+   * as `lost` at once, so the batch goes on, and the caller settles it later with
+   * `settleCreates` (one read for every lost row) before re-sending. `maxAttempts` is what
+   * is left of the row's budget. A created id is added to `claimed` in the tick it arrives.
    */
   async function createHospital(
     hospital: NewHospital,
-    callContext: CallContext & { batchId: string; claimed: Set<number> },
+    callContext: CallContext & { batchId: string; claimed: Set<number>; maxAttempts?: number },
   ): Promise<CreateOutcome> {
     const context = hooked(callContext);
     let attempts = 0;
-    let maybeCreated = false;
-    const adopt = async (): Promise<CreateOutcome | null> => {
-      const found = findUnclaimed(await readBatch(context.batchId, context), hospital, context.claimed);
-      if (!found) return null;
-      context.claimed.add(found.id);
-      logger.info('adopted hospital created by an earlier attempt', { batch_id: context.batchId, row: context.row, hospital_id: found.id });
-      return { kind: 'created', hospital: found, attempts, adopted: true };
-    };
     try {
-      return await retry('create', context, async () => {
-        if (maybeCreated) {
-          const adopted = await adopt();
-          if (adopted) return adopted;
-          maybeCreated = false;
-        }
-        attempts += 1;
-        const request = { ...createRequest, method: 'POST' as const, json: { ...hospital, creation_batch_id: context.batchId } };
-        const answer = await transport.send('create', request, { ...context, attempt: attempts });
-        if (answer.outcome === 'ok' && isHospital(answer.body)) {
-          context.claimed.add(answer.body.id);
-          return { kind: 'created', hospital: answer.body, attempts, adopted: false } as const;
-        }
-        if (answer.outcome === 'rejected') throw new AbortError(new RejectedError(answer.status, answer.message));
-        const retryable = answer.outcome === 'ok' ? unreadable(answer.status) : answer;
-        maybeCreated = retryable.outcome === 'unknown';
-        // A create that may have been stored is looked for before it is re-sent; give it time to land first.
-        throw new RetryableAnswer(retryable, maybeCreated ? config.UPSTREAM_SETTLE_MS : 0);
-      });
+      return await retry(
+        'create',
+        context,
+        async () => {
+          attempts += 1;
+          const request = { ...createRequest, method: 'POST' as const, json: { ...hospital, creation_batch_id: context.batchId } };
+          const answer = await transport.send('create', request, { ...context, attempt: attempts });
+          if (answer.outcome === 'ok' && isHospital(answer.body)) {
+            context.claimed.add(answer.body.id);
+            return { kind: 'created', hospital: answer.body, attempts, adopted: false } as const;
+          }
+          if (answer.outcome === 'rejected') throw new AbortError(new RejectedError(answer.status, answer.message));
+          const retryable = answer.outcome === 'ok' ? unreadable(answer.status) : answer;
+          if (retryable.outcome === 'unknown') return { kind: 'lost', message: retryable.message, attempts, lostAt: Date.now() } as const;
+          throw new RetryableAnswer(retryable);
+        },
+        { retries: Math.max(1, callContext.maxAttempts ?? config.UPSTREAM_MAX_ATTEMPTS) - 1 },
+      );
     } catch (error) {
       if (error instanceof RejectedError) return { kind: 'rejected', status: error.status, message: error.message, attempts };
-      const message = failureMessage(error);
-      if (!maybeCreated) return { kind: 'failed', outcome: 'not_created', message, attempts };
-      // Out of attempts with the last one unanswered: look once more before calling it failed.
-      try {
-        await sleep(config.UPSTREAM_SETTLE_MS);
-        return (await adopt()) ?? { kind: 'failed', outcome: 'not_created', message, attempts };
-      } catch {
-        return { kind: 'failed', outcome: 'unknown', message, attempts };
-      }
+      return { kind: 'failed', outcome: 'not_created', message: failureMessage(error), attempts };
     }
+  }
+
+  /** Settles creates whose answers were lost: see src/directory/settle.ts. */
+  function settleCreates<R extends LostCreate>(batchId: string, lost: readonly R[], claimed: Set<number>, callContext: CallContext = { batchId }) {
+    const context = hooked(callContext);
+    return settleLostCreates(() => readBatch(batchId, context), lost, claimed, { settleMs: config.UPSTREAM_SETTLE_MS });
   }
 
   /**
    * Activates a batch once every hospital in `expectedIds` is confirmed upstream. Activation
    * is not idempotent: a 400 "already active" or a lost answer is settled by reading the
-   * batch (all active → done).
+   * batch (all active → done). `confirmed`: the caller saw every id in a create answer of
+   * this run, so the read before the PATCH is skipped; the count the PATCH answers is then
+   * checked instead (a directory that restarted mid-batch activates fewer).
    */
-  async function activateBatch(batchId: string, expectedIds: number[], callContext: CallContext = { batchId }): Promise<{ activatedCount: number }> {
+  async function activateBatch(
+    batchId: string,
+    expectedIds: number[],
+    callContext: CallContext = { batchId },
+    { confirmed = false }: { confirmed?: boolean } = {},
+  ): Promise<{ activatedCount: number }> {
     const context = hooked(callContext);
     const fail = (message: string) => new AbortError(new DirectoryError('activation_failed', message));
     /** Reads the batch: done if all active, null if all inactive and complete, else a reason to stop. */
@@ -211,7 +208,7 @@ export function createDirectoryClient(config: ClientConfig, logger: Logger, limi
       if (active > 0) throw fail(`The directory shows ${active} of ${hospitals.length} hospital(s) of this batch active; expected none or all.`);
       return null;
     };
-    let needsCheck = true;
+    let needsCheck = !confirmed;
     try {
       return await retry('activate', context, async (attempt) => {
         if (needsCheck) {
@@ -222,6 +219,12 @@ export function createDirectoryClient(config: ClientConfig, logger: Logger, limi
         const request: DirectoryRequest = { method: 'PATCH', path: `/hospitals/batch/${batchId}/activate`, ratePerMin: OTHER_RATE_PER_MIN };
         const answer = await transport.send('activate', request, { ...context, attempt });
         const count = countIn(answer, 'activated_count');
+        if (count !== undefined && confirmed && count !== expectedIds.length) {
+          throw fail(
+            `The directory activated ${count} hospital(s) of this batch where ${expectedIds.length} were created ` +
+              `(it may have restarted during the upload and forgotten some).`,
+          );
+        }
         if (count !== undefined) return { activatedCount: count };
         if (answer.outcome === 'rejected') {
           // 400 "already active" may be our own earlier attempt whose answer we never saw.
@@ -267,6 +270,7 @@ export function createDirectoryClient(config: ClientConfig, logger: Logger, limi
     estimatedCreateWaitMs: (count: number): number => transport.estimatedWaitMs(createRequest, count),
     wake,
     createHospital,
+    settleCreates,
     activateBatch,
     /** The batch's hospitals as the directory holds them now ([] when it holds none). */
     getBatch: (batchId: string, context: CallContext = { batchId }): Promise<Hospital[]> => readBatch(batchId, hooked(context)),

@@ -46,6 +46,13 @@ export type CreateOutcome =
   | { kind: 'created'; hospital: Hospital; attempts: number; adopted: boolean }
   /** The directory refused the row (400/404/409/422): sending it again will not help. */
   | { kind: 'rejected'; status: number; message: string; attempts: number }
+  /**
+   * The last attempt's answer was lost (a timeout after sending, a reset, a 5xx): the create
+   * may still be stored. Settle it with `settleLostCreates` before re-sending; `lostAt` is
+   * when the attempt ended, never earlier than its send, so "settle time since lostAt" is
+   * never too short.
+   */
+  | { kind: 'lost'; message: string; attempts: number; lostAt: number }
   /** Gave up. `not_created`: confirmed absent upstream. `unknown`: it may exist; reconcile before re-sending. */
   | { kind: 'failed'; outcome: 'not_created' | 'unknown'; message: string; attempts: number };
 
