@@ -616,8 +616,9 @@ describe('the page tells the whole truth, at 1280 and 390 px', () => {
   }, TIMEOUT_MS);
 
   test('when the directory answers 503, the live progress says so, with the attempt and a countdown, until the row lands', async () => {
-    // A retry slow enough to be seen: the first retry waits 3 to 6 s.
-    const { page, url, stack, problems } = await open({ UPSTREAM_RETRY_BASE_MS: '3000', UPSTREAM_RETRY_MAX_MS: '6000' });
+    // A retry slow enough to be seen: a create answered 503 is sent again only once the
+    // directory had 4 s to store it (it may have), and the batch showed it absent.
+    const { page, url, stack, problems } = await open({ UPSTREAM_SETTLE_MS: '4000' });
     stack.sim.inject('create', { kind: 'pass' });
     stack.sim.inject('create', { kind: 'status', status: 503, body: { detail: 'Service Unavailable' } });
     await page.goto(`${url}/`);

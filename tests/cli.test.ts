@@ -421,8 +421,9 @@ describe('history and actions', () => {
 
   test('when a failed batch is resumed as its hint says, then it exits 0 with the batch completed', async () => {
     await serve();
-    // A failure the directory may heal (a rejected row is never re-sent unchanged).
-    stack!.sim.inject('create', { kind: 'status', status: 503 }, Number(stack!.config.UPSTREAM_MAX_ATTEMPTS));
+    // A failure the directory may heal (a rejected row is never re-sent unchanged): every
+    // attempt of both rows answers 503, so the batch fails and its hint has work to do.
+    stack!.sim.inject('create', { kind: 'status', status: 503 }, 2 * Number(stack!.config.UPSTREAM_MAX_ATTEMPTS));
     const failed = await at('upload', csvFile('resume.csv', csv(2)));
 
     const run = await runPrinted(printed(failed.stdout, 'next:'));
@@ -580,7 +581,7 @@ describe('API key', () => {
 
   test('when the key was given with --api-key, then hints read it from HOSPITAL_BULK_API_KEY, never show it, and work as printed once it is set', async () => {
     await serve({ API_KEY });
-    stack!.sim.inject('create', { kind: 'status', status: 503 }, Number(stack!.config.UPSTREAM_MAX_ATTEMPTS));
+    stack!.sim.inject('create', { kind: 'status', status: 503 }, 2 * Number(stack!.config.UPSTREAM_MAX_ATTEMPTS)); // every attempt of both rows
 
     const run = await at('upload', csvFile('keyed.csv', csv(2)), '--api-key', API_KEY);
 
@@ -597,7 +598,7 @@ describe('API key', () => {
 
   test('when the key comes from HOSPITAL_BULK_API_KEY, then hints need nothing more and work as printed in the same environment', async () => {
     await serve({ API_KEY });
-    stack!.sim.inject('create', { kind: 'status', status: 503 }, Number(stack!.config.UPSTREAM_MAX_ATTEMPTS));
+    stack!.sim.inject('create', { kind: 'status', status: 503 }, 2 * Number(stack!.config.UPSTREAM_MAX_ATTEMPTS)); // every attempt of both rows
     const env = { HOSPITAL_BULK_API_KEY: API_KEY };
 
     const run = await cli(['upload', csvFile('env-keyed.csv', csv(2)), '--url', url], env);

@@ -128,7 +128,7 @@ export function batchScreen(batchId: string): { element: HTMLElement; heading: H
     stopLive();
     stopFollowing = followBatch(batchId, {
       row: (event) => {
-        progress?.clearWait();
+        progress?.rowLanded(event.row);
         rows?.update(event.row, event);
         if (event.progress) {
           progress?.fromProgress(event.progress);

@@ -25,6 +25,8 @@ export class ProgressBar {
   /** What the directory is being waited for, with a countdown; hidden when nothing is. */
   private readonly trouble: HTMLParagraphElement;
   private countdown: number | undefined;
+  /** The row the shown wait is for; null for the whole batch (a wake-up, an activation). */
+  private waitingFor: number | null;
 
   constructor(private readonly total: number) {
     this.fill = h('div', { class: 'progress-fill' });
@@ -35,15 +37,18 @@ export class ProgressBar {
     );
     this.text = h('p', { class: 'progress-text', role: 'status', 'aria-live': 'polite' }, 'Starting…');
     this.trouble = h('p', { class: 'directory-wait', 'data-testid': 'directory-wait', hidden: true });
+    this.waitingFor = null;
     this.element = h('div', { class: 'progress-block' }, this.bar, this.text, this.trouble);
   }
 
   /**
    * The directory is being waited for: says why, with the attempt and a countdown to the
-   * next try, until `clearWait()` (the next row or batch event). Announced once, not every second.
+   * next try, until the row waited for lands (`rowLanded`), or any row for a wait of the whole
+   * batch, or a batch event (`clearWait`). Announced once, not every second.
    */
   waiting(event: DirectoryEvent): void {
     this.clearWait();
+    this.waitingFor = event.row;
     const nextTry = Date.now() + event.retry_in_seconds * 1000;
     const tick = () => {
       if (!this.trouble.isConnected && this.countdown !== undefined) return this.clearWait();
@@ -55,7 +60,13 @@ export class ProgressBar {
     announce(this.trouble.textContent ?? '');
   }
 
+  /** A row reached an outcome: the wait is over if it was this row's (other rows go on meanwhile). */
+  rowLanded(row: number): void {
+    if (this.waitingFor === null || this.waitingFor === row) this.clearWait();
+  }
+
   clearWait(): void {
+    this.waitingFor = null;
     window.clearInterval(this.countdown);
     this.countdown = undefined;
     this.trouble.hidden = true;

@@ -192,7 +192,7 @@ function build(): UploadScreen {
 
     stopFollowing = followBatch(accepted.batch_id, {
       row: (event) => {
-        progress.clearWait();
+        progress.rowLanded(event.row);
         rows.update(event.row, event);
         if (event.progress) {
           progress.fromProgress(event.progress);

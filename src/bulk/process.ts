@@ -270,6 +270,16 @@ async function createMissingRows(current: Run): Promise<LoopEnd> {
       lost.set(keyOf(row), { name: row.name, address: row.address, phone: row.phone, row: row.row, lostAt: result.lostAt, record: row, message: result.message });
       countFailure(row);
       deps.logger.warn('row create answer lost; settled before activation', { batch_id: row.batchId, row: row.row, attempts: sent + result.attempts, error: result.message });
+      // The row waits out the settle time before it is checked (and sent again if absent):
+      // a retry, as far as the person watching is concerned.
+      current.waits.onWait(row.row)({
+        op: 'create',
+        reason: 'retry',
+        attempt: sent + result.attempts,
+        status: result.status,
+        message: result.message,
+        delayMs: config.UPSTREAM_SETTLE_MS,
+      });
       return;
     }
     await commitRow(current, row, { ...result, attempts: sent + result.attempts });

@@ -160,7 +160,7 @@ export function createDirectoryClient(config: ClientConfig, logger: Logger, limi
           }
           if (answer.outcome === 'rejected') throw new AbortError(new RejectedError(answer.status, answer.message));
           const retryable = answer.outcome === 'ok' ? unreadable(answer.status) : answer;
-          if (retryable.outcome === 'unknown') return { kind: 'lost', message: retryable.message, attempts, lostAt: Date.now() } as const;
+          if (retryable.outcome === 'unknown') return { kind: 'lost', message: retryable.message, status: retryable.status, attempts, lostAt: Date.now() } as const;
           throw new RetryableAnswer(retryable);
         },
         { retries: Math.max(1, callContext.maxAttempts ?? config.UPSTREAM_MAX_ATTEMPTS) - 1 },

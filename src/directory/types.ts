@@ -52,7 +52,7 @@ export type CreateOutcome =
    * when the attempt ended, never earlier than its send, so "settle time since lostAt" is
    * never too short.
    */
-  | { kind: 'lost'; message: string; attempts: number; lostAt: number }
+  | { kind: 'lost'; message: string; status: number | null; attempts: number; lostAt: number }
   /** Gave up. `not_created`: confirmed absent upstream. `unknown`: it may exist; reconcile before re-sending. */
   | { kind: 'failed'; outcome: 'not_created' | 'unknown'; message: string; attempts: number };
 
