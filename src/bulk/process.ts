@@ -4,6 +4,7 @@ import { DirectoryError, matchRows, type CreateOutcome, type DirectoryClient } f
 import { AppError } from '../errors.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
+import { rowOutcomeOf, type Metrics } from '../ops/metrics.js';
 import type { BatchEvent } from './events.js';
 import { progressOf } from './progress.js';
 import { isCreated, RESUMABLE, ROLLBACKABLE, type BatchStatus } from './status.js';
@@ -15,6 +16,8 @@ export interface ProcessDeps {
   lifecycle: Lifecycle;
   /** This process, as the owner of the batches it runs. */
   instanceId: string;
+  /** Counts row outcomes (GET /metrics). */
+  metrics?: Pick<Metrics, 'rowOutcome'>;
   config: Pick<
     Config,
     | 'CIRCUIT_FAILURE_THRESHOLD'
@@ -315,6 +318,7 @@ async function reconcile(current: Run): Promise<void> {
   for (const [row, match] of matchRows(upstream, current.rows.filter((r) => !isCreated(r)), claimed)) {
     adopted += 1;
     await writeRow(current, row.row, { status: 'created', hospitalId: match.id, errorMessage: null }, true);
+    deps.metrics?.rowOutcome('adopted');
   }
   const notices = [
     forgotten > 0 &&
@@ -332,6 +336,7 @@ async function reconcile(current: Run): Promise<void> {
 async function commitRow(current: Run, row: RowRecord, result: CreateOutcome): Promise<void> {
   const attempts = row.attempts + result.attempts;
   await writeRow(current, row.row, rowPatch(result, attempts), true);
+  current.deps.metrics?.rowOutcome(rowOutcomeOf(result));
   current.deps.logger.log(result.kind === 'created' ? 'info' : 'warn', `row ${result.kind}`, {
     batch_id: row.batchId,
     row: row.row,

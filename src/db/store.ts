@@ -1,5 +1,6 @@
 import type { BatchStatus, RowStatus } from '../bulk/status.js';
 import type { BatchEvent } from '../bulk/events.js';
+import type { Readiness } from './migrations.js';
 
 /** One upload. Times are epoch milliseconds (UTC); the API renders them as ISO 8601. */
 export interface BatchRecord {
@@ -115,6 +116,10 @@ export interface Store {
   listBatches(limit: number, after?: { createdAt: number; id: string }): Promise<BatchRecord[]>;
   /** Batches queued or running (counted against MAX_ACTIVE_BATCHES). */
   countRunning(): Promise<number>;
+  /** How many batches the history holds in each status (what every instance's metrics report). */
+  countBatchesByStatus(): Promise<Partial<Record<BatchStatus, number>>>;
+  /** A cheap query: the database answers and has every migration this code ships. */
+  checkReady(): Promise<Readiness>;
 
   /**
    * Moves a batch in one of `from` to `processing` for `owner`, raising its fence. With

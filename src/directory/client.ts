@@ -10,6 +10,7 @@ import {
   type CallContext,
   type CreateOutcome,
   type DirectoryErrorKind,
+  type DirectoryObserver,
   type DirectoryOp,
   type DirectoryWait,
   type Hospital,
@@ -18,7 +19,7 @@ import {
 
 export { findUnclaimed, matchRows } from './reconcile.js';
 export { DirectoryError } from './types.js';
-export type { CallContext, CreateOutcome, DirectoryErrorKind, DirectoryOp, DirectoryWait, Hospital, NewHospital } from './types.js';
+export type { CallContext, CreateOutcome, DirectoryErrorKind, DirectoryObserver, DirectoryOp, DirectoryWait, Hospital, NewHospital } from './types.js';
 
 type ClientConfig = Pick<
   Config,
@@ -41,8 +42,8 @@ const OTHER_RATE_PER_MIN = 50;
 export type DirectoryClient = ReturnType<typeof createDirectoryClient>;
 
 /** The only code that talks to the Hospital Directory: each operation, over the transport and the retry policy. */
-export function createDirectoryClient(config: ClientConfig, logger: Logger) {
-  const transport = createTransport(config, logger);
+export function createDirectoryClient(config: ClientConfig, logger: Logger, observer?: DirectoryObserver) {
+  const transport = createTransport(config, logger, observer);
   const backoff = { baseMs: config.UPSTREAM_RETRY_BASE_MS, maxMs: config.UPSTREAM_RETRY_MAX_MS };
   const createRequest = { path: '/hospitals/', ratePerMin: config.UPSTREAM_CREATE_RATE_PER_MIN };
 

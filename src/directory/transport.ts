@@ -4,7 +4,7 @@ import got, { RequestError, TimeoutError, type Method } from 'got';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { RateLimiter } from './limiter.js';
-import type { CallContext, DirectoryOp } from './types.js';
+import type { CallContext, DirectoryObserver, DirectoryOp } from './types.js';
 
 /**
  * What one request came to. `not_sent`: the directory cannot have acted on it (refused
@@ -38,7 +38,7 @@ const IDLE_SOCKET_TIMEOUT_MS = 4_000;
 const NEVER_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_FAIL', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
 /** The wire to the directory: one got instance, process-wide pacing, and a classified answer for every request. */
-export function createTransport(config: TransportConfig, logger: Logger) {
+export function createTransport(config: TransportConfig, logger: Logger, observer?: DirectoryObserver) {
   const limiter = new RateLimiter(config.UPSTREAM_RATE_WINDOW_MS);
   // An idle kept-alive socket must be dropped before the server drops it: a create sent on
   // a socket the server is closing comes back as a reset, costs a settle delay and a
@@ -61,6 +61,7 @@ export function createTransport(config: TransportConfig, logger: Logger) {
   /** Sends one request, paced by the limiter, and says what it came to; never throws. */
   async function send(op: DirectoryOp, request: DirectoryRequest, context: CallContext & { attempt: number }): Promise<Answer> {
     const key = limiterKey(request);
+    const queued = performance.now();
     const release = await limiter.acquire(key, request.ratePerMin, ({ delayMs, blocked }) =>
       context.onWait?.({
         op,
@@ -100,6 +101,13 @@ export function createTransport(config: TransportConfig, logger: Logger) {
       status: answer.status,
       latency_ms: Math.round(performance.now() - started),
       ...(answer.outcome === 'ok' ? {} : { error: answer.message }),
+    });
+    observer?.request({
+      op,
+      outcome: answer.outcome,
+      status: answer.status,
+      seconds: (performance.now() - started) / 1000,
+      waitedSeconds: (started - queued) / 1000,
     });
     return answer;
   }

@@ -150,6 +150,41 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
         responses: { 200: json('Health', 'The service is up.') },
       },
     },
+    '/health/ready': {
+      get: {
+        tags: ['service'],
+        operationId: 'getReadiness',
+        summary: 'Readiness: should this instance receive traffic?',
+        description:
+          '200 when the database answers and every migration is applied and the instance is not shutting down; 503 otherwise ' +
+          '(before migrations, while the database is unreachable, after SIGTERM). Also says how the Hospital Directory last ' +
+          'answered this instance, without calling it. No API key needed.',
+        responses: {
+          200: json('Readiness', 'Ready.'),
+          503: {
+            description: 'Not ready: `detail` says why (`database.detail`, `shutting_down`).',
+            content: { 'application/problem+json': { schema: ref('NotReady') } },
+          },
+        },
+      },
+    },
+    '/metrics': {
+      get: {
+        tags: ['service'],
+        operationId: 'getMetrics',
+        summary: "This instance's metrics, in Prometheus' text format",
+        description:
+          "Node's default metrics and `hospital_bulk_*`: batches by status and running (counted in the shared database, so " +
+          'every instance agrees), row outcomes, directory requests, their durations and rate-limit waits, refused requests ' +
+          '(counted per instance: Prometheus sums them). README "Operating it" lists them.',
+        ...secured,
+        responses: {
+          200: { description: 'The exposition text.', content: { 'text/plain': { schema: { type: 'string' } } } },
+          401: unauthorized,
+          500: internal,
+        },
+      },
+    },
     '/hospitals/bulk': {
       post: {
         tags: ['uploads'],

@@ -178,6 +178,33 @@ export const HealthSchema = z
   })
   .meta({ id: 'Health', description: 'The service is up.' });
 
+export const ReadinessSchema = z
+  .object({
+    status: z.literal('ready'),
+    instance: z.string().meta({ description: 'Which instance answered.' }),
+    database: z.object({
+      engine: z.enum(['sqlite', 'postgres']),
+      ready: z.boolean().meta({ description: 'The database answers and every migration is applied.' }),
+      detail: z.string().nullable().meta({ description: 'Why not, when not.' }),
+    }),
+    shutting_down: z.boolean().meta({ description: 'The instance is stopping (SIGTERM): send new work elsewhere.' }),
+    directory: z
+      .object({
+        state: z.enum(['unknown', 'reachable', 'unreachable']).meta({ description: '`unknown` until this instance has sent it anything.' }),
+        last_status: z.int().nullable().meta({ description: 'HTTP status of its last answer; null without one.' }),
+        last_answer_at: z.iso.datetime().nullable(),
+      })
+      .meta({ description: 'The Hospital Directory as this instance last heard from it (not called by this check, and not part of readiness).' }),
+  })
+  .meta({ id: 'Readiness', description: 'Whether this instance should receive traffic: 200 ready, 503 not (yet, or any more).' });
+
+export const NotReadySchema = ReadinessSchema.extend({
+  type: z.literal('urn:hospital-bulk:problem:not_ready'),
+  title: z.literal('Not ready'),
+  status: z.literal(503),
+  detail: z.string().meta({ description: 'Why not, in words.' }),
+}).meta({ id: 'NotReady', description: 'The readiness answer as RFC 9457 problem details (503): the Readiness members and why not.' });
+
 export const CsvProblemSchema = z
   .object({
     row: z.int().positive().nullable().meta({ description: 'Data row number, 1-based; null for file-level problems.' }),
@@ -286,6 +313,8 @@ export const componentSchemas = [
   BatchListSchema,
   AsyncAcceptedSchema,
   HealthSchema,
+  ReadinessSchema,
+  NotReadySchema,
   ProblemSchema,
   CsvProblemSchema,
   DryRunSchema,
@@ -302,6 +331,8 @@ export type AsyncAccepted = z.infer<typeof AsyncAcceptedSchema>;
 export type BatchList = z.infer<typeof BatchListSchema>;
 export type DryRun = z.infer<typeof DryRunSchema>;
 export type Health = z.infer<typeof HealthSchema>;
+export type Readiness = z.infer<typeof ReadinessSchema>;
+export type NotReady = z.infer<typeof NotReadySchema>;
 export type Problem = z.infer<typeof ProblemSchema>;
 export type RowEvent = z.infer<typeof RowEventSchema>;
 export type BatchEvent = z.infer<typeof BatchEventSchema>;

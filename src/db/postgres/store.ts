@@ -5,7 +5,7 @@ import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
 import type { BatchEvent } from '../../bulk/events.js';
 import { assertTransition, CREATED_ROWS, FAILED_ROWS, RUNNING, type BatchStatus } from '../../bulk/status.js';
-import { migrationsFolder } from '../migrations.js';
+import { migrationsFolder, readinessFrom } from '../migrations.js';
 import { LeaseLostError, STOPPED_WHILE_SENDING, type Admission, type BatchPatch, type ClaimResult, type RowPatch, type Store } from '../store.js';
 import * as schema from './schema.js';
 import { batchEvents, batchRows, batches } from './schema.js';
@@ -106,6 +106,16 @@ export async function createPostgresStore(url: string, { migrate: run = true } =
     },
     async countRunning() {
       return running(db);
+    },
+    async countBatchesByStatus() {
+      const counted = await db.select({ status: batches.status, n: count() }).from(batches).groupBy(batches.status);
+      return Object.fromEntries(counted.map(({ status, n }) => [status, n]));
+    },
+    async checkReady() {
+      return readinessFrom('postgres', async () => {
+        const { rows } = await pool.query<{ n: string }>('select count(*) as n from drizzle.__drizzle_migrations');
+        return Number(rows[0]!.n);
+      });
     },
 
     async claimBatch(id, { from, owner, leaseMs, maxActive }, now = Date.now()): Promise<ClaimResult> {

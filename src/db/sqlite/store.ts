@@ -14,6 +14,7 @@ import {
   type RowPatch,
   type Store,
 } from '../store.js';
+import { readinessFrom } from '../migrations.js';
 import { openSqlite, type SqliteDb } from './database.js';
 import { batchEvents, batchRows, batches } from './schema.js';
 
@@ -24,9 +25,11 @@ type Tx = Parameters<Parameters<SqliteDb['transaction']>[0]>[0];
  * transaction, so it is atomic by construction; `immediate` transactions take the write
  * lock up front, so even a second process on the same file (the CLI) cannot interleave.
  */
-export function createSqliteStore(path: string): Store {
-  const { db, close } = openSqlite(path);
-  const reads = prepareReads(db);
+export function createSqliteStore(path: string, options: { migrate?: boolean } = {}): Store {
+  const { db, close } = openSqlite(path, options);
+  // Prepared on first use: a store opened without migrating (readiness tests) has no tables yet.
+  let prepared: ReturnType<typeof prepareReads> | undefined;
+  const reads = () => (prepared ??= prepareReads(db));
   const changed = new EventEmitter().setMaxListeners(0);
 
   /** Runs `work` in one write transaction; wakes the batch's watchers if it appended events. */
@@ -86,19 +89,26 @@ export function createSqliteStore(path: string): Store {
     },
 
     async findBatch(id) {
-      return reads.batch.get({ id });
+      return reads().batch.get({ id });
     },
     async findBatchByIdempotencyKey(key) {
       return db.select().from(batches).where(eq(batches.idempotencyKey, key)).get();
     },
     async findRows(batchId) {
-      return reads.rows.all({ batchId });
+      return reads().rows.all({ batchId });
     },
     async listBatches(limit, after) {
-      return after ? reads.olderPage.all({ limit, ...after }) : reads.firstPage.all({ limit });
+      return after ? reads().olderPage.all({ limit, ...after }) : reads().firstPage.all({ limit });
     },
     async countRunning() {
       return running(db);
+    },
+    async countBatchesByStatus() {
+      const counted = db.select({ status: batches.status, n: count() }).from(batches).groupBy(batches.status).all();
+      return Object.fromEntries(counted.map(({ status, n }) => [status, n]));
+    },
+    async checkReady() {
+      return readinessFrom('sqlite', async () => db.get<{ n: number }>(sql`select count(*) as n from __drizzle_migrations`).n);
     },
 
     async claimBatch(id, { from, owner, leaseMs, maxActive }, now = Date.now()): Promise<ClaimResult> {
@@ -160,7 +170,7 @@ export function createSqliteStore(path: string): Store {
     },
 
     async eventsAfter(batchId, seq) {
-      return reads.eventsAfter.all({ batchId, seq }).map((stored) => ({
+      return reads().eventsAfter.all({ batchId, seq }).map((stored) => ({
         seq: stored.seq,
         batchId: stored.batchId,
         event: JSON.parse(stored.data) as BatchEvent,
