@@ -1,4 +1,5 @@
 import express from 'express';
+import { apiKeys } from './config.js';
 import type { Deps } from './deps.js';
 import { eventRoutes } from './http/events.js';
 import { fileRoutes } from './http/files.js';
@@ -26,7 +27,7 @@ export function createApp(deps: Deps): express.Express {
     res.json({ status: 'ok', version, instance: deps.instanceId, database: deps.store.engine } satisfies Health);
   });
   // The API and /metrics need the key (when one is set); /health, /health/ready, /docs, /openapi.json and the page do not.
-  app.use(['/hospitals', '/batches', '/metrics'], requireApiKey(deps.config.API_KEY));
+  app.use(['/hospitals', '/batches', '/metrics'], requireApiKey(apiKeys(deps.config)));
   app.use(opsRoutes(deps));
   // Writes share one budget (each spends the directory's create or delete quota); a dry run costs one read.
   app.post(['/hospitals/bulk', '/batches/:id/resume', '/batches/:id/rollback'], limitRate(deps.config.UPLOAD_RATE_PER_MIN, 'uploads, resumes and rollbacks'));

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createApp } from './app.js';
-import { ConfigError, loadConfig, type Config } from './config.js';
+import { apiKeys, ConfigError, loadConfig, type Config } from './config.js';
 import { startTakeover } from './bulk/takeover.js';
 import { buildDeps } from './deps.js';
 import { createHttpServer } from './http/httpServer.js';
@@ -32,7 +32,7 @@ async function main(): Promise<void> {
   const server = createHttpServer(createApp(deps), config);
   server.listen(config.PORT, config.HOST);
   await once(server, 'listening');
-  if (config.API_KEY === undefined && config.NODE_ENV === 'production') {
+  if (apiKeys(config).length === 0 && config.NODE_ENV === 'production') {
     // Only reachable with ALLOW_NO_API_KEY=true: loadConfig refuses production without a key otherwise.
     logger.warn('API_KEY is not set (ALLOW_NO_API_KEY=true): the API relies on the authentication in front of this service');
   }

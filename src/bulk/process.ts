@@ -1,10 +1,11 @@
 import type { Config } from '../config.js';
-import { LeaseLostError, STOPPED_WHILE_SENDING, type BatchRecord, type Claim, type RowPatch, type RowRecord, type Store } from '../db/store.js';
+import { LeaseLostError, STOPPED_WHILE_SENDING, type AuditEntry, type BatchRecord, type Claim, type RowPatch, type RowRecord, type Store } from '../db/store.js';
 import { DirectoryError, matchRows, type CreateOutcome, type DirectoryClient } from '../directory/client.js';
 import { AppError } from '../errors.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
 import { rowOutcomeOf, type Metrics } from '../ops/metrics.js';
+import { cancelledMessage, watchCancel, type CancelWatch } from './cancel.js';
 import type { BatchEvent } from './events.js';
 import { progressOf } from './progress.js';
 import { isCreated, RESUMABLE, ROLLBACKABLE, type BatchStatus } from './status.js';
@@ -43,6 +44,8 @@ interface Run {
   claim: Claim;
   startedAt: number;
   rows: RowRecord[];
+  /** A cancel asked for on any instance; read between rows. */
+  cancel: CancelWatch;
 }
 
 const STOPPED = Symbol('stopped');
@@ -57,8 +60,8 @@ export async function processBatch(deps: ProcessDeps, batchId: string): Promise<
 }
 
 /** Finishes a `failed` or `interrupted` batch: reconcile, create what is missing, activate. */
-export async function resumeBatch(deps: ProcessDeps, batchId: string): Promise<BatchOutcome> {
-  return run(deps, await claim(deps, batchId, RESUMABLE, 'resumed', deps.config.MAX_ACTIVE_BATCHES));
+export async function resumeBatch(deps: ProcessDeps, batchId: string, by: string | null = null): Promise<BatchOutcome> {
+  return run(deps, await claim(deps, batchId, RESUMABLE, 'resumed', deps.config.MAX_ACTIVE_BATCHES, { action: 'resume', by }));
 }
 
 /**
@@ -71,8 +74,8 @@ export async function takeOverBatch(deps: ProcessDeps, held: Claim): Promise<Bat
 }
 
 /** Deletes the batch upstream and marks it rolled back; from failed, interrupted or completed. */
-export async function rollbackBatch(deps: ProcessDeps, batchId: string): Promise<BatchOutcome> {
-  const { claim: held, previous } = await claimWithPrevious(deps, batchId, ROLLBACKABLE, 'rolled back');
+export async function rollbackBatch(deps: ProcessDeps, batchId: string, by: string | null = null): Promise<BatchOutcome> {
+  const { claim: held, previous } = await claimWithPrevious(deps, batchId, ROLLBACKABLE, 'rolled back', undefined, { action: 'rollback', by });
   // Deleting may take retries: the lease must outlive them, or another instance would
   // take the batch over and create what is being deleted.
   return withLease(deps, held, () => rollBackClaimed(deps, held, previous.status, []));
@@ -99,13 +102,16 @@ async function rollBackClaimed(deps: ProcessDeps, held: Claim, restoreTo: BatchS
   return outcome(deps.store, batchId);
 }
 
-async function claim(deps: ProcessDeps, batchId: string, from: readonly BatchStatus[], action: string, maxActive?: number): Promise<Claim> {
-  return (await claimWithPrevious(deps, batchId, from, action, maxActive)).claim;
+async function claim(deps: ProcessDeps, batchId: string, from: readonly BatchStatus[], action: string, maxActive?: number, audit?: Audit): Promise<Claim> {
+  return (await claimWithPrevious(deps, batchId, from, action, maxActive, audit)).claim;
 }
 
+/** Who asked for a resume or rollback, recorded with the claim. */
+type Audit = Omit<AuditEntry, 'at'>;
+
 /** Moves the batch to `processing` for this instance; 404, 409 or 503 saying why not. */
-async function claimWithPrevious(deps: ProcessDeps, batchId: string, from: readonly BatchStatus[], action: string, maxActive?: number) {
-  const result = await deps.store.claimBatch(batchId, { from, owner: deps.instanceId, leaseMs: deps.config.BATCH_LEASE_MS, maxActive });
+async function claimWithPrevious(deps: ProcessDeps, batchId: string, from: readonly BatchStatus[], action: string, maxActive?: number, audit?: Audit) {
+  const result = await deps.store.claimBatch(batchId, { from, owner: deps.instanceId, leaseMs: deps.config.BATCH_LEASE_MS, maxActive, audit });
   switch (result.kind) {
     case 'claimed':
       return result;
@@ -158,7 +164,7 @@ async function runClaimed(deps: ProcessDeps, held: Claim): Promise<BatchOutcome>
   const startedAt = Date.now();
   await store.updateBatch(held, { startedAt, error: null, completedAt: null }, [{ type: 'status', status: 'processing', error: null }]);
   deps.logger.info('batch started', { batch_id: batchId });
-  const current: Run = { deps, claim: held, startedAt, rows: await store.findRows(batchId) };
+  const current: Run = { deps, claim: held, startedAt, rows: await store.findRows(batchId), cancel: watchCancel(store, batchId) };
 
   const woke = await unlessStopped(deps, directory.wake({ batchId }).then(() => null, (error: unknown) => error));
   if (woke === STOPPED) return interrupt(current);
@@ -186,6 +192,7 @@ async function runClaimed(deps: ProcessDeps, held: Claim): Promise<BatchOutcome>
 
   const stop = await createMissingRows(current);
   if (stop.kind === 'interrupted') return interrupt(current);
+  if (stop.kind === 'cancelled' || (await current.cancel.refresh())) return cancelled(current);
   if (stop.kind === 'circuit_open') return stopSending(current, stop.notAttempted, stop.failures);
 
   const missing = current.rows.filter((row) => !isCreated(row)).length;
@@ -205,7 +212,7 @@ async function runClaimed(deps: ProcessDeps, held: Claim): Promise<BatchOutcome>
   return finish(current, 'completed', null);
 }
 
-type LoopEnd = { kind: 'done' } | { kind: 'interrupted' } | { kind: 'circuit_open'; failures: number; notAttempted: RowRecord[] };
+type LoopEnd = { kind: 'done' } | { kind: 'interrupted' } | { kind: 'cancelled' } | { kind: 'circuit_open'; failures: number; notAttempted: RowRecord[] };
 
 /**
  * Creates every row not yet created, in file order, up to UPSTREAM_CONCURRENCY at once,
@@ -234,11 +241,13 @@ async function createMissingRows(current: Run): Promise<LoopEnd> {
     }
     await commitRow(current, row, result);
     failuresInARow = result.kind === 'failed' ? failuresInARow + 1 : 0;
+    await current.cancel.refresh();
   };
   const mustStop = () => {
     if (lifecycle.stopping) interrupted = true;
-    return interrupted || failuresInARow >= config.CIRCUIT_FAILURE_THRESHOLD;
+    return interrupted || current.cancel.requested || failuresInARow >= config.CIRCUIT_FAILURE_THRESHOLD;
   };
+  await current.cancel.refresh();
   const worker = async (): Promise<void> => {
     // Checked before taking a row, so a stop leaves every untouched row in the queue.
     while (!mustStop()) {
@@ -256,6 +265,7 @@ async function createMissingRows(current: Run): Promise<LoopEnd> {
   };
   await Promise.all(Array.from({ length: Math.min(config.UPSTREAM_CONCURRENCY, Math.max(queue.length, 1)) }, worker));
   if (interrupted) return { kind: 'interrupted' };
+  if (current.cancel.requested) return { kind: 'cancelled' };
   if (queue.length > 0) return { kind: 'circuit_open', failures: failuresInARow, notAttempted: queue.sort((a, b) => a.row - b.row) };
   return { kind: 'done' };
 }
@@ -384,6 +394,12 @@ async function interrupt(current: Run): Promise<BatchOutcome> {
     ? 'Another instance, or this service when it starts again, finishes it automatically.'
     : `Resume it with POST /batches/${current.claim.batchId}/resume.`;
   return finish(current, 'interrupted', `The service shut down during this batch. ${next}`);
+}
+
+/** A cancel was asked for: the row in flight has landed, the rest stay pending, nothing is activated. */
+async function cancelled(current: Run): Promise<BatchOutcome> {
+  const notAttempted = current.rows.filter((row) => row.status === 'pending').length;
+  return finish(current, 'cancelled', cancelledMessage(current.claim.batchId, notAttempted));
 }
 
 async function failed(current: Run, error: string): Promise<BatchOutcome> {

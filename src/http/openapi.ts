@@ -318,7 +318,7 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
       post: {
         tags: ['batches'],
         operationId: 'resumeBatch',
-        summary: 'Finish a failed or interrupted batch',
+        summary: 'Finish a failed, interrupted or cancelled batch',
         description:
           'Checks the directory first (a row whose answer was lost is adopted, not created twice; rows the directory forgot ' +
           'are created again), creates what is missing and activates the batch. Blocks until done.',
@@ -329,7 +329,7 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
           400: problem('The id is not a UUID.'),
           401: unauthorized,
           404: problem('No batch with this id.'),
-          409: problem('The batch is not failed or interrupted (`batch_status` says what it is).'),
+          409: problem('The batch is not failed, interrupted or cancelled (`batch_status` says what it is).'),
           429: rateLimited,
           500: internal,
           503: unavailable,
@@ -341,7 +341,7 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
         tags: ['batches'],
         operationId: 'rollbackBatch',
         summary: 'Delete a batch from the directory',
-        description: 'Allowed for a failed, interrupted or completed batch; every row becomes `deleted`.',
+        description: 'Allowed for a failed, interrupted, cancelled or completed batch; every row becomes `deleted`.',
         ...secured,
         parameters: [batchIdPath],
         responses: {
@@ -353,6 +353,30 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
           429: rateLimited,
           500: internal,
           503: unavailable,
+        },
+      },
+    },
+    '/batches/{id}/cancel': {
+      post: {
+        tags: ['batches'],
+        operationId: 'cancelBatch',
+        summary: 'Stop a queued or running batch',
+        description:
+          'A pending batch is cancelled at once (200). A processing one is stopped by whichever instance runs it, after the row ' +
+          'in flight (202; follow Location or the event stream until `status: cancelled`). Rows not attempted stay `pending` ' +
+          'and nothing is activated; a cancelled batch can be resumed or rolled back. Recorded in the report\'s `audit`.',
+        ...secured,
+        parameters: [batchIdPath],
+        responses: {
+          200: json('BatchReport', 'The batch was queued and is now cancelled.'),
+          202: json('BatchReport', 'The batch is running: it stops after the row in flight (`cancel_requested_at` is set).', {
+            Location: { ...headers.location, required: true },
+          }),
+          400: problem('The id is not a UUID.'),
+          401: unauthorized,
+          404: problem('No batch with this id.'),
+          409: problem('The batch is not pending or processing (`batch_status` says what it is).'),
+          500: internal,
         },
       },
     },
@@ -479,7 +503,7 @@ export function buildOpenApiDocument(limits: OpenApiLimits): OpenApiDocument {
         bearerAuth: {
           type: 'http',
           scheme: 'bearer',
-          description: 'The API key, when the service has one set (API_KEY); without one the API is open.',
+          description: 'An API key, when the service has any set (API_KEY, or the named keys of API_KEYS); without one the API is open.',
         },
       },
     },

@@ -82,7 +82,8 @@ export const BatchStatusSchema = z.enum(BATCH_STATUSES).meta({
   description:
     '`pending` recorded, not started; `processing` running; `completed` every row created and the batch activated; ' +
     '`failed` some row not created (resumable); `interrupted` the service stopped during it (resumable); ' +
-    '`rolled_back` deleted from the directory.',
+    '`rolled_back` deleted from the directory; `cancelled` stopped on request (rows not attempted stay `pending`, nothing ' +
+    'activated; resumable, or roll it back).',
 });
 
 export const RowStatusSchema = z.enum(ROW_STATUSES).meta({
@@ -135,6 +136,10 @@ const summaryShape = {
   batch_activated: z.boolean().meta({ description: 'Whether the batch was activated (only when every row was created).' }),
   created_at: timestamp('When the upload was received.'),
   completed_at: timestamp('When the batch last finished.').nullable(),
+  created_by: z
+    .string()
+    .nullable()
+    .meta({ description: 'The name of the API key that uploaded it (API_KEYS); null for the unnamed API_KEY or when no key is set.' }),
 };
 
 export const BatchSummarySchema = z.object(summaryShape).meta({ id: 'BatchSummary', description: 'One upload in the history.' });
@@ -146,6 +151,16 @@ export const BatchReportSchema = z
     error: z.string().nullable().meta({ description: 'Why the batch as a whole stopped, if it did.' }),
     notice: z.string().nullable().meta({ description: 'What a resume found out, e.g. that the directory had forgotten the batch.' }),
     hospitals: z.array(RowReportSchema).meta({ description: 'Every row, in file order.' }),
+    cancel_requested_at: timestamp('When a cancel was asked for while the batch runs; it stops after the row in flight. Null otherwise.').nullable(),
+    audit: z
+      .array(
+        z.object({
+          action: z.enum(['resume', 'rollback', 'cancel', 'edit_row']),
+          by: z.string().nullable().meta({ description: 'The API key name (API_KEYS); null for the unnamed API_KEY or when no key is set.' }),
+          at: timestamp('When.'),
+        }),
+      )
+      .meta({ description: 'Who resumed, rolled back or cancelled the batch, or edited a row, and when; oldest first.' }),
     progress: ProgressSchema.optional().meta({ description: 'Only while the batch is pending or processing.' }),
   })
   .meta({ id: 'BatchReport', description: 'A batch and every row of it: the answer of an upload, a resume, a rollback and GET /batches/{id}.' });
@@ -225,7 +240,7 @@ export const ProblemSchema = z
     detail: z.string().meta({ description: 'What went wrong this time, and what to do.' }),
     errors: z.array(CsvProblemSchema).optional().meta({ description: 'Every problem in the CSV (invalid_csv only).' }),
     batch_id: batchIdParam.optional().meta({ description: 'The batch concerned (409, 422 and 503).' }),
-    batch_status: BatchStatusSchema.optional().meta({ description: 'The state that prevented the action (409 on resume and rollback).' }),
+    batch_status: BatchStatusSchema.optional().meta({ description: 'The state that prevented the action (409 on resume, rollback and cancel).' }),
   })
   .meta({ id: 'Problem', description: 'RFC 9457 problem details, sent as application/problem+json.' });
 
