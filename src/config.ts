@@ -94,6 +94,14 @@ export const configSchema = z.object({
     .optional(),
   /** The explicit opt-out for a production deployment whose own proxy or platform authenticates callers. */
   ALLOW_NO_API_KEY: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false').transform((value) => value === 'true'),
+  /** Announce every batch that reaches a final state with a signed POST here (operator-configured only). */
+  WEBHOOK_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
+  /** The HMAC-SHA256 key of the Hospital-Bulk-Signature header; required with WEBHOOK_URL. */
+  WEBHOOK_SECRET: z.string().min(16, { error: 'must be at least 16 characters (use a long random secret)' }).optional(),
+  /** The first retry's delay; each next one doubles (at most an hour apart), until a day has passed. */
+  WEBHOOK_RETRY_BASE_MS: int(1).default(10_000),
+  /** How often each instance looks for deliveries that are due. */
+  WEBHOOK_POLL_MS: int(10).default(2_000),
   /** Uploads, resumes and rollbacks per client IP per minute: each spends the directory's create quota. */
   UPLOAD_RATE_PER_MIN: int(1).default(10),
   /** Dry runs per client IP per minute: each costs one paced directory read, not a batch. */
@@ -133,6 +141,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(`Invalid configuration:\n  ${lines.join('\n  ')}`);
   }
   assertApiKeyInProduction(parsed.data);
+  if (parsed.data.WEBHOOK_URL !== undefined && parsed.data.WEBHOOK_SECRET === undefined) {
+    throw new ConfigError('Invalid configuration:\n  WEBHOOK_SECRET is not set: WEBHOOK_URL needs it to sign every delivery (at least 16 characters).');
+  }
   return parsed.data;
 }
 

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createApp } from './app.js';
 import { apiKeys, ConfigError, loadConfig, type Config } from './config.js';
 import { startTakeover } from './bulk/takeover.js';
+import { startWebhookDelivery } from './ops/webhooks.js';
 import { buildDeps } from './deps.js';
 import { createHttpServer } from './http/httpServer.js';
 
@@ -38,6 +39,8 @@ async function main(): Promise<void> {
   }
   // From here on this instance also finishes what stopped instances left (or marks it interrupted).
   const takeover = startTakeover(deps);
+  // Completion webhooks left in the outbox by any instance (and by this one before a restart).
+  const webhooks = startWebhookDelivery(deps);
   const address = server.address();
   logger.info('listening', {
     url: typeof address === 'object' && address ? `http://${address.address}:${address.port}` : String(address),
@@ -52,6 +55,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     takeover.stop();
+    webhooks.stop();
     logger.info('shutting down: no new work; running batches stop after the row in flight', {
       signal,
       grace_ms: config.SHUTDOWN_GRACE_MS,
