@@ -1,9 +1,11 @@
 import express from 'express';
+import { apiKeys } from './config.js';
 import type { Deps } from './deps.js';
 import { eventRoutes } from './http/events.js';
 import { fileRoutes } from './http/files.js';
 import { buildOpenApiDocument, docsRoutes } from './http/openapi.js';
 import { batchRoutes, bulkRoutes } from './http/routes.js';
+import { countRefusals, opsRoutes } from './http/ops.js';
 import { errorHandler, notFound } from './http/problem.js';
 import type { Health } from './http/schemas.js';
 import { requestLog } from './http/requestLog.js';
@@ -18,13 +20,15 @@ export function createApp(deps: Deps): express.Express {
   app.disable('x-powered-by');
   app.set('trust proxy', deps.config.NODE_ENV === 'production' ? 1 : false);
   app.use(requestLog(deps.logger));
+  app.use(countRefusals(deps.metrics));
   app.use(securityHeaders());
 
   app.get('/health', (_req, res) => {
     res.json({ status: 'ok', version, instance: deps.instanceId, database: deps.store.engine } satisfies Health);
   });
-  // The API needs the key (when one is set); /health, /docs, /openapi.json and the page do not.
-  app.use(['/hospitals', '/batches'], requireApiKey(deps.config.API_KEY));
+  // The API and /metrics need the key (when one is set); /health, /health/ready, /docs, /openapi.json and the page do not.
+  app.use(['/hospitals', '/batches', '/metrics'], requireApiKey(apiKeys(deps.config)));
+  app.use(opsRoutes(deps));
   // Writes share one budget (each spends the directory's create or delete quota); a dry run costs one read.
   // On PostgreSQL the counts are shared by every instance (deps.pacing).
   app.post(

@@ -62,6 +62,11 @@ async function run(api: Api, invocation: Exclude<Invocation, { command: 'help' }
       return printReport(await resume(api, invocation.id, json), json, 'completed', hint);
     case 'rollback':
       return printReport(await api.post<Report>(`${batchPath(invocation.id)}/rollback`, isReport), json, 'rolled_back', hint);
+    case 'cancel': {
+      // 200: cancelled now; 202: still processing, it stops after the row in flight. Both are what was asked.
+      const report = await api.post<Report>(`${batchPath(invocation.id)}/cancel`, isReport);
+      return printReport(report, json, report.status === 'processing' ? 'processing' : 'cancelled', hint);
+    }
   }
 }
 

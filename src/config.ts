@@ -62,8 +62,46 @@ export const configSchema = z.object({
 
   /** When set, every API route needs `Authorization: Bearer <API_KEY>`; production refuses to start without it. */
   API_KEY: z.string().min(16, { error: 'must be at least 16 characters (use a long random secret)' }).optional(),
+  /**
+   * Named keys, `name:key,name:key`: several are valid at once (rotate one without downtime), and
+   * each batch and action records the name of the key that made it. API_KEY stays valid, unnamed.
+   */
+  API_KEYS: z
+    .string()
+    .transform((value, ctx) => {
+      const keys: { name: string; key: string }[] = [];
+      for (const pair of value.split(',').map((part) => part.trim()).filter(Boolean)) {
+        const colon = pair.indexOf(':');
+        const name = colon < 0 ? '' : pair.slice(0, colon).trim();
+        const key = colon < 0 ? '' : pair.slice(colon + 1).trim();
+        // The messages name the pair by its position and name only: never the key.
+        if (!/^[\w.-]{1,64}$/.test(name)) {
+          ctx.addIssue({ code: 'custom', message: `pair ${keys.length + 1} must be name:key with a name of 1 to 64 letters, digits, or . _ -` });
+          return z.NEVER;
+        }
+        if (key.length < 16) {
+          ctx.addIssue({ code: 'custom', message: `the key named ${name} must be at least 16 characters (use a long random secret)` });
+          return z.NEVER;
+        }
+        if (keys.some((other) => other.name === name)) {
+          ctx.addIssue({ code: 'custom', message: `the name ${name} is given twice` });
+          return z.NEVER;
+        }
+        keys.push({ name, key });
+      }
+      return keys;
+    })
+    .optional(),
   /** The explicit opt-out for a production deployment whose own proxy or platform authenticates callers. */
   ALLOW_NO_API_KEY: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false').transform((value) => value === 'true'),
+  /** Announce every batch that reaches a final state with a signed POST here (operator-configured only). */
+  WEBHOOK_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
+  /** The HMAC-SHA256 key of the Hospital-Bulk-Signature header; required with WEBHOOK_URL. */
+  WEBHOOK_SECRET: z.string().min(16, { error: 'must be at least 16 characters (use a long random secret)' }).optional(),
+  /** The first retry's delay; each next one doubles (at most an hour apart), until a day has passed. */
+  WEBHOOK_RETRY_BASE_MS: int(1).default(10_000),
+  /** How often each instance looks for deliveries that are due. */
+  WEBHOOK_POLL_MS: int(10).default(2_000),
   /** Uploads, resumes and rollbacks per client IP per minute: each spends the directory's create quota. */
   UPLOAD_RATE_PER_MIN: int(1).default(10),
   /** Dry runs per client IP per minute: each costs one paced directory read, not a batch. */
@@ -84,7 +122,7 @@ export class ConfigError extends Error {
 }
 
 /** Variables whose values are never echoed, whatever is wrong with them. */
-const SECRET_VARIABLES = new Set(['API_KEY']);
+const SECRET_VARIABLES = new Set(['API_KEY', 'API_KEYS', 'WEBHOOK_SECRET']);
 
 /** Parses the environment; throws ConfigError naming every bad variable and what it allows. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -103,14 +141,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(`Invalid configuration:\n  ${lines.join('\n  ')}`);
   }
   assertApiKeyInProduction(parsed.data);
+  if (parsed.data.WEBHOOK_URL !== undefined && parsed.data.WEBHOOK_SECRET === undefined) {
+    throw new ConfigError('Invalid configuration:\n  WEBHOOK_SECRET is not set: WEBHOOK_URL needs it to sign every delivery (at least 16 characters).');
+  }
   return parsed.data;
 }
 
 /** Secure by default: a public production URL without a key would let anyone spend the directory's quota. */
 function assertApiKeyInProduction(config: Config): void {
-  if (config.NODE_ENV !== 'production' || config.API_KEY !== undefined || config.ALLOW_NO_API_KEY) return;
+  if (config.NODE_ENV !== 'production' || apiKeys(config).length > 0 || config.ALLOW_NO_API_KEY) return;
   throw new ConfigError(
-    'Invalid configuration:\n  API_KEY is not set, and NODE_ENV=production refuses to start with the API open to anyone. ' +
+    'Invalid configuration:\n  API_KEY is not set (nor API_KEYS), and NODE_ENV=production refuses to start with the API open to anyone. ' +
       'Set API_KEY to a long random secret (at least 16 characters), or set ALLOW_NO_API_KEY=true if this deployment ' +
       'is behind its own authentication.',
   );
@@ -128,3 +169,8 @@ function shown(name: string, value: string | undefined): string {
 
 // A regex, not new URL(): a URL too malformed to parse must lose its password too.
 const withoutPassword = (value: string) => value.replace(/(\/\/[^/@\s:]*:)[^@]*@/g, '$1***@');
+
+/** Every valid key: API_KEYS by name, and API_KEY unnamed (`name` null). Empty: the API is open. */
+export function apiKeys(config: Pick<Config, 'API_KEY' | 'API_KEYS'>): { name: string | null; key: string }[] {
+  return [...(config.API_KEYS ?? []), ...(config.API_KEY === undefined ? [] : [{ name: null, key: config.API_KEY }])];
+}

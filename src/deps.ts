@@ -6,18 +6,21 @@ import { openPacing } from './db/pacing.js';
 import { createDirectoryClient } from './directory/client.js';
 import { createLifecycle } from './lifecycle.js';
 import { createLogger, type Logger } from './logger.js';
+import { createMetrics } from './ops/metrics.js';
 
 /** The composition root: every real dependency, built once from the config. */
 export async function buildDeps(config: Config, logger: Logger = createLogger(config)) {
   const store = await openStore(config);
   const pacing = await openPacing(config, logger);
-  const directory = createDirectoryClient(config, logger, pacing.directory);
+  const metrics = createMetrics(store);
+  const directory = createDirectoryClient(config, logger, { limiter: pacing.directory, observer: metrics.directoryObserver });
   return {
     config,
     logger,
     store,
     directory,
     pacing,
+    metrics,
     lifecycle: createLifecycle(),
     /** Owner name in batch leases: unique per process, readable in logs. */
     instanceId: config.INSTANCE_ID ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,

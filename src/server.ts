@@ -1,8 +1,9 @@
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createApp } from './app.js';
-import { ConfigError, loadConfig, type Config } from './config.js';
+import { apiKeys, ConfigError, loadConfig, type Config } from './config.js';
 import { startTakeover } from './bulk/takeover.js';
+import { startWebhookDelivery } from './ops/webhooks.js';
 import { buildDeps } from './deps.js';
 import { createHttpServer } from './http/httpServer.js';
 
@@ -32,12 +33,14 @@ async function main(): Promise<void> {
   const server = createHttpServer(createApp(deps), config);
   server.listen(config.PORT, config.HOST);
   await once(server, 'listening');
-  if (config.API_KEY === undefined && config.NODE_ENV === 'production') {
+  if (apiKeys(config).length === 0 && config.NODE_ENV === 'production') {
     // Only reachable with ALLOW_NO_API_KEY=true: loadConfig refuses production without a key otherwise.
     logger.warn('API_KEY is not set (ALLOW_NO_API_KEY=true): the API relies on the authentication in front of this service');
   }
   // From here on this instance also finishes what stopped instances left (or marks it interrupted).
   const takeover = startTakeover(deps);
+  // Completion webhooks left in the outbox by any instance (and by this one before a restart).
+  const webhooks = startWebhookDelivery(deps);
   const address = server.address();
   logger.info('listening', {
     url: typeof address === 'object' && address ? `http://${address.address}:${address.port}` : String(address),
@@ -52,6 +55,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     takeover.stop();
+    webhooks.stop();
     logger.info('shutting down: no new work; running batches stop after the row in flight', {
       signal,
       grace_ms: config.SHUTDOWN_GRACE_MS,

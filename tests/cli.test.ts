@@ -410,13 +410,28 @@ describe('history and actions', () => {
     expect(stack!.sim.hospitals().filter((h) => h.creation_batch_id === failed.batch_id)).toEqual([]);
   });
 
+  test('when a queued batch is cancelled, then it exits 0 with status cancelled and the resume hint', async () => {
+    await serve();
+    const id = '0b7c2a9e-9d7e-4c1b-8f4e-2b7d3c1a0e55';
+    await stack!.deps.store.admitBatch(
+      { id, filename: 'queued.csv', fileSha256: 'x', idempotencyKey: null, rows: [{ row: 1, line: 2, name: 'A', address: 'B', phone: null }] },
+      { maxActive: 5 },
+    );
+
+    const run = await at('cancel', id);
+
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain(`batch ${id}  cancelled`);
+    expect(run.stdout).toMatch(/next: .*resume.*rollback/);
+  });
+
   test('when a completed batch is resumed, then it exits 1 with the 409 detail on stderr', async () => {
     await serve();
     const { batch_id: id } = await uploaded(csvFile('done.csv', csv(1)));
 
     const run = await at('resume', id);
 
-    expect(run).toEqual({ code: 1, stdout: '', stderr: 'hospital-bulk: 409 The batch is completed; only a failed or interrupted batch can be resumed.\n' });
+    expect(run).toEqual({ code: 1, stdout: '', stderr: 'hospital-bulk: 409 The batch is completed; only a failed, interrupted or cancelled batch can be resumed.\n' });
   });
 
   test('when a failed batch is resumed as its hint says, then it exits 0 with the batch completed', async () => {

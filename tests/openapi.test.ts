@@ -173,6 +173,8 @@ describe('real answers match the documented schemas', () => {
     const ctx = await served(stack.app);
 
     expectDocumented(ctx, 'get', '/health', await request(stack.app).get('/health'));
+    expectDocumented(ctx, 'get', '/health/ready', await request(stack.app).get('/health/ready'));
+    expectDocumented(ctx, 'get', '/metrics', await request(stack.app).get('/metrics'));
 
     const done = await upload(stack.app, csv(3));
     expect(done.body).toMatchObject({ status: 'completed', batch_activated: true });

@@ -546,7 +546,7 @@ describe('resume refusals', () => {
     expect(res.status).toBe(409);
     expect(res.headers['content-type']).toMatch(PROBLEM_JSON);
     expect(res.body).toMatchObject({ status: 409, batch_id: done.body.batch_id, batch_status: 'completed' });
-    expect(res.body.detail).toBe('The batch is completed; only a failed or interrupted batch can be resumed.');
+    expect(res.body.detail).toBe('The batch is completed; only a failed, interrupted or cancelled batch can be resumed.');
     expect(unknown.status).toBe(404);
     expect(unknown.body.detail).toBe(`No batch with id ${UNKNOWN_ID}.`);
     expect(stack.sim.requests).toHaveLength(sent);

@@ -1,7 +1,8 @@
 /**
  * One batch: what happened to each row, live while it runs, and the actions its status
- * allows: Resume (failed, interrupted), Roll back (failed, interrupted, completed; asks
- * first), and the results download.
+ * allows: Cancel (pending, processing), Resume (failed, interrupted, cancelled), Roll back
+ * (failed, interrupted, completed, cancelled; asks first), and the results download; who
+ * uploaded it and who acted on it.
  */
 import { ApiError, followBatch, getJson, postJson } from './api.js';
 import { failureReasons, messageBox, outcomeList, outcomeSentence, ProgressBar, resultsLink, RowsTable } from './components.js';
@@ -10,8 +11,9 @@ import { BATCH_STATUS_LABEL, batchBadge, duration, plural, timeElement } from '.
 import { editButton, isRejected } from './rowEditor.js';
 import type { BatchReport, BatchStatus } from './types.js';
 
-const CAN_RESUME: readonly BatchStatus[] = ['failed', 'interrupted'];
-const CAN_ROLL_BACK: readonly BatchStatus[] = ['failed', 'interrupted', 'completed'];
+const CAN_RESUME: readonly BatchStatus[] = ['failed', 'interrupted', 'cancelled'];
+const CAN_ROLL_BACK: readonly BatchStatus[] = ['failed', 'interrupted', 'completed', 'cancelled'];
+const ACTION_LABEL = { resume: 'Resumed', rollback: 'Rolled back', cancel: 'Cancelled', edit_row: 'Row edited' } as const;
 const RUNNING: readonly BatchStatus[] = ['pending', 'processing'];
 const POLL_MS = 1000;
 
@@ -68,6 +70,21 @@ export function batchScreen(batchId: string): { element: HTMLElement; heading: H
         ),
       );
     }
+    if (!acting && running) {
+      const requested = report.cancel_requested_at !== null;
+      actions.append(
+        h(
+          'div',
+          { class: 'action' },
+          h(
+            'button',
+            { type: 'button', class: 'button button-danger-outline', onclick: () => void cancel(), disabled: requested, 'aria-describedby': 'cancel-hint' },
+            requested ? 'Cancelling…' : 'Cancel',
+          ),
+          h('p', { class: 'hint', id: 'cancel-hint' }, 'Stops after the row being sent; the rest stay waiting, nothing is activated.'),
+        ),
+      );
+    }
     actions.append(h('div', { class: 'action' }, resultsLink(report.batch_id), h('p', { class: 'hint' }, 'Every row with its hospital id, status and error.')));
     if (!acting && CAN_ROLL_BACK.includes(report.status)) {
       actions.append(
@@ -104,6 +121,10 @@ export function batchScreen(batchId: string): { element: HTMLElement; heading: H
         h('div', {}, h('dt', {}, 'Finished'), h('dd', {}, timeElement(report.completed_at))),
         h('div', { 'data-meta': 'last-run' }, h('dt', {}, 'Last run took'), h('dd', {}, duration(report.processing_time_seconds))),
         h('div', {}, h('dt', {}, 'Batch ID'), h('dd', {}, h('code', {}, report.batch_id))),
+        h('div', { 'data-meta': 'created-by' }, h('dt', {}, 'Uploaded by'), h('dd', {}, report.created_by ?? '—')),
+        ...(report.audit ?? []).map((entry) =>
+          h('div', { 'data-meta': 'audit' }, h('dt', {}, ACTION_LABEL[entry.action]), h('dd', {}, `${entry.by ?? 'unnamed key'}, `, timeElement(entry.at))),
+        ),
       ),
       actions,
       rows.element,
@@ -185,6 +206,18 @@ export function batchScreen(batchId: string): { element: HTMLElement; heading: H
   };
 
   const resume = () => act('resume', 'Resuming: creating the missing rows…');
+
+  /** Answers at once: a queued batch is cancelled; a running one stops after its row in flight, which the live view shows. */
+  const cancel = async () => {
+    try {
+      const report = await postJson<BatchReport>(`/batches/${encodeURIComponent(batchId)}/cancel`);
+      render(report);
+      if (report.status === 'cancelled') say('success', 'Cancelled: nothing more will be sent, and nothing was activated.');
+      else say('info', 'Cancelling: the batch stops after the row being sent.');
+    } catch (error) {
+      say('error', 'The batch was not cancelled', error instanceof Error ? error.message : String(error));
+    }
+  };
 
   const rollBack = async (report: BatchReport) => {
     const created = report.hospitals.filter((row) => row.hospital_id !== null && row.status !== 'deleted').length;

@@ -240,6 +240,8 @@ export function outcomeSentence(report: BatchReport): string {
       return `Batch failed: ${report.processed_hospitals} of ${report.total_hospitals} created, ${report.failed_hospitals} failed; the batch was not activated.`;
     case 'interrupted':
       return `Batch interrupted: ${report.processed_hospitals} of ${report.total_hospitals} created so far; resume it to finish.`;
+    case 'cancelled':
+      return `Batch cancelled: ${report.processed_hospitals} of ${report.total_hospitals} created, nothing activated; resume it to finish, or roll it back.`;
     case 'rolled_back': {
       const { deleted, neverCreated } = rolledBackCounts(report);
       const never = neverCreated > 0 ? `; ${plural(neverCreated, 'row was', 'rows were')} never created` : '';

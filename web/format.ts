@@ -9,6 +9,7 @@ export const BATCH_STATUS_LABEL: Record<BatchStatus, string> = {
   failed: 'Failed',
   interrupted: 'Interrupted',
   rolled_back: 'Rolled back',
+  cancelled: 'Cancelled',
 };
 
 export const ROW_STATUS_LABEL: Record<RowStatus, string> = {
@@ -32,6 +33,7 @@ const TONE: Record<BatchStatus | RowStatus, 'ok' | 'bad' | 'warn' | 'busy' | 'mu
   processing: 'busy',
   creating: 'busy',
   rolled_back: 'muted',
+  cancelled: 'warn',
   deleted: 'muted',
 };
 

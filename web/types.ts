@@ -1,6 +1,6 @@
 /** The shapes of the service's JSON answers that the page reads (see README "Using it"). */
 
-export type BatchStatus = 'pending' | 'processing' | 'completed' | 'failed' | 'interrupted' | 'rolled_back';
+export type BatchStatus = 'pending' | 'processing' | 'completed' | 'failed' | 'interrupted' | 'rolled_back' | 'cancelled';
 export type RowStatus = 'pending' | 'creating' | 'created' | 'created_and_activated' | 'failed' | 'unknown' | 'deleted';
 
 export interface CsvProblem {
@@ -62,6 +62,8 @@ export interface BatchSummary {
   batch_activated: boolean;
   created_at: string;
   completed_at: string | null;
+  /** The API key name that uploaded it (API_KEYS); null when unnamed. */
+  created_by: string | null;
 }
 
 export interface RowReport {
@@ -80,6 +82,8 @@ export interface BatchReport extends BatchSummary {
   error: string | null;
   notice: string | null;
   hospitals: RowReport[];
+  cancel_requested_at: string | null;
+  audit: { action: 'resume' | 'rollback' | 'cancel' | 'edit_row'; by: string | null; at: string }[];
   progress?: Progress;
 }
 

@@ -15,7 +15,7 @@ export type Accepted = { kind: 'new'; batch: BatchRecord } | { kind: 'replay'; b
  */
 export async function acceptUpload(
   store: Store,
-  upload: { content: Buffer; filename: string; idempotencyKey: string | null; sheet?: string | null },
+  upload: { content: Buffer; filename: string; idempotencyKey: string | null; sheet?: string | null; createdBy?: string | null },
   limits: { maxRows: number; maxActive: number },
 ): Promise<Accepted> {
   const fileSha256 = createHash('sha256').update(upload.content).digest('hex');
@@ -29,6 +29,7 @@ export async function acceptUpload(
       filename: upload.filename,
       fileSha256,
       idempotencyKey: upload.idempotencyKey,
+      createdBy: upload.createdBy ?? null,
       // How the file was read ("read as Windows-1252") stays with the batch, for the report.
       notice: notices.length > 0 ? notices.join(' ') : null,
       rows: rows.map(({ row, line, name, address, phone }) => ({ row, line, name, address, phone })),

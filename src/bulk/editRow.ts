@@ -14,9 +14,16 @@ export type RowEdit = Partial<{ name: string; address: string; phone: string | n
  * Fix and finish: a person corrects a row that was not created (the directory refused it,
  * or it failed), checked by the same rules as an upload's rows, so that a resume can
  * create it. Only while no run holds the batch, and only for a row known not to exist
- * upstream; nothing changes unless everything is right.
+ * upstream; nothing changes unless everything is right. `by` (the caller's key name) goes
+ * into the batch's audit.
  */
-export async function editRow(deps: { store: Store; logger: Logger }, batchId: string, rowNumber: number, edit: RowEdit): Promise<BatchOutcome> {
+export async function editRow(
+  deps: { store: Store; logger: Logger },
+  batchId: string,
+  rowNumber: number,
+  edit: RowEdit,
+  by: string | null = null,
+): Promise<BatchOutcome> {
   const values = checkedValues(edit, rowNumber);
   const before = (await deps.store.findRows(batchId)).find((row) => row.row === rowNumber);
   if (before) assertChanged(before, values);
@@ -30,13 +37,14 @@ export async function editRow(deps: { store: Store; logger: Logger }, batchId: s
         'conflict',
         result.status === 'rolled_back'
           ? 'The batch is rolled back: its rows can no longer be edited. Upload the file again instead.'
-          : `The batch is ${result.status}; rows can be edited only once it has stopped (${ROW_EDITABLE_BATCHES.join(' or ')}).`,
+          : `The batch is ${result.status}; rows can be edited only once it has stopped (${ROW_EDITABLE_BATCHES.slice(0, -1).join(', ')} or ${ROW_EDITABLE_BATCHES.at(-1)}).`,
         { batch_id: batchId, batch_status: result.status },
       );
     case 'row_conflict':
       throw new AppError('conflict', rowConflict(rowNumber, result.status), { batch_id: batchId, row: rowNumber, row_status: result.status });
     case 'edited':
       deps.logger.info('row edited', { batch_id: batchId, row: rowNumber, fields: Object.keys(values) });
+      await deps.store.appendAudit(batchId, { action: 'edit_row', by });
       return { batch: (await deps.store.findBatch(batchId))!, rows: await deps.store.findRows(batchId) };
   }
 }

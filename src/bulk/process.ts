@@ -1,9 +1,11 @@
 import type { Config } from '../config.js';
-import { LeaseLostError, STOPPED_WHILE_SENDING, type BatchRecord, type Claim, type RowPatch, type RowRecord, type Store } from '../db/store.js';
+import { LeaseLostError, STOPPED_WHILE_SENDING, type AuditEntry, type BatchRecord, type Claim, type RowPatch, type RowRecord, type Store } from '../db/store.js';
 import { DirectoryError, matchRows, type CreateOutcome, type DirectoryClient, type LostCreate } from '../directory/client.js';
 import { AppError } from '../errors.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
+import { rowOutcomeOf, type Metrics } from '../ops/metrics.js';
+import { cancelledMessage, watchCancel, type CancelWatch } from './cancel.js';
 import { recordWaits, type WaitRecorder } from './directoryWaits.js';
 import type { BatchEvent } from './events.js';
 import { progressOf } from './progress.js';
@@ -16,6 +18,8 @@ export interface ProcessDeps {
   lifecycle: Lifecycle;
   /** This process, as the owner of the batches it runs. */
   instanceId: string;
+  /** Counts row outcomes (GET /metrics). */
+  metrics?: Pick<Metrics, 'rowOutcome'>;
   config: Pick<
     Config,
     | 'CIRCUIT_FAILURE_THRESHOLD'
@@ -44,6 +48,8 @@ interface Run {
   rows: RowRecord[];
   /** Records the directory client's waits as `directory_wait` events. */
   waits: WaitRecorder;
+  /** A cancel asked for on any instance; read between rows. */
+  cancel: CancelWatch;
 }
 
 const STOPPED = Symbol('stopped');
@@ -57,9 +63,9 @@ export async function processBatch(deps: ProcessDeps, batchId: string): Promise<
   return run(deps, await claim(deps, batchId, ['pending'], 'started'));
 }
 
-/** Finishes a `failed` or `interrupted` batch: reconcile, create what is missing, activate. */
-export async function resumeBatch(deps: ProcessDeps, batchId: string): Promise<BatchOutcome> {
-  return run(deps, await claim(deps, batchId, RESUMABLE, 'resumed', deps.config.MAX_ACTIVE_BATCHES));
+/** Finishes a `failed`, `interrupted` or `cancelled` batch: reconcile, create what is missing, activate. */
+export async function resumeBatch(deps: ProcessDeps, batchId: string, by: string | null = null): Promise<BatchOutcome> {
+  return run(deps, await claim(deps, batchId, RESUMABLE, 'resumed', deps.config.MAX_ACTIVE_BATCHES, { action: 'resume', by }));
 }
 
 /**
@@ -71,9 +77,9 @@ export async function takeOverBatch(deps: ProcessDeps, held: Claim): Promise<Bat
   return run(deps, held);
 }
 
-/** Deletes the batch upstream and marks it rolled back; from failed, interrupted or completed. */
-export async function rollbackBatch(deps: ProcessDeps, batchId: string): Promise<BatchOutcome> {
-  const { claim: held, previous } = await claimWithPrevious(deps, batchId, ROLLBACKABLE, 'rolled back');
+/** Deletes the batch upstream and marks it rolled back; from failed, interrupted, completed or cancelled. */
+export async function rollbackBatch(deps: ProcessDeps, batchId: string, by: string | null = null): Promise<BatchOutcome> {
+  const { claim: held, previous } = await claimWithPrevious(deps, batchId, ROLLBACKABLE, 'rolled back', undefined, { action: 'rollback', by });
   // Deleting may take retries: the lease must outlive them, or another instance would
   // take the batch over and create what is being deleted.
   return withLease(deps, held, () => rollBackClaimed(deps, held, previous.status, []));
@@ -100,13 +106,16 @@ async function rollBackClaimed(deps: ProcessDeps, held: Claim, restoreTo: BatchS
   return outcome(deps.store, batchId);
 }
 
-async function claim(deps: ProcessDeps, batchId: string, from: readonly BatchStatus[], action: string, maxActive?: number): Promise<Claim> {
-  return (await claimWithPrevious(deps, batchId, from, action, maxActive)).claim;
+async function claim(deps: ProcessDeps, batchId: string, from: readonly BatchStatus[], action: string, maxActive?: number, audit?: Audit): Promise<Claim> {
+  return (await claimWithPrevious(deps, batchId, from, action, maxActive, audit)).claim;
 }
 
+/** Who asked for a resume or rollback, recorded with the claim. */
+type Audit = Omit<AuditEntry, 'at'>;
+
 /** Moves the batch to `processing` for this instance; 404, 409 or 503 saying why not. */
-async function claimWithPrevious(deps: ProcessDeps, batchId: string, from: readonly BatchStatus[], action: string, maxActive?: number) {
-  const result = await deps.store.claimBatch(batchId, { from, owner: deps.instanceId, leaseMs: deps.config.BATCH_LEASE_MS, maxActive });
+async function claimWithPrevious(deps: ProcessDeps, batchId: string, from: readonly BatchStatus[], action: string, maxActive?: number, audit?: Audit) {
+  const result = await deps.store.claimBatch(batchId, { from, owner: deps.instanceId, leaseMs: deps.config.BATCH_LEASE_MS, maxActive, audit });
   switch (result.kind) {
     case 'claimed':
       return result;
@@ -159,7 +168,7 @@ async function runClaimed(deps: ProcessDeps, held: Claim): Promise<BatchOutcome>
   const startedAt = Date.now();
   await store.updateBatch(held, { startedAt, error: null, completedAt: null }, [{ type: 'status', status: 'processing', error: null }]);
   deps.logger.info('batch started', { batch_id: batchId });
-  const current: Run = { deps, claim: held, startedAt, rows: await store.findRows(batchId), waits: recordWaits(deps, held) };
+  const current: Run = { deps, claim: held, startedAt, rows: await store.findRows(batchId), waits: recordWaits(deps, held), cancel: watchCancel(store, batchId) };
 
   const woke = await unlessStopped(deps, directory.wake({ batchId, onWait: current.waits.onWait(null) }).then(() => null, (error: unknown) => error));
   if (woke === STOPPED) return interrupt(current);
@@ -187,6 +196,8 @@ async function runClaimed(deps: ProcessDeps, held: Claim): Promise<BatchOutcome>
 
   const stop = await createMissingRows(current);
   if (stop.kind === 'interrupted') return interrupt(current);
+  // Checked once more before activation: a cancel asked for while the last rows were sent stops it here.
+  if (stop.kind === 'cancelled' || (await current.cancel.refresh())) return cancelled(current);
   if (stop.kind === 'circuit_open') return stopSending(current, stop.notAttempted, stop.failures);
 
   const missing = current.rows.filter((row) => !isCreated(row)).length;
@@ -206,7 +217,7 @@ async function runClaimed(deps: ProcessDeps, held: Claim): Promise<BatchOutcome>
   return finish(current, 'completed', null);
 }
 
-type LoopEnd = { kind: 'done'; allAnswered: boolean } | { kind: 'interrupted' } | { kind: 'circuit_open'; failures: number; notAttempted: RowRecord[] };
+type LoopEnd = { kind: 'done'; allAnswered: boolean } | { kind: 'interrupted' } | { kind: 'cancelled' } | { kind: 'circuit_open'; failures: number; notAttempted: RowRecord[] };
 
 /** A row whose last create's answer was lost: unsettled, still `creating` in the store, until settleLost. */
 interface LostRow extends LostCreate {
@@ -221,8 +232,9 @@ interface LostRow extends LostCreate {
  * rows are settled together once the rows in hand are sent (settleLost), then those the
  * directory shows absent are sent again. Identical rows never overlap, in flight or
  * unsettled, so a lost answer can always be settled by adopting "a hospital with these
- * values that no other row owns". New rows stop starting when a shutdown begins or the
- * directory looks down; rows already started keep their attempts.
+ * values that no other row owns". New rows stop starting when a shutdown begins, a cancel
+ * is asked for (read after each row lands) or the directory looks down; rows already
+ * started keep their attempts, and lost answers are still settled (a read, never a create).
  */
 async function createMissingRows(current: Run): Promise<LoopEnd> {
   const { deps } = current;
@@ -250,6 +262,8 @@ async function createMissingRows(current: Run): Promise<LoopEnd> {
     return interrupted;
   };
   const circuitOpen = () => failures.inARow >= config.CIRCUIT_FAILURE_THRESHOLD;
+  /** No more creates, new or re-sent: the batch is stopping or was cancelled. */
+  const mustStop = () => stopping() || current.cancel.requested;
 
   const runRow = async (row: RowRecord): Promise<void> => {
     await markCreating(row.row);
@@ -280,17 +294,18 @@ async function createMissingRows(current: Run): Promise<LoopEnd> {
         message: result.message,
         delayMs: config.UPSTREAM_SETTLE_MS,
       });
-      return;
+    } else {
+      await commitRow(current, row, { ...result, attempts: sent + result.attempts });
+      if (result.kind === 'failed') countFailure(row);
+      else failures.inARow = 0;
     }
-    await commitRow(current, row, { ...result, attempts: sent + result.attempts });
-    if (result.kind === 'failed') countFailure(row);
-    else failures.inARow = 0;
+    await current.cancel.refresh();
   };
 
   /** Sends the rows in hand: re-sends first (rows already started keep their attempts), new rows while the circuit is closed. */
   const sendRound = async (): Promise<void> => {
     const deferred: RowRecord[] = [];
-    const next = () => (stopping() ? undefined : (resend.shift() ?? (circuitOpen() ? undefined : queue.shift())));
+    const next = () => (mustStop() ? undefined : (resend.shift() ?? (circuitOpen() ? undefined : queue.shift())));
     const worker = async (): Promise<void> => {
       // Checked before taking a row, so a stop leaves every untouched row in the queue.
       for (let row = next(); row; row = next()) {
@@ -298,7 +313,7 @@ async function createMissingRows(current: Run): Promise<LoopEnd> {
         const taken = row;
         const turn = (sameRowInFlight.get(key) ?? Promise.resolve()).then(() => {
           // It may have waited behind its twin while the batch was told to stop, or while that twin's answer was lost.
-          if (stopping()) queue.push(taken);
+          if (mustStop()) queue.push(taken);
           else if (lost.has(key)) deferred.push(taken);
           else return runRow(taken);
         });
@@ -313,6 +328,7 @@ async function createMissingRows(current: Run): Promise<LoopEnd> {
     resend = [];
   };
 
+  await current.cancel.refresh();
   for (;;) {
     await sendRound();
     if (interrupted) return { kind: 'interrupted' };
@@ -327,6 +343,7 @@ async function createMissingRows(current: Run): Promise<LoopEnd> {
     }
     resend = settled.resend;
   }
+  if (current.cancel.requested) return { kind: 'cancelled' };
   if (queue.length > 0) return { kind: 'circuit_open', failures: failures.inARow, notAttempted: queue };
   return { kind: 'done', allAnswered };
 }
@@ -456,6 +473,7 @@ async function reconcile(current: Run): Promise<void> {
   for (const [row, match] of matchRows(upstream, current.rows.filter((r) => !isCreated(r) && !r.rejected), claimed)) {
     adopted += 1;
     await writeRow(current, row.row, { status: 'created', hospitalId: match.id, errorMessage: null }, true);
+    deps.metrics?.rowOutcome('adopted');
   }
   const notices = [
     forgotten > 0 &&
@@ -473,6 +491,7 @@ async function reconcile(current: Run): Promise<void> {
 async function commitRow(current: Run, row: RowRecord, result: SettledOutcome): Promise<void> {
   const attempts = row.attempts + result.attempts;
   await writeRow(current, row.row, rowPatch(result, attempts), true);
+  current.deps.metrics?.rowOutcome(rowOutcomeOf(result));
   current.deps.logger.log(result.kind === 'created' ? 'info' : 'warn', `row ${result.kind}`, {
     batch_id: row.batchId,
     row: row.row,
@@ -523,6 +542,19 @@ async function interrupt(current: Run): Promise<BatchOutcome> {
     ? 'Another instance, or this service when it starts again, finishes it automatically.'
     : `Resume it with POST /batches/${current.claim.batchId}/resume.`;
   return finish(current, 'interrupted', `The service shut down during this batch. ${next}`);
+}
+
+/**
+ * A cancel was asked for: the rows in flight have landed, the rest stay pending, nothing is
+ * activated. A row whose lost answer was settled as absent, and not sent again, is known
+ * not to exist upstream: it goes back to pending with the rows not attempted.
+ */
+async function cancelled(current: Run): Promise<BatchOutcome> {
+  for (const row of current.rows.filter((r) => r.status === 'creating')) {
+    await writeRow(current, row.row, { status: 'pending', errorMessage: null }, true);
+  }
+  const notAttempted = current.rows.filter((row) => row.status === 'pending').length;
+  return finish(current, 'cancelled', cancelledMessage(current.claim.batchId, notAttempted));
 }
 
 async function failed(current: Run, error: string): Promise<BatchOutcome> {

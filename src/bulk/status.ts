@@ -4,7 +4,7 @@
  * `assertTransition` as a guarded update (`… WHERE status IN (from)`), so two processes
  * racing for one batch cannot both win.
  */
-export const BATCH_STATUSES = ['pending', 'processing', 'completed', 'failed', 'interrupted', 'rolled_back'] as const;
+export const BATCH_STATUSES = ['pending', 'processing', 'completed', 'failed', 'interrupted', 'rolled_back', 'cancelled'] as const;
 export type BatchStatus = (typeof BATCH_STATUSES)[number];
 
 /**
@@ -16,15 +16,17 @@ export type RowStatus = (typeof ROW_STATUSES)[number];
 
 /**
  * Allowed batch transitions. `processing` is also the state a rollback holds while it
- * deletes upstream; a rollback that fails puts the batch back where it was.
+ * deletes upstream; a rollback that fails puts the batch back where it was. A queued
+ * batch is cancelled at once; a running one by its owner, after the row in flight.
  */
 const TRANSITIONS: Record<BatchStatus, readonly BatchStatus[]> = {
-  pending: ['processing', 'interrupted'],
-  processing: ['completed', 'failed', 'interrupted', 'rolled_back', 'processing'],
+  pending: ['processing', 'interrupted', 'cancelled'],
+  processing: ['completed', 'failed', 'interrupted', 'rolled_back', 'processing', 'cancelled'],
   completed: ['processing'],
   failed: ['processing'],
   interrupted: ['processing'],
   rolled_back: [],
+  cancelled: ['processing'],
 };
 
 export function canTransition(from: BatchStatus, to: BatchStatus): boolean {
@@ -40,9 +42,9 @@ export function assertTransition(from: readonly BatchStatus[], to: BatchStatus):
 /** Work is under way (or about to be): counted against MAX_ACTIVE_BATCHES, shown with progress. */
 export const RUNNING: readonly BatchStatus[] = ['pending', 'processing'];
 /** Nothing more will happen without a person (or automatic resume) acting. */
-export const FINISHED: readonly BatchStatus[] = ['completed', 'failed', 'interrupted', 'rolled_back'];
+export const FINISHED: readonly BatchStatus[] = ['completed', 'failed', 'interrupted', 'rolled_back', 'cancelled'];
 /** What a resume may start from. */
-export const RESUMABLE: readonly BatchStatus[] = ['failed', 'interrupted'];
+export const RESUMABLE: readonly BatchStatus[] = ['failed', 'interrupted', 'cancelled'];
 /** Batches whose rows a person may edit: not running (no run would see the change), not rolled back. */
 export const ROW_EDITABLE_BATCHES: readonly BatchStatus[] = RESUMABLE;
 /**
@@ -50,9 +52,12 @@ export const ROW_EDITABLE_BATCHES: readonly BatchStatus[] = RESUMABLE;
  * settles it first. A row being sent, created or deleted is past editing here.
  */
 export const EDITABLE_ROWS: readonly RowStatus[] = ['pending', 'failed'];
-
 /** What a rollback may start from. */
-export const ROLLBACKABLE: readonly BatchStatus[] = ['failed', 'interrupted', 'completed'];
+export const ROLLBACKABLE: readonly BatchStatus[] = ['failed', 'interrupted', 'completed', 'cancelled'];
+/** What a cancel may stop: `pending` at once, `processing` through its owner. */
+export const CANCELLABLE: readonly BatchStatus[] = ['pending', 'processing'];
+/** Final states announced by a completion webhook (`interrupted` is not final: it is finished automatically or by a resume). */
+export const ANNOUNCED: readonly BatchStatus[] = ['completed', 'failed', 'rolled_back', 'cancelled'];
 
 export const isRunning = (status: BatchStatus) => RUNNING.includes(status);
 export const isFinished = (status: BatchStatus) => FINISHED.includes(status);

@@ -13,6 +13,7 @@ Commands:
   show <batch-id>     print the report of one batch (with its progress while it runs)
   resume <batch-id>   finish a failed or interrupted batch, live, then print the report
   rollback <batch-id> delete a batch's hospitals from the directory, print the report
+  cancel <batch-id>   stop a queued or running batch after the row in flight, print the report
 
 Options:
   --url <url>         the hospital-bulk service (default ${DEFAULT_URL}, or HOSPITAL_BULK_URL)
@@ -25,6 +26,7 @@ Options:
   -h, --help          print this help
 
 Exit status: 0 when the batch is completed (check: no problems; rollback: rolled back;
+cancel: cancelled, or stopping;
 batches: listed), 1 when it is not, the file has problems, the upload was not confirmed or
 the service answered an error, 2 for bad arguments.
 `;
@@ -32,7 +34,7 @@ the service answered an error, 2 for bad arguments.
 /** A mistake in the command line: reported in one line, exit status 2. */
 export class UsageError extends Error {}
 
-export type Command = 'check' | 'upload' | 'batches' | 'show' | 'resume' | 'rollback';
+export type Command = 'check' | 'upload' | 'batches' | 'show' | 'resume' | 'rollback' | 'cancel';
 
 export interface Connection {
   url: string;
@@ -47,9 +49,9 @@ export type Invocation =
   | (Connection & { command: 'check'; file: string })
   | (Connection & { command: 'upload'; file: string; yes: boolean })
   | (Connection & { command: 'batches'; limit: number | null; cursor: string | null })
-  | (Connection & { command: 'show' | 'resume' | 'rollback'; id: string });
+  | (Connection & { command: 'show' | 'resume' | 'rollback' | 'cancel'; id: string });
 
-const COMMANDS = new Set<string>(['check', 'upload', 'batches', 'show', 'resume', 'rollback']);
+const COMMANDS = new Set<string>(['check', 'upload', 'batches', 'show', 'resume', 'rollback', 'cancel']);
 
 const OPTIONS = {
   url: { type: 'string' },
@@ -90,7 +92,7 @@ export function parseInvocation(argv: string[], env: NodeJS.ProcessEnv): Invocat
   if (command === 'check') return { ...connection, command, file: oneArgument(command, rest, 'a CSV file') };
   if (command === 'upload') return { ...connection, command, file: oneArgument(command, rest, 'a CSV file'), yes: values.yes ?? false };
   const id = oneArgument(command, rest, 'a batch id');
-  return { ...connection, command: command as 'show' | 'resume' | 'rollback', id };
+  return { ...connection, command: command as 'show' | 'resume' | 'rollback' | 'cancel', id };
 }
 
 function parseStrict(argv: string[]) {

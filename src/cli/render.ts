@@ -81,7 +81,7 @@ export function summaryText(report: BatchReport, hint: Hint = plainHint): string
   ];
   if (report.error) lines.push(`error: ${report.error}`);
   if (report.notice) lines.push(`notice: ${report.notice}`);
-  if (report.status === 'failed' || report.status === 'interrupted') {
+  if (report.status === 'failed' || report.status === 'interrupted' || report.status === 'cancelled') {
     lines.push(`next: ${hint(['resume', report.batch_id])}   or   ${hint(['rollback', report.batch_id])}`);
   }
   return `${lines.join('\n')}\n`;

@@ -1,5 +1,6 @@
-import type { BatchStatus, RowStatus } from '../bulk/status.js';
+import { ANNOUNCED, type BatchStatus, type RowStatus } from '../bulk/status.js';
 import type { BatchEvent } from '../bulk/events.js';
+import type { Readiness } from './migrations.js';
 
 /** One upload. Times are epoch milliseconds (UTC); the API renders them as ISO 8601. */
 export interface BatchRecord {
@@ -25,6 +26,10 @@ export interface BatchRecord {
   leaseExpiresAt: number | null;
   /** Raised by every claim: a write carrying an older fence comes from a stale owner and changes nothing. */
   fence: number;
+  /** When a cancel was asked for while the batch ran; cleared when it finishes or is claimed again. */
+  cancelRequestedAt: number | null;
+  /** The API key name that uploaded it; null for an unnamed key or none. */
+  createdBy: string | null;
 }
 
 /** What happened to one CSV row, in file order. */
@@ -54,6 +59,8 @@ export interface StoredEvent {
 
 export interface NewBatch {
   id: string;
+  /** The uploading key's name (API_KEYS); null or absent when unnamed. */
+  createdBy?: string | null;
   filename: string;
   fileSha256: string;
   idempotencyKey: string | null;
@@ -74,6 +81,32 @@ export type Admission =
   | { kind: 'existing'; batch: BatchRecord }
   /** MAX_ACTIVE_BATCHES are already running. */
   | { kind: 'full' };
+
+/** Recorded for the report's `audit`: who acted on a batch (an API key's name; null when unnamed), and when. */
+export type AuditAction = 'resume' | 'rollback' | 'cancel' | 'edit_row';
+export interface AuditEntry {
+  action: AuditAction;
+  by: string | null;
+  at: number;
+}
+
+export type CancelResult =
+  /** It was queued: cancelled now. */
+  | { kind: 'cancelled'; batch: BatchRecord }
+  /** It runs: its owner (on any instance) stops after the row in flight. */
+  | { kind: 'requested'; batch: BatchRecord }
+  | { kind: 'not_found' }
+  | { kind: 'conflict'; status: BatchStatus };
+
+/** A completion webhook leased for delivery: the event id, its type and the batch as it was finished. */
+export interface OutboxEntry {
+  id: string;
+  batchId: string;
+  type: string;
+  batch: BatchRecord;
+  createdAt: number;
+  attempts: number;
+}
 
 export type ClaimResult =
   | { kind: 'claimed'; claim: Claim; previous: BatchRecord }
@@ -98,6 +131,11 @@ export type RowEditResult =
 /** The `row` event an edit appends: the row is pending again, without its error. */
 export function editedRowEvent(row: RowRecord): BatchEvent {
   return { type: 'row', row: row.row, status: row.status, hospitalId: row.hospitalId, errorMessage: row.errorMessage, attempts: row.attempts, progress: null };
+}
+
+/** Whether a finish to `to` with `events` is announced by a completion webhook: a final status, announced to watchers too. */
+export function isAnnounced(to: BatchStatus, events: readonly BatchEvent[] | undefined): boolean {
+  return ANNOUNCED.includes(to) && (events ?? []).some((event) => event.type === 'status' && event.status === to);
 }
 
 /** Why a row whose create was on the wire when its process stopped is `unknown`. */
@@ -133,14 +171,19 @@ export interface Store {
   listBatches(limit: number, after?: { createdAt: number; id: string }): Promise<BatchRecord[]>;
   /** Batches queued or running (counted against MAX_ACTIVE_BATCHES). */
   countRunning(): Promise<number>;
+  /** How many batches the history holds in each status (what every instance's metrics report). */
+  countBatchesByStatus(): Promise<Partial<Record<BatchStatus, number>>>;
+  /** A cheap query: the database answers and has every migration this code ships. */
+  checkReady(): Promise<Readiness>;
 
   /**
-   * Moves a batch in one of `from` to `processing` for `owner`, raising its fence. With
-   * `maxActive`, refuses (`full`) when that many batches already run, in the same transaction.
+   * Moves a batch in one of `from` to `processing` for `owner`, raising its fence and
+   * clearing a cancel request. With `maxActive`, refuses (`full`) when that many batches
+   * already run; with `audit`, records who did it; all in the same transaction.
    */
   claimBatch(
     id: string,
-    options: { from: readonly BatchStatus[]; owner: string; leaseMs: number; maxActive?: number },
+    options: { from: readonly BatchStatus[]; owner: string; leaseMs: number; maxActive?: number; audit?: Omit<AuditEntry, 'at'> },
     now?: number,
   ): Promise<ClaimResult>;
   /**
@@ -168,6 +211,27 @@ export interface Store {
    * and a `row` event appended. Needs no claim: no run holds the batch.
    */
   editRow(batchId: string, row: number, values: RowValues, now?: number): Promise<RowEditResult>;
+
+  /**
+   * Cancels a queued batch at once (with a `status` event, and its webhook), or records the
+   * request for a running one, whose owner sees it with `isCancelRequested`; records `by`.
+   */
+  requestCancel(id: string, by: string | null, now?: number): Promise<CancelResult>;
+  /** Whether a cancel was asked for this running batch: one primary-key read, checked between rows. */
+  isCancelRequested(batchId: string): Promise<boolean>;
+  /** Records who did what to a batch (a row edit, for example), outside a claim. */
+  appendAudit(batchId: string, entry: Omit<AuditEntry, 'at'>, now?: number): Promise<void>;
+  /** Oldest first. */
+  findAudit(batchId: string): Promise<AuditEntry[]>;
+
+  /**
+   * Leases up to `limit` due webhook deliveries for `owner` (SKIP LOCKED on PostgreSQL, so
+   * instances polling at once take different ones). Only with the store's `outbox` option
+   * are entries written: by finishBatch / requestCancel reaching an announced final status.
+   */
+  claimWebhooks(options: { owner: string; leaseMs: number; limit: number }, now?: number): Promise<OutboxEntry[]>;
+  /** Records a delivery attempt's result: delivered, retry at `retryAt`, or (retryAt null) given up. */
+  settleWebhook(id: string, owner: string, result: { delivered: true } | { delivered: false; error: string; retryAt: number | null }, now?: number): Promise<void>;
 
   /** The batch's events after `seq`, oldest first. */
   eventsAfter(batchId: string, seq: number): Promise<StoredEvent[]>;

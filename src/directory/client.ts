@@ -1,10 +1,9 @@
 import { AbortError } from 'p-retry';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
-import type { DirectoryLimiter } from './limiter.js';
 import { settleLostCreates, type LostCreate } from './settle.js';
 import { isUnresolvedHost, RetryableAnswer, withRetries, type RetryOptions } from './retry.js';
-import { createTransport, unreadable, type Answer, type DirectoryRequest } from './transport.js';
+import { createTransport, unreadable, type Answer, type DirectoryRequest, type TransportOptions } from './transport.js';
 import {
   DirectoryError,
   type CallContext,
@@ -19,7 +18,7 @@ import {
 export { findUnclaimed, matchRows } from './reconcile.js';
 export type { LostCreate, Settlement } from './settle.js';
 export { DirectoryError } from './types.js';
-export type { CallContext, CreateOutcome, DirectoryErrorKind, DirectoryOp, DirectoryWait, Hospital, NewHospital } from './types.js';
+export type { CallContext, CreateOutcome, DirectoryErrorKind, DirectoryObserver, DirectoryOp, DirectoryWait, Hospital, NewHospital } from './types.js';
 
 type ClientConfig = Pick<
   Config,
@@ -43,10 +42,11 @@ export type DirectoryClient = ReturnType<typeof createDirectoryClient>;
 
 /**
  * The only code that talks to the Hospital Directory: each operation, over the transport and
- * the retry policy. `limiter` paces it (default: in this process only).
+ * the retry policy. `options.limiter` paces it (default: in this process only);
+ * `options.observer` hears of every request.
  */
-export function createDirectoryClient(config: ClientConfig, logger: Logger, limiter?: DirectoryLimiter) {
-  const transport = createTransport(config, logger, limiter);
+export function createDirectoryClient(config: ClientConfig, logger: Logger, options: TransportOptions = {}) {
+  const transport = createTransport(config, logger, options);
   const backoff = { baseMs: config.UPSTREAM_RETRY_BASE_MS, maxMs: config.UPSTREAM_RETRY_MAX_MS };
   const createRequest = { path: '/hospitals/', ratePerMin: config.UPSTREAM_CREATE_RATE_PER_MIN };
 

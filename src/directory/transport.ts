@@ -4,7 +4,7 @@ import got, { RequestError, TimeoutError, type Method } from 'got';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { RateLimiter, type DirectoryLimiter } from './limiter.js';
-import type { CallContext, DirectoryOp } from './types.js';
+import type { CallContext, DirectoryObserver, DirectoryOp } from './types.js';
 
 /**
  * What one request came to. `not_sent`: the directory cannot have acted on it (refused
@@ -37,15 +37,20 @@ const CONNECT_TIMEOUT_MS = 10_000;
 const IDLE_SOCKET_TIMEOUT_MS = 4_000;
 const NEVER_SENT_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_FAIL', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
+/** What the wire is given beside its config: both optional. */
+export interface TransportOptions {
+  /** Paces the requests; default: in this process only. Pass the one all instances share. */
+  limiter?: DirectoryLimiter;
+  /** Told about every request sent (metrics, readiness). */
+  observer?: DirectoryObserver;
+}
+
 /**
  * The wire to the directory: one got instance, pacing by `limiter` (in this process unless
  * the caller passes the one all instances share), and a classified answer for every request.
  */
-export function createTransport(
-  config: TransportConfig,
-  logger: Logger,
-  limiter: DirectoryLimiter = new RateLimiter(config.UPSTREAM_RATE_WINDOW_MS),
-) {
+export function createTransport(config: TransportConfig, logger: Logger, options: TransportOptions = {}) {
+  const { limiter = new RateLimiter(config.UPSTREAM_RATE_WINDOW_MS), observer } = options;
   // An idle kept-alive socket must be dropped before the server drops it: a create sent on
   // a socket the server is closing comes back as a reset, costs a settle delay and a
   // reconcile. Node lowers this further to a server's Keep-Alive hint, but only when a
@@ -67,6 +72,7 @@ export function createTransport(
   /** Sends one request, paced by the limiter, and says what it came to; never throws. */
   async function send(op: DirectoryOp, request: DirectoryRequest, context: CallContext & { attempt: number }): Promise<Answer> {
     const key = limiterKey(request);
+    const queued = performance.now();
     let release: () => void | Promise<void>;
     try {
       release = await limiter.acquire(key, request.ratePerMin, ({ delayMs, blocked }) =>
@@ -114,6 +120,13 @@ export function createTransport(
       status: answer.status,
       latency_ms: Math.round(performance.now() - started),
       ...(answer.outcome === 'ok' ? {} : { error: answer.message }),
+    });
+    observer?.request({
+      op,
+      outcome: answer.outcome,
+      status: answer.status,
+      seconds: (performance.now() - started) / 1000,
+      waitedSeconds: (started - queued) / 1000,
     });
     return answer;
   }

@@ -34,6 +34,19 @@ export interface DirectoryWait {
   delayMs: number;
 }
 
+/** Told about every request sent to the directory (metrics, readiness); must not throw. */
+export interface DirectoryObserver {
+  request(request: {
+    op: DirectoryOp;
+    outcome: 'ok' | 'rejected' | 'not_sent' | 'unknown';
+    status: number | null;
+    /** The request itself, after pacing. */
+    seconds: number;
+    /** Held by the rate limiter before it was sent. */
+    waitedSeconds: number;
+  }): void;
+}
+
 /** Who a directory call is for, so every log line about it names the batch and row. */
 export interface CallContext {
   batchId?: string;

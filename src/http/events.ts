@@ -44,7 +44,7 @@ export function eventRoutes(deps: Deps): Router {
       }
       const batch = await deps.store.findBatch(id);
       if (!ended && batch && isFinished(batch.status)) {
-        res.write(`id: ${last}\nevent: report\ndata: ${JSON.stringify(toReport(batch, await deps.store.findRows(id)))}\n\n`);
+        res.write(`id: ${last}\nevent: report\ndata: ${JSON.stringify(toReport(batch, await deps.store.findRows(id), undefined, await deps.store.findAudit(id)))}\n\n`);
         end();
       }
     };

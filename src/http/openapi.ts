@@ -150,6 +150,41 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
         responses: { 200: json('Health', 'The service is up.') },
       },
     },
+    '/health/ready': {
+      get: {
+        tags: ['service'],
+        operationId: 'getReadiness',
+        summary: 'Readiness: should this instance receive traffic?',
+        description:
+          '200 when the database answers and every migration is applied and the instance is not shutting down; 503 otherwise ' +
+          '(before migrations, while the database is unreachable, after SIGTERM). Also says how the Hospital Directory last ' +
+          'answered this instance, without calling it. No API key needed.',
+        responses: {
+          200: json('Readiness', 'Ready.'),
+          503: {
+            description: 'Not ready: `detail` says why (`database.detail`, `shutting_down`).',
+            content: { 'application/problem+json': { schema: ref('NotReady') } },
+          },
+        },
+      },
+    },
+    '/metrics': {
+      get: {
+        tags: ['service'],
+        operationId: 'getMetrics',
+        summary: "This instance's metrics, in Prometheus' text format",
+        description:
+          "Node's default metrics and `hospital_bulk_*`: batches by status and running (counted in the shared database, so " +
+          'every instance agrees), row outcomes, directory requests, their durations and rate-limit waits, refused requests ' +
+          '(counted per instance: Prometheus sums them). README "Operating it" lists them.',
+        ...secured,
+        responses: {
+          200: { description: 'The exposition text.', content: { 'text/plain': { schema: { type: 'string' } } } },
+          401: unauthorized,
+          500: internal,
+        },
+      },
+    },
     '/hospitals/bulk': {
       post: {
         tags: ['uploads'],
@@ -283,7 +318,7 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
       post: {
         tags: ['batches'],
         operationId: 'resumeBatch',
-        summary: 'Finish a failed or interrupted batch',
+        summary: 'Finish a failed, interrupted or cancelled batch',
         description:
           'Checks the directory first (a row whose answer was lost is adopted, not created twice; rows the directory forgot ' +
           'are created again), creates what is missing and activates the batch. Blocks until done. A row the directory ' +
@@ -295,7 +330,7 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
           400: problem('The id is not a UUID.'),
           401: unauthorized,
           404: problem('No batch with this id.'),
-          409: problem('The batch is not failed or interrupted (`batch_status` says what it is).'),
+          409: problem('The batch is not failed, interrupted or cancelled (`batch_status` says what it is).'),
           429: rateLimited,
           500: internal,
           503: unavailable,
@@ -307,7 +342,7 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
         tags: ['batches'],
         operationId: 'rollbackBatch',
         summary: 'Delete a batch from the directory',
-        description: 'Allowed for a failed, interrupted or completed batch; every row becomes `deleted`.',
+        description: 'Allowed for a failed, interrupted, cancelled or completed batch; every row becomes `deleted`.',
         ...secured,
         parameters: [batchIdPath],
         responses: {
@@ -332,8 +367,8 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
           '(name and address required, blank as the directory means it, at most 255 characters each). The row becomes ' +
           '`pending` again, without its error, and the next POST /batches/{id}/resume creates it: no re-upload, no duplicate. ' +
           'A resume never re-sends a rejected row unchanged: until it is edited, it stays `failed` with its reason.\n\n' +
-          'Only while the batch is failed or interrupted, and only for a row that is `pending` or `failed` (an `unknown` row ' +
-          'may exist upstream: resume first to settle it). Appends a `row` event to the batch\'s stream.',
+          'Only while the batch is failed, interrupted or cancelled, and only for a row that is `pending` or `failed` (an `unknown` row ' +
+          'may exist upstream: resume first to settle it). Appends a `row` event to the batch\'s stream; recorded in the report\'s `audit`.',
         ...secured,
         parameters: [
           batchIdPath,
@@ -354,6 +389,30 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
           ),
           413: problem('The body is larger than 16 KiB.'),
           415: problem('The body is not application/json.'),
+          500: internal,
+        },
+      },
+    },
+    '/batches/{id}/cancel': {
+      post: {
+        tags: ['batches'],
+        operationId: 'cancelBatch',
+        summary: 'Stop a queued or running batch',
+        description:
+          'A pending batch is cancelled at once (200). A processing one is stopped by whichever instance runs it, after the row ' +
+          'in flight (202; follow Location or the event stream until `status: cancelled`). Rows not attempted stay `pending` ' +
+          'and nothing is activated; a cancelled batch can be resumed or rolled back. Recorded in the report\'s `audit`.',
+        ...secured,
+        parameters: [batchIdPath],
+        responses: {
+          200: json('BatchReport', 'The batch was queued and is now cancelled.'),
+          202: json('BatchReport', 'The batch is running: it stops after the row in flight (`cancel_requested_at` is set).', {
+            Location: { ...headers.location, required: true },
+          }),
+          400: problem('The id is not a UUID.'),
+          401: unauthorized,
+          404: problem('No batch with this id.'),
+          409: problem('The batch is not pending or processing (`batch_status` says what it is).'),
           500: internal,
         },
       },
@@ -483,7 +542,7 @@ export function buildOpenApiDocument(limits: OpenApiLimits): OpenApiDocument {
         bearerAuth: {
           type: 'http',
           scheme: 'bearer',
-          description: 'The API key, when the service has one set (API_KEY); without one the API is open.',
+          description: 'An API key, when the service has any set (API_KEY, or the named keys of API_KEYS); without one the API is open.',
         },
       },
     },

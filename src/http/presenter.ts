@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import type { BatchEvent, ProgressRecord } from '../bulk/events.js';
-import type { BatchRecord, RowRecord } from '../db/store.js';
+import type { AuditEntry, BatchRecord, RowRecord } from '../db/store.js';
 import type {
   BatchEventSchema,
   BatchReportSchema,
@@ -24,7 +24,7 @@ type BatchEventData = z.infer<typeof BatchEventSchema>;
 type DirectoryEventData = z.infer<typeof DirectoryEventSchema>;
 
 /** The per-row report users get from the upload and from GET /batches/:id. */
-export function toReport(batch: BatchRecord, rows: readonly RowRecord[], progress?: ProgressRecord): BatchReport {
+export function toReport(batch: BatchRecord, rows: readonly RowRecord[], progress?: ProgressRecord, audit: readonly AuditEntry[] = []): BatchReport {
   return {
     ...toSummary(batch),
     processing_time_seconds: batch.processingMs === null ? null : Math.round(batch.processingMs) / 1000,
@@ -42,6 +42,8 @@ export function toReport(batch: BatchRecord, rows: readonly RowRecord[], progres
         attempts: row.attempts,
       }),
     ),
+    cancel_requested_at: batch.cancelRequestedAt === null ? null : new Date(batch.cancelRequestedAt).toISOString(),
+    audit: audit.map((entry) => ({ action: entry.action, by: entry.by, at: new Date(entry.at).toISOString() })),
     ...(progress ? { progress: toProgress(progress) } : {}),
   };
 }
@@ -58,6 +60,7 @@ export function toSummary(batch: BatchRecord): BatchSummary {
     batch_activated: batch.activated,
     created_at: new Date(batch.createdAt).toISOString(),
     completed_at: batch.completedAt === null ? null : new Date(batch.completedAt).toISOString(),
+    created_by: batch.createdBy,
   };
 }
 

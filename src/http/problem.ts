@@ -21,6 +21,8 @@ export function problemDocument(error: AppError): Record<string, unknown> {
  * receive it (src/http/drain.ts).
  */
 export function sendProblem(res: Response, error: AppError): void {
+  // For the refusal counter (src/http/ops.ts).
+  res.locals.problemCode = error.code;
   if (error.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(error.retryAfterSeconds));
   res.status(error.status).type('application/problem+json');
   if (hasUnreadBody(res.req)) {

@@ -3,6 +3,9 @@ import { z } from 'zod';
 import type { Deps } from '../deps.js';
 import { acceptUpload } from '../bulk/accept.js';
 import { editRow } from '../bulk/editRow.js';
+import { cancelBatch } from '../bulk/cancel.js';
+import type { BatchRecord, RowRecord } from '../db/store.js';
+import { callerName } from './security.js';
 import { processBatch, resumeBatch, rollbackBatch, type BatchOutcome } from '../bulk/process.js';
 import { progressOf } from '../bulk/progress.js';
 import { isRunning } from '../bulk/status.js';
@@ -23,6 +26,7 @@ export function bulkRoutes(deps: Deps): Router {
         filename: displayName(req.file!.originalname),
         idempotencyKey: key === undefined ? null : parseOrThrow(idempotencyKey, key),
         sheet: sheetField(req.body),
+        createdBy: callerName(res),
       },
       { maxRows: deps.config.MAX_ROWS, maxActive: deps.config.MAX_ACTIVE_BATCHES },
     );
@@ -35,7 +39,7 @@ export function bulkRoutes(deps: Deps): Router {
           batch_id: batch.id,
         });
       }
-      res.json(toReport(batch, await deps.store.findRows(batch.id)));
+      res.json(await fullReport(deps, batch));
       return;
     }
     const { batch } = accepted;
@@ -43,7 +47,7 @@ export function bulkRoutes(deps: Deps): Router {
     deps.logger.info('batch accepted', { batch_id: id, request_id: res.locals.requestId });
     const processing = deps.lifecycle.track(processBatch(deps, id));
     if (!wantsAsync(req)) {
-      res.json(report(await processing));
+      res.json(await report(deps, await processing));
       return;
     }
     // The outcome is in the history either way; a failure here has already been recorded.
@@ -80,16 +84,23 @@ export function batchRoutes(deps: Deps): Router {
   });
   router.get('/batches/:id', async (req, res) => {
     const id = batchId(req.params.id);
-    const [batch, rows] = await Promise.all([deps.store.findBatch(id), deps.store.findRows(id)]);
+    const [batch, rows, audit] = await Promise.all([deps.store.findBatch(id), deps.store.findRows(id), deps.store.findAudit(id)]);
     if (!batch) throw new AppError('not_found', `No batch with id ${id}.`);
     const progress = isRunning(batch.status) ? progressOf(batch, rows, deps.directory.estimatedCreateWaitMs) : undefined;
-    res.json(toReport(batch, rows, progress) satisfies BatchReport);
+    res.json(toReport(batch, rows, progress, audit) satisfies BatchReport);
   });
   router.post('/batches/:id/resume', refuseWhileStopping(deps), async (req, res) => {
-    res.json(report(await deps.lifecycle.track(resumeBatch(deps, batchId(req.params.id)))));
+    res.json(await report(deps, await deps.lifecycle.track(resumeBatch(deps, batchId(req.params.id), callerName(res)))));
   });
   router.post('/batches/:id/rollback', refuseWhileStopping(deps), async (req, res) => {
-    res.json(report(await deps.lifecycle.track(rollbackBatch(deps, batchId(req.params.id)))));
+    res.json(await report(deps, await deps.lifecycle.track(rollbackBatch(deps, batchId(req.params.id), callerName(res)))));
+  });
+  // Answers at once: 200 when a queued batch is cancelled, 202 when its owner (on any instance) stops it after the row in flight.
+  router.post('/batches/:id/cancel', async (req, res) => {
+    const id = batchId(req.params.id);
+    const { batch, stopping } = await cancelBatch(deps.store, id, callerName(res));
+    if (stopping) res.status(202).location(`/batches/${id}`);
+    res.json(await fullReport(deps, batch));
   });
   // Fix and finish: correct a row that was not created, then resume the batch.
   router.patch('/batches/:id/rows/:row', express.json({ limit: ROW_EDIT_BYTES }), async (req, res) => {
@@ -98,12 +109,19 @@ export function batchRoutes(deps: Deps): Router {
     if (!req.is('application/json')) {
       throw new AppError('unsupported_media_type', 'Send the new values as JSON (Content-Type: application/json), e.g. {"address": "12 Harbour Road"}.');
     }
-    res.json(report(await editRow(deps, id, row, parseOrThrow(RowEditSchema, req.body))));
+    res.json(await report(deps, await editRow(deps, id, row, parseOrThrow(RowEditSchema, req.body), callerName(res))));
   });
   return router;
 }
 
-const report = ({ batch, rows }: BatchOutcome) => toReport(batch, rows);
+const report = (deps: Deps, { batch, rows }: BatchOutcome) => fullReport(deps, batch, rows);
+
+/** The report with its audit trail (and, while it runs, its progress). */
+async function fullReport(deps: Deps, batch: BatchRecord, rows?: RowRecord[]): Promise<BatchReport> {
+  const [allRows, audit] = await Promise.all([rows ?? deps.store.findRows(batch.id), deps.store.findAudit(batch.id)]);
+  const progress = isRunning(batch.status) ? progressOf(batch, allRows, deps.directory.estimatedCreateWaitMs) : undefined;
+  return toReport(batch, allRows, progress, audit);
+}
 
 /** Three values of at most 255 characters, even each written as \uXXXX escapes, with room to spare. */
 const ROW_EDIT_BYTES = '16kb';

@@ -117,7 +117,8 @@ export const BatchStatusSchema = z.enum(BATCH_STATUSES).meta({
   description:
     '`pending` recorded, not started; `processing` running; `completed` every row created and the batch activated; ' +
     '`failed` some row not created (resumable); `interrupted` the service stopped during it (resumable); ' +
-    '`rolled_back` deleted from the directory.',
+    '`rolled_back` deleted from the directory; `cancelled` stopped on request (rows not attempted stay `pending`, nothing ' +
+    'activated; resumable, or roll it back).',
 });
 
 export const RowStatusSchema = z.enum(ROW_STATUSES).meta({
@@ -170,6 +171,10 @@ const summaryShape = {
   batch_activated: z.boolean().meta({ description: 'Whether the batch was activated (only when every row was created).' }),
   created_at: timestamp('When the upload was received.'),
   completed_at: timestamp('When the batch last finished.').nullable(),
+  created_by: z
+    .string()
+    .nullable()
+    .meta({ description: 'The name of the API key that uploaded it (API_KEYS); null for the unnamed API_KEY or when no key is set.' }),
 };
 
 export const BatchSummarySchema = z.object(summaryShape).meta({ id: 'BatchSummary', description: 'One upload in the history.' });
@@ -181,6 +186,16 @@ export const BatchReportSchema = z
     error: z.string().nullable().meta({ description: 'Why the batch as a whole stopped, if it did.' }),
     notice: z.string().nullable().meta({ description: 'What a resume found out, e.g. that the directory had forgotten the batch.' }),
     hospitals: z.array(RowReportSchema).meta({ description: 'Every row, in file order.' }),
+    cancel_requested_at: timestamp('When a cancel was asked for while the batch runs; it stops after the row in flight. Null otherwise.').nullable(),
+    audit: z
+      .array(
+        z.object({
+          action: z.enum(['resume', 'rollback', 'cancel', 'edit_row']),
+          by: z.string().nullable().meta({ description: 'The API key name (API_KEYS); null for the unnamed API_KEY or when no key is set.' }),
+          at: timestamp('When.'),
+        }),
+      )
+      .meta({ description: 'Who resumed, rolled back or cancelled the batch, or edited a row, and when; oldest first.' }),
     progress: ProgressSchema.optional().meta({ description: 'Only while the batch is pending or processing.' }),
   })
   .meta({ id: 'BatchReport', description: 'A batch and every row of it: the answer of an upload, a resume, a rollback and GET /batches/{id}.' });
@@ -213,6 +228,33 @@ export const HealthSchema = z
   })
   .meta({ id: 'Health', description: 'The service is up.' });
 
+export const ReadinessSchema = z
+  .object({
+    status: z.literal('ready'),
+    instance: z.string().meta({ description: 'Which instance answered.' }),
+    database: z.object({
+      engine: z.enum(['sqlite', 'postgres']),
+      ready: z.boolean().meta({ description: 'The database answers and every migration is applied.' }),
+      detail: z.string().nullable().meta({ description: 'Why not, when not.' }),
+    }),
+    shutting_down: z.boolean().meta({ description: 'The instance is stopping (SIGTERM): send new work elsewhere.' }),
+    directory: z
+      .object({
+        state: z.enum(['unknown', 'reachable', 'unreachable']).meta({ description: '`unknown` until this instance has sent it anything.' }),
+        last_status: z.int().nullable().meta({ description: 'HTTP status of its last answer; null without one.' }),
+        last_answer_at: z.iso.datetime().nullable(),
+      })
+      .meta({ description: 'The Hospital Directory as this instance last heard from it (not called by this check, and not part of readiness).' }),
+  })
+  .meta({ id: 'Readiness', description: 'Whether this instance should receive traffic: 200 ready, 503 not (yet, or any more).' });
+
+export const NotReadySchema = ReadinessSchema.extend({
+  type: z.literal('urn:hospital-bulk:problem:not_ready'),
+  title: z.literal('Not ready'),
+  status: z.literal(503),
+  detail: z.string().meta({ description: 'Why not, in words.' }),
+}).meta({ id: 'NotReady', description: 'The readiness answer as RFC 9457 problem details (503): the Readiness members and why not.' });
+
 export const CsvProblemSchema = z
   .object({
     row: z.int().positive().nullable().meta({ description: 'Data row number, 1-based; null for file-level problems.' }),
@@ -236,7 +278,7 @@ export const ProblemSchema = z
       .optional()
       .meta({ description: 'Every problem in the CSV (invalid_csv), or in the values of a row edit (bad_request on PATCH /batches/{id}/rows/{row}).' }),
     batch_id: batchIdParam.optional().meta({ description: 'The batch concerned (409, 422 and 503).' }),
-    batch_status: BatchStatusSchema.optional().meta({ description: 'The state that prevented the action (409 on resume, rollback and row edits).' }),
+    batch_status: BatchStatusSchema.optional().meta({ description: 'The state that prevented the action (409 on resume, rollback, cancel and row edits).' }),
     row: z.int().positive().optional().meta({ description: 'The row concerned (409 on a row edit).' }),
     row_status: RowStatusSchema.optional().meta({ description: "The row's state that prevented the edit (409 on a row edit)." }),
   })
@@ -345,6 +387,8 @@ export const componentSchemas = [
   BatchListSchema,
   AsyncAcceptedSchema,
   HealthSchema,
+  ReadinessSchema,
+  NotReadySchema,
   ProblemSchema,
   CsvProblemSchema,
   DryRunSchema,
@@ -364,6 +408,8 @@ export type BatchList = z.infer<typeof BatchListSchema>;
 export type DryRun = z.infer<typeof DryRunSchema>;
 export type RowEdit = z.infer<typeof RowEditSchema>;
 export type Health = z.infer<typeof HealthSchema>;
+export type Readiness = z.infer<typeof ReadinessSchema>;
+export type NotReady = z.infer<typeof NotReadySchema>;
 export type Problem = z.infer<typeof ProblemSchema>;
 export type RowEvent = z.infer<typeof RowEventSchema>;
 export type BatchEvent = z.infer<typeof BatchEventSchema>;

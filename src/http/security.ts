@@ -1,27 +1,47 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { RequestHandler } from 'express';
+import type { RequestHandler, Response } from 'express';
 import { rateLimit, type RateLimitInfo, type Store } from 'express-rate-limit';
 import helmet from 'helmet';
 import { AppError } from '../errors.js';
 import { sendProblem } from './problem.js';
 
 /**
- * With API_KEY set, the API answers only requests carrying `Authorization: Bearer <key>`.
- * Both sides are hashed first so the comparison takes the same time whatever the length
- * or content of what was sent.
+ * With keys set (API_KEY, API_KEYS), the API answers only requests carrying
+ * `Authorization: Bearer <key>` for one of them, and `res.locals.apiKeyName` names the key
+ * (null for API_KEY, or when no key is set). Every key is compared, hashed first, so the
+ * time taken says nothing about which key, its length or its content.
  */
-export function requireApiKey(apiKey: string | undefined): RequestHandler {
-  if (apiKey === undefined) return (_req, _res, next) => next();
-  const expected = digest(apiKey);
+export function requireApiKey(keys: readonly { name: string | null; key: string }[]): RequestHandler {
+  if (keys.length === 0) {
+    return (_req, res, next) => {
+      res.locals.apiKeyName = null;
+      next();
+    };
+  }
+  const expected = keys.map(({ name, key }) => ({ name, digest: digest(key) }));
   return (req, res, next) => {
     const sent = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '')?.[1];
-    if (sent !== undefined && timingSafeEqual(digest(sent), expected)) return next();
+    if (sent !== undefined) {
+      const given = digest(sent);
+      let match: { name: string | null } | undefined;
+      // No early exit: every key is compared whichever matches.
+      for (const candidate of expected) if (timingSafeEqual(given, candidate.digest) && match === undefined) match = candidate;
+      if (match !== undefined) {
+        res.locals.apiKeyName = match.name;
+        return next();
+      }
+    }
     res.setHeader('WWW-Authenticate', 'Bearer realm="hospital-bulk"');
     throw new AppError(
       'unauthorized',
       sent === undefined ? 'This service needs an API key: send Authorization: Bearer <key>.' : 'The API key is not valid.',
     );
   };
+}
+
+/** The name of the API key the request came with (API_KEYS), or null (API_KEY, or no key set); for audit records. */
+export function callerName(res: Response): string | null {
+  return (res.locals.apiKeyName as string | null | undefined) ?? null;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { bigint, bigserial, boolean, index, integer, jsonb, pgTable, primaryKey, text } from 'drizzle-orm/pg-core';
+import type { BatchRecord } from '../store.js';
 import type { BatchEvent } from '../../bulk/events.js';
 import { BATCH_STATUSES, ROW_STATUSES } from '../../bulk/status.js';
 
@@ -28,6 +29,8 @@ export const batches = pgTable(
     leaseOwner: text('lease_owner'),
     leaseExpiresAt: millis('lease_expires_at'),
     fence: integer('fence').notNull().default(0),
+    cancelRequestedAt: millis('cancel_requested_at'),
+    createdBy: text('created_by'),
   },
   (t) => [index('batches_created_at_id_idx').on(t.createdAt, t.id), index('batches_status_idx').on(t.status)],
 );
@@ -67,6 +70,41 @@ export const batchEvents = pgTable(
     createdAt: millis('created_at').notNull(),
   },
   (t) => [index('batch_events_batch_seq_idx').on(t.batchId, t.seq)],
+);
+
+/** Who acted on a batch and when; see the SQLite schema. */
+export const batchAudit = pgTable(
+  'batch_audit',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    batchId: text('batch_id')
+      .notNull()
+      .references(() => batches.id, { onDelete: 'cascade' }),
+    action: text('action').notNull(),
+    by: text('by'),
+    at: millis('at').notNull(),
+  },
+  (t) => [index('batch_audit_batch_idx').on(t.batchId, t.id)],
+);
+
+/** Completion webhooks not yet delivered; see the SQLite schema. */
+export const webhookOutbox = pgTable(
+  'webhook_outbox',
+  {
+    id: text('id').primaryKey(),
+    batchId: text('batch_id').notNull(),
+    type: text('type').notNull(),
+    batch: jsonb('batch').$type<BatchRecord>().notNull(),
+    createdAt: millis('created_at').notNull(),
+    attempts: integer('attempts').notNull().default(0),
+    nextAttemptAt: millis('next_attempt_at').notNull(),
+    deliveredAt: millis('delivered_at'),
+    abandonedAt: millis('abandoned_at'),
+    lastError: text('last_error'),
+    leaseOwner: text('lease_owner'),
+    leaseUntil: millis('lease_until'),
+  },
+  (t) => [index('webhook_outbox_due_idx').on(t.deliveredAt, t.abandonedAt, t.nextAttemptAt)],
 );
 
 /**

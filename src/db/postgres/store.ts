@@ -1,24 +1,28 @@
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { and, asc, count, desc, eq, gt, inArray, isNull, lt, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, inArray, isNull, lt, lte, or, sql, type SQL } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
 import type { BatchEvent } from '../../bulk/events.js';
-import { assertTransition, CREATED_ROWS, EDITABLE_ROWS, FAILED_ROWS, ROW_EDITABLE_BATCHES, RUNNING, type BatchStatus } from '../../bulk/status.js';
-import { migrationsFolder } from '../migrations.js';
+import { assertTransition, CANCELLABLE, CREATED_ROWS, EDITABLE_ROWS, FAILED_ROWS, ROW_EDITABLE_BATCHES, RUNNING, type BatchStatus } from '../../bulk/status.js';
+import { migrationsFolder, readinessFrom } from '../migrations.js';
 import {
   editedRowEvent,
+  isAnnounced,
   LeaseLostError,
   STOPPED_WHILE_SENDING,
   type Admission,
+  type AuditEntry,
   type BatchPatch,
+  type CancelResult,
   type ClaimResult,
   type RowEditResult,
   type RowPatch,
   type Store,
 } from '../store.js';
 import * as schema from './schema.js';
-import { batchEvents, batchRows, batches } from './schema.js';
+import { batchAudit, batchEvents, batchRows, batches, webhookOutbox } from './schema.js';
 
 type PgDb = ReturnType<typeof drizzle<typeof schema>>;
 type Tx = Parameters<Parameters<PgDb['transaction']>[0]>[0];
@@ -30,7 +34,7 @@ const CHANNEL = 'hospital_bulk_events';
 const ADMISSION_LOCK = sql`select pg_advisory_xact_lock(7263541)`;
 
 /** Opens a pool on `url` (its sslmode honoured by pg), migrates, and serves the Store on it. */
-export async function createPostgresStore(url: string, { migrate: run = true } = {}): Promise<Store> {
+export async function createPostgresStore(url: string, { migrate: run = true, outbox = false } = {}): Promise<Store> {
   const pool = new pg.Pool({ connectionString: url, max: 10 });
   // An idle client that errors (the server restarted) must not crash the process.
   pool.on('error', () => undefined);
@@ -71,6 +75,12 @@ export async function createPostgresStore(url: string, { migrate: run = true } =
   const newestFirst = [desc(batches.createdAt), desc(batches.id)];
   const reads = prepareReads(db);
   let closing: Promise<void> | undefined;
+  /** With WEBHOOK_URL set: a batch reaching an announced final state leaves a delivery in the outbox, in the same transaction. */
+  const enqueueWebhook = async (tx: Tx, batchId: string, to: BatchStatus, now: number) => {
+    if (!outbox) return;
+    const [batch] = await tx.select().from(batches).where(eq(batches.id, batchId));
+    await tx.insert(webhookOutbox).values({ id: randomUUID(), batchId, type: `batch.${to}`, batch: batch!, createdAt: now, nextAttemptAt: now });
+  };
 
   return {
     engine: 'postgres',
@@ -91,6 +101,7 @@ export async function createPostgresStore(url: string, { migrate: run = true } =
             fileSha256: batch.fileSha256,
             idempotencyKey: batch.idempotencyKey,
             notice: batch.notice ?? null,
+            createdBy: batch.createdBy ?? null,
             status: 'pending',
             totalRows: batch.rows.length,
             createdAt: now,
@@ -116,8 +127,18 @@ export async function createPostgresStore(url: string, { migrate: run = true } =
     async countRunning() {
       return running(db);
     },
+    async countBatchesByStatus() {
+      const counted = await db.select({ status: batches.status, n: count() }).from(batches).groupBy(batches.status);
+      return Object.fromEntries(counted.map(({ status, n }) => [status, n]));
+    },
+    async checkReady() {
+      return readinessFrom('postgres', async () => {
+        const { rows } = await pool.query<{ n: string }>('select count(*) as n from drizzle.__drizzle_migrations');
+        return Number(rows[0]!.n);
+      });
+    },
 
-    async claimBatch(id, { from, owner, leaseMs, maxActive }, now = Date.now()): Promise<ClaimResult> {
+    async claimBatch(id, { from, owner, leaseMs, maxActive, audit }, now = Date.now()): Promise<ClaimResult> {
       assertTransition(from, 'processing');
       return write(id, undefined, now, async (tx): Promise<ClaimResult> => {
         if (maxActive !== undefined) await tx.execute(ADMISSION_LOCK);
@@ -128,8 +149,9 @@ export async function createPostgresStore(url: string, { migrate: run = true } =
         const fence = batch.fence + 1;
         await tx
           .update(batches)
-          .set({ status: 'processing', fence, leaseOwner: owner, leaseExpiresAt: now + leaseMs })
+          .set({ status: 'processing', fence, leaseOwner: owner, leaseExpiresAt: now + leaseMs, cancelRequestedAt: null })
           .where(eq(batches.id, id));
+        if (audit) await tx.insert(batchAudit).values({ batchId: id, ...audit, at: now });
         return { kind: 'claimed', claim: { batchId: id, fence, owner }, previous: batch };
       });
     },
@@ -163,10 +185,84 @@ export async function createPostgresStore(url: string, { migrate: run = true } =
       await write(claim.batchId, events, now, async (tx) => {
         const result = await tx
           .update(batches)
-          .set({ ...patch, status: to, leaseOwner: null, leaseExpiresAt: null })
+          .set({ ...patch, status: to, leaseOwner: null, leaseExpiresAt: null, cancelRequestedAt: null })
           .where(and(fenced(claim), eq(batches.status, 'processing')));
         mustChange(claim.batchId, result.rowCount);
+        if (isAnnounced(to, events)) await enqueueWebhook(tx, claim.batchId, to, now);
       });
+    },
+
+    async requestCancel(id, by, now = Date.now()) {
+      assertTransition(['pending'], 'cancelled');
+      const result = await db.transaction(async (tx): Promise<CancelResult> => {
+        const [batch] = await tx.select().from(batches).where(eq(batches.id, id)).for('update');
+        if (!batch) return { kind: 'not_found' };
+        if (!CANCELLABLE.includes(batch.status)) return { kind: 'conflict', status: batch.status };
+        await tx.insert(batchAudit).values({ batchId: id, action: 'cancel', by, at: now });
+        if (batch.status === 'processing') {
+          const [updated] = await tx.update(batches).set({ cancelRequestedAt: now }).where(eq(batches.id, id)).returning();
+          return { kind: 'requested', batch: updated! };
+        }
+        const [cancelled] = await tx
+          .update(batches)
+          .set({ status: 'cancelled', completedAt: now, fence: batch.fence + 1, leaseOwner: null, leaseExpiresAt: null })
+          .where(eq(batches.id, id))
+          .returning();
+        await tx.insert(batchEvents).values({ batchId: id, type: 'status', data: { type: 'status', status: 'cancelled', error: null }, createdAt: now });
+        await tx.execute(sql`select pg_notify(${CHANNEL}, ${id})`);
+        await enqueueWebhook(tx, id, 'cancelled', now);
+        return { kind: 'cancelled', batch: cancelled! };
+      });
+      if (result.kind === 'cancelled') changed.emit(id);
+      return result;
+    },
+
+    async isCancelRequested(batchId) {
+      const [row] = await db.select({ at: batches.cancelRequestedAt }).from(batches).where(eq(batches.id, batchId));
+      return row?.at != null;
+    },
+
+    async appendAudit(batchId, entry, now = Date.now()) {
+      await db.insert(batchAudit).values({ batchId, ...entry, at: now });
+    },
+
+    async findAudit(batchId) {
+      return (await db
+        .select({ action: batchAudit.action, by: batchAudit.by, at: batchAudit.at })
+        .from(batchAudit)
+        .where(eq(batchAudit.batchId, batchId))
+        .orderBy(asc(batchAudit.id))) as AuditEntry[];
+    },
+
+    async claimWebhooks({ owner, leaseMs, limit }, now = Date.now()) {
+      return db.transaction(async (tx) => {
+        const due = await tx
+          .select()
+          .from(webhookOutbox)
+          .where(and(isNull(webhookOutbox.deliveredAt), isNull(webhookOutbox.abandonedAt), lte(webhookOutbox.nextAttemptAt, now), or(isNull(webhookOutbox.leaseUntil), lt(webhookOutbox.leaseUntil, now))))
+          .orderBy(asc(webhookOutbox.createdAt))
+          .limit(limit)
+          // Instances polling at the same moment take different deliveries; none waits.
+          .for('update', { skipLocked: true });
+        if (due.length === 0) return [];
+        await tx
+          .update(webhookOutbox)
+          .set({ leaseOwner: owner, leaseUntil: now + leaseMs })
+          .where(inArray(webhookOutbox.id, due.map((entry) => entry.id)));
+        return due.map((entry) => ({ id: entry.id, batchId: entry.batchId, type: entry.type, batch: entry.batch, createdAt: entry.createdAt, attempts: entry.attempts }));
+      });
+    },
+
+    async settleWebhook(id, owner, result, now = Date.now()) {
+      const set = result.delivered
+        ? { deliveredAt: now, lastError: null }
+        : result.retryAt === null
+          ? { abandonedAt: now, lastError: result.error }
+          : { nextAttemptAt: result.retryAt, lastError: result.error };
+      await db
+        .update(webhookOutbox)
+        .set({ ...set, attempts: sql`${webhookOutbox.attempts} + 1`, leaseOwner: null, leaseUntil: null })
+        .where(and(eq(webhookOutbox.id, id), eq(webhookOutbox.leaseOwner, owner)));
     },
 
     async updateBatch(claim, patch: BatchPatch, events, now = Date.now()) {

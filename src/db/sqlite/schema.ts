@@ -26,6 +26,10 @@ export const batches = sqliteTable(
     leaseOwner: text('lease_owner'),
     leaseExpiresAt: integer('lease_expires_at'),
     fence: integer('fence').notNull().default(0),
+    /** Set by POST /batches/:id/cancel while the batch runs; the owner stops after the row in flight. */
+    cancelRequestedAt: integer('cancel_requested_at'),
+    /** The name of the API key that uploaded it (API_KEYS); null for an unnamed key or none. */
+    createdBy: text('created_by'),
   },
   // GET /batches pages newest first by (created_at, id): this index serves both the order
   // and the keyset cursor, so a page costs the same with 10 or 100,000 batches.
@@ -73,4 +77,44 @@ export const batchEvents = sqliteTable(
     createdAt: integer('created_at').notNull(),
   },
   (t) => [index('batch_events_batch_seq_idx').on(t.batchId, t.seq)],
+);
+
+/** Who resumed, rolled back or cancelled a batch, or edited a row, and when (the report's `audit`). */
+export const batchAudit = sqliteTable(
+  'batch_audit',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    batchId: text('batch_id')
+      .notNull()
+      .references(() => batches.id, { onDelete: 'cascade' }),
+    action: text('action').notNull(),
+    by: text('by'),
+    at: integer('at').notNull(),
+  },
+  (t) => [index('batch_audit_batch_idx').on(t.batchId, t.id)],
+);
+
+/**
+ * Completion webhooks not yet delivered: written in the transaction that finishes the batch,
+ * delivered (at least once) by whichever instance leases the row first.
+ */
+export const webhookOutbox = sqliteTable(
+  'webhook_outbox',
+  {
+    /** The event id receivers de-duplicate on. */
+    id: text('id').primaryKey(),
+    batchId: text('batch_id').notNull(),
+    type: text('type').notNull(),
+    /** The batch as it was finished (a BatchRecord as JSON): the event's data. */
+    batch: text('batch').notNull(),
+    createdAt: integer('created_at').notNull(),
+    attempts: integer('attempts').notNull().default(0),
+    nextAttemptAt: integer('next_attempt_at').notNull(),
+    deliveredAt: integer('delivered_at'),
+    abandonedAt: integer('abandoned_at'),
+    lastError: text('last_error'),
+    leaseOwner: text('lease_owner'),
+    leaseUntil: integer('lease_until'),
+  },
+  (t) => [index('webhook_outbox_due_idx').on(t.deliveredAt, t.abandonedAt, t.nextAttemptAt)],
 );

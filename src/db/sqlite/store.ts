@@ -1,12 +1,15 @@
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { and, asc, count, desc, eq, gt, inArray, isNull, lt, or, sql } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, inArray, isNull, lt, lte, or, sql } from 'drizzle-orm';
 import type { BatchEvent } from '../../bulk/events.js';
-import { assertTransition, CREATED_ROWS, EDITABLE_ROWS, FAILED_ROWS, ROW_EDITABLE_BATCHES, RUNNING, type BatchStatus } from '../../bulk/status.js';
+import { assertTransition, CANCELLABLE, CREATED_ROWS, EDITABLE_ROWS, FAILED_ROWS, ROW_EDITABLE_BATCHES, RUNNING, type BatchStatus } from '../../bulk/status.js';
 import {
   editedRowEvent,
+  isAnnounced,
   LeaseLostError,
   STOPPED_WHILE_SENDING,
   type Admission,
+  type AuditEntry,
   type BatchPatch,
   type BatchRecord,
   type Claim,
@@ -16,8 +19,9 @@ import {
   type RowPatch,
   type Store,
 } from '../store.js';
+import { readinessFrom } from '../migrations.js';
 import { openSqlite, type SqliteDb } from './database.js';
-import { batchEvents, batchRows, batches } from './schema.js';
+import { batchAudit, batchEvents, batchRows, batches, webhookOutbox } from './schema.js';
 
 type Tx = Parameters<Parameters<SqliteDb['transaction']>[0]>[0];
 
@@ -26,9 +30,19 @@ type Tx = Parameters<Parameters<SqliteDb['transaction']>[0]>[0];
  * transaction, so it is atomic by construction; `immediate` transactions take the write
  * lock up front, so even a second process on the same file (the CLI) cannot interleave.
  */
-export function createSqliteStore(path: string): Store {
-  const { db, close } = openSqlite(path);
-  const reads = prepareReads(db);
+export function createSqliteStore(path: string, options: { migrate?: boolean; outbox?: boolean } = {}): Store {
+  const { db, close } = openSqlite(path, options);
+  /** With WEBHOOK_URL set: a batch reaching an announced final state leaves a delivery in the outbox, in the same transaction. */
+  const enqueueWebhook = (tx: Tx, batchId: string, to: BatchStatus, now: number) => {
+    if (!options.outbox) return;
+    const batch = tx.select().from(batches).where(eq(batches.id, batchId)).get()!;
+    tx.insert(webhookOutbox)
+      .values({ id: randomUUID(), batchId, type: `batch.${to}`, batch: JSON.stringify(batch), createdAt: now, nextAttemptAt: now })
+      .run();
+  };
+  // Prepared on first use: a store opened without migrating (readiness tests) has no tables yet.
+  let prepared: ReturnType<typeof prepareReads> | undefined;
+  const reads = () => (prepared ??= prepareReads(db));
   const changed = new EventEmitter().setMaxListeners(0);
 
   /** Runs `work` in one write transaction; wakes the batch's watchers if it appended events. */
@@ -74,6 +88,7 @@ export function createSqliteStore(path: string): Store {
             fileSha256: batch.fileSha256,
             idempotencyKey: batch.idempotencyKey,
             notice: batch.notice ?? null,
+            createdBy: batch.createdBy ?? null,
             status: 'pending',
             totalRows: batch.rows.length,
             createdAt: now,
@@ -88,22 +103,29 @@ export function createSqliteStore(path: string): Store {
     },
 
     async findBatch(id) {
-      return reads.batch.get({ id });
+      return reads().batch.get({ id });
     },
     async findBatchByIdempotencyKey(key) {
       return db.select().from(batches).where(eq(batches.idempotencyKey, key)).get();
     },
     async findRows(batchId) {
-      return reads.rows.all({ batchId });
+      return reads().rows.all({ batchId });
     },
     async listBatches(limit, after) {
-      return after ? reads.olderPage.all({ limit, ...after }) : reads.firstPage.all({ limit });
+      return after ? reads().olderPage.all({ limit, ...after }) : reads().firstPage.all({ limit });
     },
     async countRunning() {
       return running(db);
     },
+    async countBatchesByStatus() {
+      const counted = db.select({ status: batches.status, n: count() }).from(batches).groupBy(batches.status).all();
+      return Object.fromEntries(counted.map(({ status, n }) => [status, n]));
+    },
+    async checkReady() {
+      return readinessFrom('sqlite', async () => db.get<{ n: number }>(sql`select count(*) as n from __drizzle_migrations`).n);
+    },
 
-    async claimBatch(id, { from, owner, leaseMs, maxActive }, now = Date.now()): Promise<ClaimResult> {
+    async claimBatch(id, { from, owner, leaseMs, maxActive, audit }, now = Date.now()): Promise<ClaimResult> {
       assertTransition(from, 'processing');
       return write(id, undefined, now, (tx): ClaimResult => {
         const batch = tx.select().from(batches).where(eq(batches.id, id)).get();
@@ -112,9 +134,10 @@ export function createSqliteStore(path: string): Store {
         if (maxActive !== undefined && running(tx) >= maxActive) return { kind: 'full' };
         const fence = batch.fence + 1;
         tx.update(batches)
-          .set({ status: 'processing', fence, leaseOwner: owner, leaseExpiresAt: now + leaseMs })
+          .set({ status: 'processing', fence, leaseOwner: owner, leaseExpiresAt: now + leaseMs, cancelRequestedAt: null })
           .where(and(eq(batches.id, id), eq(batches.fence, batch.fence)))
           .run();
+        if (audit) tx.insert(batchAudit).values({ batchId: id, ...audit, at: now }).run();
         return { kind: 'claimed', claim: { batchId: id, fence, owner }, previous: batch };
       });
     },
@@ -136,11 +159,88 @@ export function createSqliteStore(path: string): Store {
       write(claim.batchId, events, now, (tx) => {
         const result = tx
           .update(batches)
-          .set({ ...patch, status: to, leaseOwner: null, leaseExpiresAt: null })
+          .set({ ...patch, status: to, leaseOwner: null, leaseExpiresAt: null, cancelRequestedAt: null })
           .where(and(fenced(claim), eq(batches.status, 'processing')))
           .run();
         mustChange(claim, result.changes);
+        if (isAnnounced(to, events)) enqueueWebhook(tx, claim.batchId, to, now);
       });
+    },
+
+    async requestCancel(id, by, now = Date.now()) {
+      assertTransition(['pending'], 'cancelled');
+      const result = write(id, undefined, now, (tx) => {
+        const batch = tx.select().from(batches).where(eq(batches.id, id)).get();
+        if (!batch) return { kind: 'not_found' as const };
+        if (!CANCELLABLE.includes(batch.status)) return { kind: 'conflict' as const, status: batch.status };
+        tx.insert(batchAudit).values({ batchId: id, action: 'cancel', by, at: now }).run();
+        if (batch.status === 'processing') {
+          const updated = tx.update(batches).set({ cancelRequestedAt: now }).where(eq(batches.id, id)).returning().get()!;
+          return { kind: 'requested' as const, batch: updated };
+        }
+        const cancelled = tx
+          .update(batches)
+          .set({ status: 'cancelled', completedAt: now, fence: batch.fence + 1, leaseOwner: null, leaseExpiresAt: null })
+          .where(and(eq(batches.id, id), eq(batches.fence, batch.fence)))
+          .returning()
+          .get()!;
+        tx.insert(batchEvents)
+          .values({ batchId: id, type: 'status', data: JSON.stringify({ type: 'status', status: 'cancelled', error: null }), createdAt: now })
+          .run();
+        enqueueWebhook(tx, id, 'cancelled', now);
+        return { kind: 'cancelled' as const, batch: cancelled };
+      });
+      // Its `status` event was appended: wake the batch's streams.
+      if (result.kind === 'cancelled') changed.emit(id);
+      return result;
+    },
+
+    async isCancelRequested(batchId) {
+      return db.select({ at: batches.cancelRequestedAt }).from(batches).where(eq(batches.id, batchId)).get()?.at != null;
+    },
+
+    async appendAudit(batchId, entry, now = Date.now()) {
+      db.insert(batchAudit).values({ batchId, ...entry, at: now }).run();
+    },
+
+    async findAudit(batchId) {
+      return db
+        .select({ action: batchAudit.action, by: batchAudit.by, at: batchAudit.at })
+        .from(batchAudit)
+        .where(eq(batchAudit.batchId, batchId))
+        .orderBy(asc(batchAudit.id))
+        .all() as AuditEntry[];
+    },
+
+    async claimWebhooks({ owner, leaseMs, limit }, now = Date.now()) {
+      return write('', undefined, now, (tx) => {
+        const due = tx
+          .select()
+          .from(webhookOutbox)
+          .where(and(isNull(webhookOutbox.deliveredAt), isNull(webhookOutbox.abandonedAt), lte(webhookOutbox.nextAttemptAt, now), or(isNull(webhookOutbox.leaseUntil), lt(webhookOutbox.leaseUntil, now))))
+          .orderBy(asc(webhookOutbox.createdAt))
+          .limit(limit)
+          .all();
+        if (due.length === 0) return [];
+        tx.update(webhookOutbox)
+          .set({ leaseOwner: owner, leaseUntil: now + leaseMs })
+          .where(inArray(webhookOutbox.id, due.map((entry) => entry.id)))
+          .run();
+        return due.map((entry) => ({ id: entry.id, batchId: entry.batchId, type: entry.type, batch: JSON.parse(entry.batch) as BatchRecord, createdAt: entry.createdAt, attempts: entry.attempts }));
+      });
+    },
+
+    async settleWebhook(id, owner, result, now = Date.now()) {
+      const mine = and(eq(webhookOutbox.id, id), eq(webhookOutbox.leaseOwner, owner));
+      const set = result.delivered
+        ? { deliveredAt: now, lastError: null }
+        : result.retryAt === null
+          ? { abandonedAt: now, lastError: result.error }
+          : { nextAttemptAt: result.retryAt, lastError: result.error };
+      db.update(webhookOutbox)
+        .set({ ...set, attempts: sql`${webhookOutbox.attempts} + 1`, leaseOwner: null, leaseUntil: null })
+        .where(mine)
+        .run();
     },
 
     async updateBatch(claim, patch: BatchPatch, events, now = Date.now()) {
@@ -184,7 +284,7 @@ export function createSqliteStore(path: string): Store {
     },
 
     async eventsAfter(batchId, seq) {
-      return reads.eventsAfter.all({ batchId, seq }).map((stored) => ({
+      return reads().eventsAfter.all({ batchId, seq }).map((stored) => ({
         seq: stored.seq,
         batchId: stored.batchId,
         event: JSON.parse(stored.data) as BatchEvent,

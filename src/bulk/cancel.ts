@@ -1,0 +1,52 @@
+import type { BatchRecord, Store } from '../db/store.js';
+import { AppError } from '../errors.js';
+import { CANCELLABLE } from './status.js';
+
+/**
+ * What a running batch knows about a cancel asked for on any instance: the flag in the
+ * database, read once between rows (a primary-key read beside a create that takes seconds).
+ */
+export function watchCancel(store: Pick<Store, 'isCancelRequested'>, batchId: string) {
+  let requested = false;
+  return {
+    get requested(): boolean {
+      return requested;
+    },
+    /** Reads the flag again; once seen, it stays seen for this run. */
+    async refresh(): Promise<boolean> {
+      requested ||= await store.isCancelRequested(batchId);
+      return requested;
+    },
+  };
+}
+
+export type CancelWatch = ReturnType<typeof watchCancel>;
+
+/** Why a cancelled batch stopped, for its `error`. */
+export function cancelledMessage(batchId: string, notAttempted: number): string {
+  return (
+    `Cancelled on request; ${notAttempted} row(s) not attempted stay pending and nothing was activated. ` +
+    `Resume it with POST /batches/${batchId}/resume, or roll it back with POST /batches/${batchId}/rollback.`
+  );
+}
+
+/**
+ * POST /batches/:id/cancel: a queued batch is cancelled at once; a running one is told to
+ * stop after the row in flight (its owner, on whichever instance, finishes it as cancelled).
+ */
+export async function cancelBatch(store: Store, batchId: string, by: string | null): Promise<{ batch: BatchRecord; stopping: boolean }> {
+  const result = await store.requestCancel(batchId, by);
+  switch (result.kind) {
+    case 'cancelled':
+      return { batch: result.batch, stopping: false };
+    case 'requested':
+      return { batch: result.batch, stopping: true };
+    case 'not_found':
+      throw new AppError('not_found', `No batch with id ${batchId}.`);
+    case 'conflict':
+      throw new AppError('conflict', `The batch is ${result.status}; only a ${CANCELLABLE.join(' or ')} batch can be cancelled.`, {
+        batch_id: batchId,
+        batch_status: result.status,
+      });
+  }
+}
