@@ -96,3 +96,28 @@ describe('POST /batches/:id/cancel', () => {
     expect(bad.status).toBe(400);
   });
 });
+
+describe('cancel and lost answers', () => {
+  test('when a cancel is asked while a create\'s answer is lost, then the lost row is settled by a read, not sent again, and left pending like the rows not attempted', async () => {
+    stack = await startStack({ env: { UPSTREAM_CONCURRENCY: '1', UPSTREAM_TIMEOUT_MS: '300', UPSTREAM_SETTLE_MS: '200', UPSTREAM_MAX_ATTEMPTS: '3' } });
+    // The first create is never stored and never answered: lost, then found absent by the settling read.
+    stack.sim.inject('create', { kind: 'hang', store: false });
+    const accepted = await request(stack.app).post('/hospitals/bulk?async=true').attach('file', Buffer.from(csv(2)), 'h.csv');
+    const id = accepted.body.batch_id as string;
+    await reportWhen(stack.app, id, (body) => body.hospitals?.[0]?.status === 'creating');
+
+    expect((await request(stack.app).post(`/batches/${id}/cancel`)).status).toBe(202);
+
+    const stopped = await reportWhen(stack.app, id, (body) => body.status !== 'processing');
+    expect(stopped.status).toBe('cancelled');
+    expect(stopped.hospitals.map((row: { status: string }) => row.status)).toEqual(['pending', 'pending']);
+    expect(stopped.error).toMatch(/^Cancelled on request; 2 row\(s\) not attempted stay pending/);
+    expect(requestsTo(stack.sim, 'create')).toHaveLength(1);
+    expect(requestsTo(stack.sim, 'batch').length).toBeGreaterThanOrEqual(1);
+    expect(requestsTo(stack.sim, 'activate')).toHaveLength(0);
+
+    const resumed = await request(stack.app).post(`/batches/${id}/resume`);
+    expect(resumed.body).toMatchObject({ status: 'completed', batch_activated: true });
+    expect(stack.sim.hospitals()).toHaveLength(2);
+  });
+});

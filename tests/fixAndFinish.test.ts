@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import { parseSse, requestsTo, startStack, type Stack } from './helpers.js';
 
@@ -189,5 +190,47 @@ describe('PATCH while the batch runs', () => {
     expect(final.data).toMatchObject({ status: 'completed' });
     expect(createsOf('Mercy')).toHaveLength(1);
     expect(createsOf('Mercy Renamed')).toHaveLength(0);
+  });
+});
+
+describe('PATCH and the audit trail (API_KEYS)', () => {
+  const KEY = 'carol-key-0123456789abcdef';
+
+  test('when a named key edits a row of a cancelled batch, then the edit is recorded as edit_row by that name and a resume creates the corrected row', async () => {
+    stack = await startStack({ env: { API_KEYS: `carol:${KEY}`, UPSTREAM_MAX_ATTEMPTS: '2' } });
+    const auth = { Authorization: `Bearer ${KEY}` };
+    // A cancelled batch is stopped like a failed one: its rows may be corrected before a resume.
+    const batch = { id: randomUUID() };
+    await stack.deps.store.admitBatch(
+      {
+        id: batch.id,
+        filename: 'h.csv',
+        fileSha256: 'x',
+        idempotencyKey: null,
+        rows: [
+          { row: 1, line: 2, name: 'General Hospital', address: '1 Main St', phone: null },
+          { row: 2, line: 3, name: 'Clinic', address: '2 Oak Ave', phone: null },
+        ],
+      },
+      { maxActive: 5 },
+    );
+    expect((await request(stack.app).post(`/batches/${batch.id}/cancel`).set(auth)).status).toBe(200);
+
+    const edited = await request(stack.app)
+      .patch(`/batches/${batch.id}/rows/2`)
+      .set(auth)
+      .set('Content-Type', 'application/json')
+      .send(JSON.stringify({ address: '12 Harbour Road' }));
+
+    expect(edited.status).toBe(200);
+    expect(edited.body.audit).toEqual([
+      { action: 'cancel', by: 'carol', at: expect.any(String) },
+      { action: 'edit_row', by: 'carol', at: expect.any(String) },
+    ]);
+    expect(await stack.deps.store.findAudit(batch.id)).toMatchObject([{ action: 'cancel' }, { action: 'edit_row', by: 'carol' }]);
+    const resumed = await request(stack.app).post(`/batches/${batch.id}/resume`).set(auth);
+    expect(resumed.body).toMatchObject({ status: 'completed', batch_activated: true });
+    expect(resumed.body.hospitals[1]).toMatchObject({ address: '12 Harbour Road', status: 'created_and_activated' });
+    expect(resumed.body.audit.map((entry: { action: string }) => entry.action)).toEqual(['cancel', 'edit_row', 'resume']);
   });
 });
