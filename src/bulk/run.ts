@@ -1,0 +1,105 @@
+import type { Config } from '../config.js';
+import type { BatchRecord, Claim, RowPatch, RowRecord, Store } from '../db/store.js';
+import type { DirectoryClient } from '../directory/client.js';
+import type { Lifecycle } from '../lifecycle.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../ops/metrics.js';
+import type { CancelWatch } from './cancel.js';
+import type { WaitRecorder } from './directoryWaits.js';
+import type { BatchEvent } from './events.js';
+import { progressOf } from './progress.js';
+
+/**
+ * What one run of a claimed batch carries, and the small steps every part of the workflow
+ * shares: writing a row (and its event), reading the outcome, waiting unless stopped.
+ */
+export interface ProcessDeps {
+  store: Store;
+  directory: DirectoryClient;
+  logger: Logger;
+  lifecycle: Lifecycle;
+  /** This process, as the owner of the batches it runs. */
+  instanceId: string;
+  /** Counts row outcomes (GET /metrics). */
+  metrics?: Pick<Metrics, 'rowOutcome'>;
+  config: Pick<
+    Config,
+    | 'CIRCUIT_FAILURE_THRESHOLD'
+    | 'ON_FAILURE'
+    | 'SHUTDOWN_GRACE_MS'
+    | 'UPSTREAM_CONCURRENCY'
+    | 'UPSTREAM_MAX_ATTEMPTS'
+    | 'UPSTREAM_SETTLE_MS'
+    | 'MAX_ACTIVE_BATCHES'
+    | 'BATCH_LEASE_MS'
+    | 'AUTO_RESUME'
+  >;
+}
+
+/** A batch and its rows as they stand: what every workflow step answers with. */
+export interface BatchOutcome {
+  batch: BatchRecord;
+  rows: RowRecord[];
+}
+
+/** One run of a claimed batch: the claim that fences its writes, and its rows as last written. */
+export interface Run {
+  deps: ProcessDeps;
+  claim: Claim;
+  startedAt: number;
+  rows: RowRecord[];
+  /** Records the directory client's waits as `directory_wait` events. */
+  waits: WaitRecorder;
+  /** A cancel asked for on any instance; read between rows. */
+  cancel: CancelWatch;
+}
+
+export const STOPPED = Symbol('stopped');
+
+/** Writes one row's change to the store and to the run's copy; a `row` event when it is an outcome. */
+export async function writeRow(current: Run, rowNumber: number, patch: RowPatch, announce = false): Promise<RowRecord> {
+  const index = current.rows.findIndex((row) => row.row === rowNumber);
+  const updated: RowRecord = { ...current.rows[index]!, ...patch, updatedAt: Date.now() };
+  current.rows[index] = updated;
+  const events: BatchEvent[] = announce ? [rowEvent(current, updated)] : [];
+  // A wait this row reported is stored before its outcome.
+  await current.waits.flush();
+  await current.deps.store.updateRows(current.claim, [rowNumber], patch, events);
+  return updated;
+}
+
+export function rowEvent(current: Run, row: RowRecord, withProgress = true): BatchEvent {
+  return {
+    type: 'row',
+    row: row.row,
+    status: row.status,
+    hospitalId: row.hospitalId,
+    errorMessage: row.errorMessage,
+    attempts: row.attempts,
+    progress: withProgress ? progressOf({ startedAt: current.startedAt }, current.rows, current.deps.directory.estimatedCreateWaitMs) : null,
+  };
+}
+
+export async function outcome(store: Store, batchId: string): Promise<BatchOutcome> {
+  const [batch, rows] = await Promise.all([store.findBatch(batchId), store.findRows(batchId)]);
+  return { batch: batch!, rows };
+}
+
+/** Waits for `work`, unless a shutdown begins and the grace period runs out first. */
+export async function unlessStopped<T>({ lifecycle, config }: ProcessDeps, work: Promise<T>): Promise<T | typeof STOPPED> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const stopped = new Promise<typeof STOPPED>((resolve) => {
+    onAbort = () => {
+      timer = setTimeout(() => resolve(STOPPED), config.SHUTDOWN_GRACE_MS);
+    };
+    if (lifecycle.signal.aborted) onAbort();
+    else lifecycle.signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([work, stopped]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) lifecycle.signal.removeEventListener('abort', onAbort);
+  }
+}
