@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Browser, BrowserContext, FileChooser, Page } from 'playwright-core';
 import { launchChromium } from './chromium.js';
-import { startStack, type Stack } from './helpers.js';
+import { requestsTo, startStack, type Stack } from './helpers.js';
+import { waitUntil } from './service-process.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const SAMPLE = join(root, 'sample_hospitals.csv');
@@ -388,6 +389,50 @@ describe('the operations page', () => {
     const seen = (await page.evaluate('window.__progress')) as number[];
     expect(seen.some((v) => v > 0 && v < 100)).toBe(true);
     expect(await page.getByRole('button', { name: 'Roll back' }).count()).toBe(1);
+    expect(problems).toEqual([]);
+  }, TIMEOUT_MS);
+
+  test('Cancel on a running batch, with the keyboard: the page says it is cancelling, then shows it cancelled with Resume offered; fewer creates than rows, nothing activated', async () => {
+    // Each create takes 1.5 s, well within the upstream timeout: the row in flight lands.
+    const { page, url, stack, problems } = await open({ UPSTREAM_TIMEOUT_MS: '10000' });
+    stack.sim.setCreateDelay(1500);
+    const form = new FormData();
+    form.append('file', new Blob([THREE_ROWS], { type: 'text/csv' }), 'mistaken intake.csv');
+    const accepted = (await (await fetch(`${url}/hospitals/bulk`, { method: 'POST', body: form, headers: { Prefer: 'respond-async' } })).json()) as {
+      batch_id: string;
+    };
+
+    await page.goto(`${url}/#/batches/${accepted.batch_id}`);
+    await page.getByRole('heading', { level: 1, name: 'mistaken intake.csv' }).waitFor();
+    const cancel = page.getByRole('button', { name: 'Cancel', exact: true });
+    await cancel.waitFor();
+
+    // On a phone the Cancel button is on screen without scrolling sideways.
+    await page.setViewportSize(PHONE);
+    await expectNoSidewaysScroll(page);
+    expect(await cancel.isVisible()).toBe(true);
+    expect(await withinWidth(page, '.batch-actions button.button-danger-outline')).toBe(true);
+    await page.setViewportSize(DESKTOP);
+
+    // A row is in flight: the cancel stops the batch after it.
+    await waitUntil('the first create is in flight', () => requestsTo(stack.sim, 'create').length === 1);
+    await cancel.focus();
+    await page.keyboard.press('Enter');
+
+    await page.locator('.feedback .box-title').filter({ hasText: 'Cancelling' }).waitFor();
+    expect(await page.locator('.feedback').textContent()).toBe('Cancelling: the batch stops after the row being sent.');
+    expect(await page.getByRole('button', { name: 'Cancelling…' }).isDisabled()).toBe(true);
+
+    await page.locator('.batch-status .badge[data-status=cancelled]').waitFor();
+    expect(await page.locator('.feedback').textContent()).toBe('Cancelled: nothing more will be sent, and nothing was activated.');
+    expect(await page.getByTestId('batch-sentence').textContent()).toBe('Batch cancelled: 1 of 3 created, nothing activated; resume it to finish, or roll it back.');
+    expect(await rowStatuses(page, 'table.rows-table')).toEqual(['created', 'pending', 'pending']);
+    expect(await page.getByRole('button', { name: 'Resume' }).count()).toBe(1);
+    expect(await page.getByRole('button', { name: 'Cancel', exact: true }).count()).toBe(0);
+    await shot(page, 'batch-cancelled');
+
+    expect(requestsTo(stack.sim, 'create').length).toBeLessThan(3);
+    expect(requestsTo(stack.sim, 'activate')).toEqual([]);
     expect(problems).toEqual([]);
   }, TIMEOUT_MS);
 

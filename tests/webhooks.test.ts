@@ -1,9 +1,13 @@
 import { createHmac } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import request from 'supertest';
 import { startWebhookDelivery } from '../src/ops/webhooks.js';
-import { startStack, type Stack } from './helpers.js';
+import type { Simulator } from '../simulator/simulator.js';
+import { startSimulator, startStack, tempDir, type Stack } from './helpers.js';
+import { form } from './instances.js';
+import { killAllServices, startService, waitUntil, type ServiceProcess } from './service-process.js';
 
 const SECRET = 'whsec-test-secret-0123456789';
 const csv = 'name,address,phone\nGeneral,1 Main St,555-0100\nSt. Mary,2 Oak Ave,\n';
@@ -14,15 +18,15 @@ interface Received {
   answered: number;
 }
 
-/** A real receiver on 127.0.0.1 that answers the scripted statuses in turn (then 200), verifying like README's snippet. */
-async function startReceiver(script: number[]) {
+/** A real receiver on 127.0.0.1 that answers the scripted statuses in turn, then what `otherwise` says (200 by default). */
+async function startReceiver(script: number[], otherwise: () => number = () => 200) {
   const received: Received[] = [];
   const waiters: (() => void)[] = [];
   const server = http.createServer((req, res) => {
     let body = '';
     req.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
     req.on('end', () => {
-      const answered = script.shift() ?? 200;
+      const answered = script.shift() ?? otherwise();
       received.push({ headers: req.headers, body, answered });
       res.writeHead(answered).end();
       waiters.splice(0).forEach((wake) => wake());
@@ -51,11 +55,22 @@ function verify(secret: string, rawBody: string, header: string): boolean {
 let stack: Stack;
 let receiver: Awaited<ReturnType<typeof startReceiver>>;
 let delivery: { stop: () => void } | undefined;
+let sim: Simulator | undefined;
+let dir: ReturnType<typeof tempDir> | undefined;
 afterEach(async () => {
   delivery?.stop();
+  await killAllServices();
   await stack?.close();
+  await sim?.close();
+  sim = undefined;
+  dir?.remove();
+  dir = undefined;
   await receiver?.close();
 });
+
+/** Whether a service process logged `message` (with `fields`, when given). */
+const logged = (service: ServiceProcess, message: string, fields: Record<string, unknown> = {}) =>
+  service.logs.some((line) => typeof line === 'object' && line.message === message && Object.entries(fields).every(([key, value]) => line[key] === value));
 
 describe('completion webhooks', () => {
   test('when the receiver fails twice, then the event is retried with the same id and signature scheme, and delivered once', async () => {
@@ -109,6 +124,49 @@ describe('completion webhooks', () => {
       ].sort(),
     );
   });
+
+  test('when the process is SIGKILLed while the receiver refuses, then a new process on the same history delivers the signed batch.completed event, accepted once by id', async () => {
+    let accepting = false;
+    receiver = await startReceiver([], () => (accepting ? 200 : 500));
+    sim = await startSimulator({ createDelayMs: 0 });
+    dir = tempDir();
+    const dbPath = join(dir.path, 'history.db');
+    // Polled often; retried 1 s after a refusal, so the kill lands between attempts rather than
+    // inside one (a delivery in flight keeps its lease for 40 s).
+    const env = { WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: SECRET, WEBHOOK_POLL_MS: '10', WEBHOOK_RETRY_BASE_MS: '1000' };
+    const first = await startService({ directoryUrl: sim.url, dbPath, env });
+    const upload = await fetch(`${first.url}/hospitals/bulk`, { method: 'POST', body: form(csv) });
+    const batch = (await upload.json()) as { batch_id: string; status: string };
+    expect(batch.status).toBe('completed');
+
+    await receiver.until(1);
+    await waitUntil('the first process records the refusal', () => logged(first, 'webhook delivery failed; will retry'));
+    expect(await first.kill('SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' });
+    const refused = receiver.received.length;
+    expect(receiver.received.map((r) => r.answered)).toEqual(Array(refused).fill(500));
+    accepting = true;
+
+    const second = await startService({ directoryUrl: sim.url, dbPath, env });
+    await waitUntil('the second process delivers the event', () => logged(second, 'webhook delivered', { batch_id: batch.batch_id }), 15_000);
+    // A barrier, not a wait: a later batch's event is delivered too, so the loop has polled past the first one's.
+    const later = (await (await fetch(`${second.url}/hospitals/bulk`, { method: 'POST', body: form(csv.replace('General', 'Western')) })).json()) as { batch_id: string };
+    await waitUntil('the later event is delivered', () => logged(second, 'webhook delivered', { batch_id: later.batch_id }), 15_000);
+
+    const events = receiver.received.map((r) => ({ ...r, event: JSON.parse(r.body) as { id: string; type: string; data: { batch_id: string; status: string } } }));
+    const ofBatch = events.filter((r) => r.event.data.batch_id === batch.batch_id);
+    expect(new Set(ofBatch.map((r) => r.event.id)).size).toBe(1);
+    const accepted = ofBatch.filter((r) => r.answered >= 200 && r.answered < 300);
+    expect(accepted).toHaveLength(1);
+    expect(accepted[0]!.event).toMatchObject({ type: 'batch.completed', data: { batch_id: batch.batch_id, status: 'completed', processed_hospitals: 2 } });
+    // The first process's refused attempts, then the second's one delivery: nothing sent again after it.
+    expect(ofBatch.map((r) => r.answered)).toEqual([...Array(refused).fill(500), 200]);
+    // Every id was accepted exactly once.
+    const acceptedPerId: Record<string, number> = {};
+    for (const r of events) if (r.answered >= 200 && r.answered < 300) acceptedPerId[r.event.id] = (acceptedPerId[r.event.id] ?? 0) + 1;
+    expect(Object.values(acceptedPerId)).toEqual([1, 1]);
+    for (const r of events) expect(verify(SECRET, r.body, String(r.headers['hospital-bulk-signature']))).toBe(true);
+    expect(verify('another-secret-0123456789', accepted[0]!.body, String(accepted[0]!.headers['hospital-bulk-signature']))).toBe(false);
+  }, 60_000);
 
   test('when WEBHOOK_URL is not set, then finishing a batch records no delivery', async () => {
     stack = await startStack();

@@ -16,6 +16,7 @@ const CAN_ROLL_BACK: readonly BatchStatus[] = ['failed', 'interrupted', 'complet
 const ACTION_LABEL = { resume: 'Resumed', rollback: 'Rolled back', cancel: 'Cancelled', edit_row: 'Row edited' } as const;
 const RUNNING: readonly BatchStatus[] = ['pending', 'processing'];
 const POLL_MS = 1000;
+const CANCELLED = 'Cancelled: nothing more will be sent, and nothing was activated.';
 
 export function batchScreen(batchId: string): { element: HTMLElement; heading: HTMLElement; dispose(): void } {
   const heading = h('h1', { tabindex: -1, id: 'batch-heading' }, 'Batch');
@@ -32,6 +33,8 @@ export function batchScreen(batchId: string): { element: HTMLElement; heading: H
 
   let disposed = false;
   let acting = false;
+  /** A cancel asked for on this page, not yet seen to take effect: its "Cancelling" message is showing. */
+  let cancelling = false;
   let stopFollowing: (() => void) | null = null;
   let pollTimer: number | undefined;
   let rows: RowsTable | null = null;
@@ -161,6 +164,12 @@ export function batchScreen(batchId: string): { element: HTMLElement; heading: H
       report: (report) => {
         render(report);
         announce(outcomeSentence(report));
+        // The cancel took effect (or the batch finished first): "Cancelling" gives way to what happened.
+        if (cancelling) {
+          cancelling = false;
+          if (report.status === 'cancelled') say('success', CANCELLED);
+          else replace(feedback);
+        }
       },
       failed: (error) => say('error', 'Live progress stopped', error.message),
       reconnecting: () => progress?.say('Connection lost; reconnecting…'),
@@ -212,8 +221,11 @@ export function batchScreen(batchId: string): { element: HTMLElement; heading: H
     try {
       const report = await postJson<BatchReport>(`/batches/${encodeURIComponent(batchId)}/cancel`);
       render(report);
-      if (report.status === 'cancelled') say('success', 'Cancelled: nothing more will be sent, and nothing was activated.');
-      else say('info', 'Cancelling: the batch stops after the row being sent.');
+      if (report.status === 'cancelled') say('success', CANCELLED);
+      else {
+        cancelling = true;
+        say('info', 'Cancelling: the batch stops after the row being sent.');
+      }
     } catch (error) {
       say('error', 'The batch was not cancelled', error instanceof Error ? error.message : String(error));
     }
