@@ -31,10 +31,11 @@ prints the report and the history.
   -h, --help   print this help
 `;
 
+const CREATE_DELAY_MS = 300;
+// Declared before parseDemoArgs() runs: a plain `npm run demo` reads it there.
+const DEFAULT_PORT = 3000;
 const args = parseDemoArgs();
 const root = fileURLToPath(new URL('..', import.meta.url));
-const CREATE_DELAY_MS = 300;
-const DEFAULT_PORT = 3000;
 
 // Served on fixed ports, so README's examples (http://localhost:3000) work as written;
 // a one-off run takes free ports and never collides with anything.
