@@ -36,13 +36,16 @@ export function eventRoutes(deps: Deps): Router {
     let reading: Promise<void> | null = null;
     let again = false;
     const readNew = async () => {
+      // The status first, then the events: a batch's final status and its last event commit
+      // together, so events read after a finished status include the last one. (Read the
+      // other way round, a finish committing in between left the stream without it.)
+      const batch = await deps.store.findBatch(id);
       for (const stored of await deps.store.eventsAfter(id, last)) {
         const { name, data } = toServerSentEvent(stored.event);
         if (ended) return;
         res.write(`id: ${stored.seq}\nevent: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
         last = stored.seq;
       }
-      const batch = await deps.store.findBatch(id);
       if (!ended && batch && isFinished(batch.status)) {
         res.write(`id: ${last}\nevent: report\ndata: ${JSON.stringify(toReport(batch, await deps.store.findRows(id), undefined, await deps.store.findAudit(id)))}\n\n`);
         end();
