@@ -2,10 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'drizzle-orm';
 import type { NodePgDatabase } from 'drizzle-orm/node-postgres';
-import pg from 'pg';
 import { KeyedQueue, queueWaitMs, type DirectoryLimiter, type LimiterWait } from '../../directory/limiter.js';
 import type { Logger } from '../../logger.js';
 import { directoryBlocks, directoryHolds } from './schema.js';
+import { listen } from './listen.js';
 
 /** Told the key of every released slot, so another instance's waiter looks again at once. */
 const CHANNEL = 'hospital_bulk_pacing';
@@ -62,14 +62,15 @@ export class PostgresRateLimiter implements DirectoryLimiter {
 
   private constructor(
     private readonly db: NodePgDatabase,
-    private readonly listener: Listener,
+    private readonly listener: { close(): Promise<void> },
     private readonly options: PostgresLimiterOptions,
   ) {}
 
   /** Starts listening for releases on a connection of its own to `url`, and serves the limiter on `db`. */
   static async open(db: NodePgDatabase, url: string, options: PostgresLimiterOptions): Promise<PostgresRateLimiter> {
     let limiter: PostgresRateLimiter | undefined;
-    const listener = await listen(url, (key) => limiter?.wake(key));
+    // Released slots on any instance wake the waiters here.
+    const listener = await listen(url, CHANNEL, (key) => limiter?.wake(key));
     limiter = new PostgresRateLimiter(db, listener, options);
     return limiter;
   }
@@ -270,41 +271,6 @@ function toPicture(row: PictureRow): KeyPicture {
     localAt: Date.now(),
     live: row.live.map((slot) => ({ freeAt: Number(slot.free_at), released: slot.released })),
     blockedUntil: row.blocked_until === null ? 0 : Number(row.blocked_until),
-  };
-}
-
-interface Listener {
-  close(): Promise<void>;
-}
-
-/** A dedicated connection LISTENing for released slots; it reconnects after a lost connection. */
-async function listen(url: string, onKey: (key: string) => void): Promise<Listener> {
-  let closed = false;
-  let client: pg.Client | null = null;
-  const retry = (): void => {
-    setTimeout(() => void connect().catch(retry), 1_000).unref();
-  };
-  const connect = async (): Promise<void> => {
-    if (closed) return;
-    const next = new pg.Client({ connectionString: url });
-    next.on('notification', (message) => {
-      if (message.channel === CHANNEL && message.payload) onKey(message.payload);
-    });
-    next.on('error', () => {
-      if (closed) return;
-      client = null;
-      retry();
-    });
-    await next.connect();
-    await next.query(`LISTEN ${CHANNEL}`);
-    client = next;
-  };
-  await connect();
-  return {
-    async close() {
-      closed = true;
-      await client?.end().catch(() => undefined);
-    },
   };
 }
 

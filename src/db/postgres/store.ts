@@ -21,6 +21,7 @@ import {
   type RowPatch,
   type Store,
 } from '../store.js';
+import { listen } from './listen.js';
 import * as schema from './schema.js';
 import { batchAudit, batchEvents, batchRows, batches, webhookOutbox } from './schema.js';
 
@@ -41,7 +42,8 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
   const db = drizzle(pool, { schema });
   if (run) await migratePostgres(url);
   const changed = new EventEmitter().setMaxListeners(0);
-  const listener = await listen(url, (batchId) => changed.emit(batchId));
+  // A stream on this instance hears about batches other instances run.
+  const listener = await listen(url, CHANNEL, (batchId) => changed.emit(batchId));
 
   async function write<T>(batchId: string, events: BatchEvent[] | undefined, now: number, work: (tx: Tx) => Promise<T>): Promise<T> {
     const result = await db.transaction(async (tx) => {
@@ -380,39 +382,6 @@ export async function migratePostgres(url: string): Promise<void> {
   } finally {
     await client.end();
   }
-}
-
-/**
- * A dedicated connection LISTENing for committed events, so a stream on this instance
- * hears about a batch that another instance runs. It reconnects after a lost connection.
- */
-async function listen(url: string, onBatch: (batchId: string) => void): Promise<{ close: () => Promise<void> }> {
-  let closed = false;
-  let client: pg.Client | null = null;
-  const retry = (): void => {
-    setTimeout(() => void connect().catch(retry), 1_000).unref();
-  };
-  const connect = async (): Promise<void> => {
-    const next = new pg.Client({ connectionString: url });
-    next.on('notification', (message) => {
-      if (message.channel === CHANNEL && message.payload) onBatch(message.payload);
-    });
-    next.on('error', () => {
-      if (closed) return;
-      client = null;
-      retry();
-    });
-    await next.connect();
-    await next.query(`LISTEN ${CHANNEL}`);
-    client = next;
-  };
-  await connect();
-  return {
-    async close() {
-      closed = true;
-      await client?.end().catch(() => undefined);
-    },
-  };
 }
 
 /**
