@@ -5,11 +5,13 @@
  * directory simulator over real HTTP; each test checks the report a user gets and what the
  * directory holds and received.
  */
+import { join } from 'node:path';
 import request from 'supertest';
 import { loadConfig } from '../src/config.js';
 import type { BatchReport } from '../src/http/presenter.js';
 import type { Simulator } from '../simulator/simulator.js';
-import { FAST_ENV, parseSse, requestsTo, startStack, type Stack } from './helpers.js';
+import { FAST_ENV, parseSse, requestsTo, startSimulator, startStack, tempDir, type Stack } from './helpers.js';
+import { killAllServices, startService, waitUntil, type ServiceProcess } from './service-process.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 // The directory's real 30 creates per window, with the window shortened so 45 rows take a second, not two minutes.
@@ -48,7 +50,7 @@ const expectedParts = (report: BatchReport, activated: boolean[]) => [
 ];
 
 /** 45 rows, three directory batches, every hospital active exactly once, each in its own directory batch. */
-function expectAllActive(report: BatchReport) {
+function expectAllActive(report: BatchReport, sim: Simulator = stack.sim) {
   expect(report).toMatchObject({ status: 'completed', batch_activated: true, total_hospitals: 45, processed_hospitals: 45, failed_hospitals: 0, error: null });
   expect(report.directory_batches).toEqual(expectedParts(report, [true, true, true]));
   expect(report.hospitals.map((h) => [h.row, h.name, h.status])).toEqual(names(45).map((name, i) => [i + 1, name, 'created_and_activated']));
@@ -56,10 +58,10 @@ function expectAllActive(report: BatchReport) {
   expect(new Set(parts.map((p) => p.id)).size).toBe(3);
   for (const h of report.hospitals) expect(h.directory_batch_id).toBe(parts[Math.floor((h.row - 1) / 20)]!.id);
   // The directory holds exactly these 45, in the batches the report names, all active.
-  const held = parts.map((p) => stack.sim.hospitals().filter((h) => h.creation_batch_id === p.id));
+  const held = parts.map((p) => sim.hospitals().filter((h) => h.creation_batch_id === p.id));
   expect(held.map((hs) => hs.map((h) => h.name).sort())).toEqual([names(20).sort(), names(40).slice(20).sort(), names(45).slice(40).sort()]);
   expect(held.flat().every((h) => h.active)).toBe(true);
-  expect(stack.sim.hospitals()).toHaveLength(45);
+  expect(sim.hospitals()).toHaveLength(45);
   expect(held.flat().map((h) => h.id).sort((a, b) => a - b)).toEqual(report.hospitals.map((h) => h.hospital_id).sort((a, b) => a! - b!));
 }
 
@@ -358,5 +360,79 @@ describe('how many rows an upload may have', () => {
     expect(res.body.rows ?? res.body.hospitals).toHaveLength(45);
     expect(requestsTo(stack.sim, 'list')).toHaveLength(1);
     expect(requestsTo(stack.sim, 'create')).toHaveLength(0);
+  });
+});
+
+describe('when the service dies during a big upload, then the next process finishes it (AUTO_RESUME)', () => {
+  const dir = tempDir();
+  let sim: Simulator | undefined;
+  afterEach(async () => {
+    await killAllServices();
+    await sim?.close();
+    sim = undefined;
+  });
+  afterAll(() => dir.remove());
+
+  /** Uploads 45 rows to a service, SIGKILLs it once `killWhen` holds, and returns a second service on the same history once it finished the upload. */
+  async function killAndFinish(name: string, killWhen: () => boolean) {
+    const dbPath = join(dir.path, `${name}.db`);
+    const env = { ...BIG, BATCH_LEASE_MS: '1000' };
+    const first = await startService({ directoryUrl: sim!.url, dbPath, env });
+    const body = new FormData();
+    body.append('file', new Blob([csv(45)], { type: 'text/csv' }), 'hospitals.csv');
+    const accepted = (await (await fetch(`${first.url}/hospitals/bulk`, { method: 'POST', body, headers: { Prefer: 'respond-async' } })).json()) as { batch_id: string };
+    await waitUntil(name, killWhen);
+    await first.kill('SIGKILL');
+
+    const second: ServiceProcess = await startService({ directoryUrl: sim!.url, dbPath, env });
+    const report = async () => (await (await fetch(`${second.url}/batches/${accepted.batch_id}`)).json()) as BatchReport;
+    await waitUntil('the second process completed the upload', async () => (await report()).status === 'completed', 15_000);
+    return report();
+  }
+
+  test('when killed while a create of the second directory batch is in flight, then every row exists once, in its own directory batch, all active', async () => {
+    sim = await startSimulator({ createDelayMs: 100 });
+
+    const report = await killAndFinish('mid-create', () => requestsTo(sim!, 'create').length === 26);
+
+    expectAllActive(report, sim);
+    expect(report.batch_activated).toBe(true);
+  }, 40_000);
+
+  test('when killed after the directory activated the second directory batch but before we heard, then it is verified, not activated again, and the third is activated', async () => {
+    sim = await startSimulator();
+    sim.inject('activate', { kind: 'pass' });
+    sim.inject('activate', { kind: 'hang', store: true });
+
+    const report = await killAndFinish('mid-activation', () => requestsTo(sim!, 'activate').length === 2 && sim!.hospitals().filter((h) => h.active).length === 40);
+
+    expectAllActive(report, sim);
+    const [first, second, third] = report.directory_batches!.map((p) => `/hospitals/batch/${p.id}/activate`);
+    expect(requestsTo(sim, 'activate').map((r) => r.path)).toEqual([first, second, third]);
+    expect(requestsTo(sim, 'create')).toHaveLength(45);
+  }, 40_000);
+});
+
+describe('progress of a big upload', () => {
+  test('when 45 rows wait for the directory limit of 30 creates a minute, then the ETA counts the wait for the next window', async () => {
+    // The real window: the 31st create must wait a minute after the first.
+    stack = await startStack({ env: { MAX_ROWS: '1000', UPSTREAM_RATE_WINDOW_MS: '60000', SHUTDOWN_GRACE_MS: '100' } });
+    const accepted = await upload(45, { Prefer: 'respond-async' });
+    expect(accepted.status).toBe(202);
+    const id = accepted.body.batch_id as string;
+    const report = async () => (await request(stack.app).get(`/batches/${id}`)).body as BatchReport;
+    await waitUntil('30 rows are created', async () => (await report()).processed_hospitals === 30);
+
+    const { progress } = await report();
+
+    expect(progress).toMatchObject({ done: 30, pending: 15 });
+    // 15 rows left take a few milliseconds each, but none can leave before the window moves.
+    expect(progress!.eta_seconds).toBeGreaterThanOrEqual(50);
+    expect(progress!.eta_seconds).toBeLessThanOrEqual(61);
+    expect(requestsTo(stack.sim, 'create')).toHaveLength(30);
+
+    // Stopping the service then does not wait a minute for the window: the upload is interrupted.
+    await stack.deps.lifecycle.stop();
+    expect(await report()).toMatchObject({ status: 'interrupted', processed_hospitals: 30 });
   });
 });
