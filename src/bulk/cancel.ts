@@ -8,14 +8,29 @@ import { CANCELLABLE } from './status.js';
  */
 export function watchCancel(store: Pick<Store, 'isCancelRequested'>, batchId: string) {
   let requested = false;
+  let reading: Promise<boolean> | null = null;
   return {
     get requested(): boolean {
       return requested;
     },
-    /** Reads the flag again; once seen, it stays seen for this run. */
-    async refresh(): Promise<boolean> {
-      requested ||= await store.isCancelRequested(batchId);
-      return requested;
+    /**
+     * Reads the flag again; once seen, it stays seen for this run. Rows that land together
+     * (at full concurrency) share one read.
+     */
+    refresh(): Promise<boolean> {
+      if (requested) return Promise.resolve(true);
+      reading ??= store.isCancelRequested(batchId).then(
+        (seen) => {
+          reading = null;
+          requested ||= seen;
+          return requested;
+        },
+        (error: unknown) => {
+          reading = null;
+          throw error;
+        },
+      );
+      return reading;
     },
   };
 }

@@ -5,7 +5,7 @@ import { cancelledMessage, watchCancel } from './cancel.js';
 import { recordWaits } from './directoryWaits.js';
 import type { BatchEvent } from './events.js';
 import { isCreated, RESUMABLE, ROLLBACKABLE, type BatchStatus } from './status.js';
-import { outcome, STOPPED, unlessStopped, writeRow, type BatchOutcome, type ProcessDeps, type Run } from './run.js';
+import { outcome, rowCommits, STOPPED, unlessStopped, writeRow, type BatchOutcome, type ProcessDeps, type Run } from './run.js';
 import { createMissingRows } from './createRows.js';
 import { directoryBatchesOf } from './directoryBatches.js';
 
@@ -137,7 +137,16 @@ async function runClaimed(deps: ProcessDeps, held: Claim): Promise<BatchOutcome>
   const startedAt = Date.now();
   await store.updateBatch(held, { startedAt, error: null, completedAt: null }, [{ type: 'status', status: 'processing', error: null }]);
   deps.logger.info('batch started', { batch_id: batchId });
-  const current: Run = { deps, claim: held, startedAt, rows: await store.findRows(batchId), waits: recordWaits(deps, held), cancel: watchCancel(store, batchId) };
+  const waits = recordWaits(deps, held);
+  const current: Run = {
+    deps,
+    claim: held,
+    startedAt,
+    rows: await store.findRows(batchId),
+    waits,
+    cancel: watchCancel(store, batchId),
+    commits: rowCommits(store, held, waits),
+  };
 
   const woke = await unlessStopped(deps, directory.wake({ batchId, onWait: current.waits.onWait(null) }).then(() => null, (error: unknown) => error));
   if (woke === STOPPED) return interrupt(current);

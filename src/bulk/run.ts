@@ -1,5 +1,5 @@
 import type { Config } from '../config.js';
-import type { BatchRecord, Claim, RowPatch, RowRecord, Store } from '../db/store.js';
+import type { BatchRecord, Claim, RowChange, RowPatch, RowRecord, Store } from '../db/store.js';
 import type { DirectoryClient } from '../directory/client.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
@@ -52,20 +52,53 @@ export interface Run {
   waits: WaitRecorder;
   /** A cancel asked for on any instance; read between rows. */
   cancel: CancelWatch;
+  /** Row changes on their way to the store (see writeRow). */
+  commits: RowCommits;
 }
 
 export const STOPPED = Symbol('stopped');
 
-/** Writes one row's change to the store and to the run's copy; a `row` event when it is an outcome. */
+/**
+ * Writes one row's change to the run's copy at once and to the store with the next group
+ * commit (see rowCommits); a `row` event when it is an outcome. Resolves once stored.
+ */
 export async function writeRow(current: Run, rowNumber: number, patch: RowPatch, announce = false): Promise<RowRecord> {
   const index = current.rows.findIndex((row) => row.row === rowNumber);
   const updated: RowRecord = { ...current.rows[index]!, ...patch, updatedAt: Date.now() };
   current.rows[index] = updated;
-  const events: BatchEvent[] = announce ? [rowEvent(current, updated)] : [];
-  // A wait this row reported is stored before its outcome.
-  await current.waits.flush();
-  await current.deps.store.updateRows(current.claim, [rowNumber], patch, events);
+  await current.commits.add({ row: rowNumber, patch }, announce ? [rowEvent(current, updated)] : []);
   return updated;
+}
+
+export type RowCommits = ReturnType<typeof rowCommits>;
+
+/**
+ * Group commit of a run's row changes: a change made while the previous commit is being
+ * written waits for it and goes in the next one, with every change made meanwhile, so 20
+ * answers landing together cost a couple of transactions, not 20 in a queue. Each change is
+ * still stored before its caller goes on (a stop or a crash loses none it was told of), in
+ * the order made; a wait the directory client reported is stored before the outcome after it.
+ */
+export function rowCommits(store: Pick<Store, 'commitRows'>, claim: Claim, waits: Pick<WaitRecorder, 'flush'>) {
+  let next: { changes: RowChange[]; events: BatchEvent[]; written: Promise<void> } | null = null;
+  let previous: Promise<unknown> = Promise.resolve();
+  return {
+    add(change: RowChange, events: BatchEvent[]): Promise<void> {
+      if (!next) {
+        const group: { changes: RowChange[]; events: BatchEvent[]; written: Promise<void> } = { changes: [], events: [], written: Promise.resolve() };
+        group.written = previous.then(async () => {
+          if (next === group) next = null;
+          await waits.flush();
+          await store.commitRows(claim, group.changes, group.events);
+        });
+        previous = group.written.catch(() => undefined);
+        next = group;
+      }
+      next.changes.push(change);
+      next.events.push(...events);
+      return next.written;
+    },
+  };
 }
 
 export function rowEvent(current: Run, row: RowRecord, withProgress = true): BatchEvent {

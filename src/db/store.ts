@@ -119,6 +119,11 @@ export type ClaimResult =
 
 export type BatchPatch = Partial<Pick<BatchRecord, 'error' | 'notice' | 'startedAt' | 'completedAt' | 'processingMs' | 'activated'>>;
 export type RowPatch = Partial<Pick<RowRecord, 'status' | 'hospitalId' | 'errorMessage' | 'attempts' | 'rejected'>>;
+/** One row's change in a commitRows. */
+export interface RowChange {
+  row: number;
+  patch: RowPatch;
+}
 
 /** A person's correction of a row's values (each one already checked like an upload's). */
 export type RowValues = Partial<Pick<RowRecord, 'name' | 'address' | 'phone'>>;
@@ -205,6 +210,8 @@ export interface Store {
   updateBatch(claim: Claim, patch: BatchPatch, events?: BatchEvent[], now?: number): Promise<void>;
   /** Fenced update of rows (all of them, or those numbered), recounting the batch's counters, with `events`, in one transaction. */
   updateRows(claim: Claim, rows: readonly number[] | 'all', patch: RowPatch, events?: BatchEvent[], now?: number): Promise<void>;
+  /** Fenced update of several rows, each with its own patch (applied in order), recounting the counters, with `events`, in one transaction. */
+  commitRows(claim: Claim, changes: readonly RowChange[], events?: BatchEvent[], now?: number): Promise<void>;
 
   /**
    * Corrects a row's values, in one transaction, only while its batch is in `ROW_EDITABLE_BATCHES`

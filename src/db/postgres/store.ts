@@ -288,6 +288,20 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
       });
     },
 
+    async commitRows(claim, changes, events, now = Date.now()) {
+      await write(claim.batchId, events, now, async (tx) => {
+        // Locked first, as in updateRows: concurrent commits of one batch recount in turn.
+        await lockFenced(tx, claim);
+        for (const { row, patch } of changes) {
+          await tx
+            .update(batchRows)
+            .set({ ...patch, updatedAt: now })
+            .where(and(eq(batchRows.batchId, claim.batchId), eq(batchRows.row, row)));
+        }
+        await recount(tx, eq(batches.id, claim.batchId));
+      });
+    },
+
     async editRow(batchId, rowNumber, values, now = Date.now()) {
       const result = await db.transaction(async (tx): Promise<RowEditResult> => {
         // The batch row locked, as claimBatch locks it: an edit and a resume's claim run one after the other.

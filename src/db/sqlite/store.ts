@@ -261,6 +261,18 @@ export function createSqliteStore(path: string, options: { migrate?: boolean; ou
       });
     },
 
+    async commitRows(claim, changes, events, now = Date.now()) {
+      write(claim.batchId, events, now, (tx) => {
+        for (const { row, patch } of changes) {
+          tx.update(batchRows)
+            .set({ ...patch, updatedAt: now })
+            .where(and(eq(batchRows.batchId, claim.batchId), eq(batchRows.row, row)))
+            .run();
+        }
+        mustChange(claim, recount(tx, fenced(claim)));
+      });
+    },
+
     async editRow(batchId, rowNumber, values, now = Date.now()) {
       const result = write(batchId, undefined, now, (tx): RowEditResult => {
         const batch = tx.select({ status: batches.status }).from(batches).where(eq(batches.id, batchId)).get();
