@@ -93,10 +93,13 @@ export async function big(engine: BenchEngine): Promise<FigureResult> {
 
     // Where the time above the floor went, measured against the replay.
     const lateMs = creates.map((r, k) => r.receivedAt - firstCreate - replay.sentAt[k]!);
+    const reaction = reactionTimes(creates, { slots: CREATES_PER_WINDOW, workers: CONCURRENCY, windowMs: WINDOW_MS });
     const beforeCreates = firstCreate - sentAt;
     const createsOver = lastCreateAnswer - firstCreate - replay.lastAnswer;
     const activationOver = lastAnswer - lastCreateAnswer - tail;
     const afterLast = doneAt - lastAnswer;
+    // A slot carries ⌈200 / 30⌉ = 7 creates: six waits of W on the longest chain.
+    const waits = Math.ceil(ROWS / CREATES_PER_WINDOW) - 1;
     const activations = after.filter((r) => r.route === 'activate').length;
     const reads = after.filter((r) => r.route === 'batch').length;
     const failedCreates = createFailures(service.output());
@@ -127,12 +130,15 @@ export async function big(engine: BenchEngine): Promise<FigureResult> {
       notes: [
         `big file: ${creates.length} creates in ${batches} directory batches, all ${ROWS} hospitals active in the simulator; at most ${sim.stats().maxInFlightCreates} creates in flight; create durations ${Math.min(...creates.map((r) => r.durationMs!))}–${Math.max(...creates.map((r) => r.durationMs!))} ms; ` +
           `each create left median ${ms(median(lateMs))} (max ${ms(Math.max(...lateMs))}, the last one ${ms(lateMs.at(-1)!)}) later than the replay allows, counted from the first create; ` +
+          `counted from this run's own answers instead, the ${reaction.slotBound.length} creates that waited for a slot left median ${ms(median(reaction.slotBound))} (max ${ms(Math.max(...reaction.slotBound))}) after "answer + W" freed it, ` +
+          `the ${reaction.workerBound.length} that waited for a worker median ${ms(median(reaction.workerBound))} (max ${ms(Math.max(...reaction.workerBound))}) after the answer that freed it; ` +
           `${ms(beforeCreates)} from the client's send to the first create, ${ms(lastAnswer - lastCreateAnswer)} from the last create's answer to the last activation's answer, ${ms(afterLast)} from then to the report.`,
       ],
       analysis: [
         (failedCreates.length === 0 ? `big file: no create failed or was retried; ` : `big file: ${failedCreates.length} create(s) failed on their first attempt (${failedCreates.slice(0, 5).join('; ')}) and were settled and sent again; `) +
           `the ${ms(totalMs - floorMs)} above the floor: ${ms(beforeCreates - wake)} before the first create (the upload's parsing, recording and wake-up, less the simulator's ${ms(wake)}), ` +
-          `${ms(createsOver)} in the creates (a slot frees W after the service has processed the answer, not after the simulator sent it, and the six waits for a slot add up: ${ms(createsOver / 6)} a round), ` +
+          `${ms(createsOver)} in the creates (${ms(createsOver / waits)} for each of the ${waits} waits for a slot: the limiter (${engine.name === 'postgres' ? 'the shared one, src/db/postgres/pacing.ts' : 'in process, src/directory/limiter.ts'}) frees a slot W after the service has processed the answer, not after the simulator sent it, and the waiting create leaves once the service sees it: ` +
+          `those that waited for a slot left median ${ms(median(reaction.slotBound))} after answer + W; those that waited for a worker, median ${ms(median(reaction.workerBound))} after the answer, as a worker first commits its row's outcome, src/bulk/createRows.ts), ` +
           `${ms(activationOver)} between the activations beyond the simulator's own ${ms(tail)}, and ${ms(afterLast)} for the report.`,
       ],
     };
@@ -165,6 +171,25 @@ export function replayLimiter(durations: number[], { slots, workers, windowMs }:
     lastAnswer = Math.max(lastAnswer, answer);
   }
   return { sentAt, lastAnswer };
+}
+
+/**
+ * How long the service took to send each create once the limiter's rule allowed it, on this
+ * run's own times: the k-th create (0-based, in the order received) may go once k − 19 of
+ * the creates before it have answered (a worker) and k − 29 of them have answered at least
+ * W ago (a slot). Split by which of the two it waited for last; the first 20 are left out.
+ */
+function reactionTimes(creates: RecordedRequest[], { slots, workers, windowMs }: { slots: number; workers: number; windowMs: number }) {
+  const slotBound: number[] = [];
+  const workerBound: number[] = [];
+  creates.forEach((r, k) => {
+    if (k < workers) return;
+    const answers = creates.slice(0, k).map(answeredAt).sort((a, b) => a - b);
+    const worker = answers[k - workers]!;
+    const slot = k < slots ? Number.NEGATIVE_INFINITY : answers[k - slots]! + windowMs;
+    (slot > worker ? slotBound : workerBound).push(r.receivedAt - Math.max(slot, worker));
+  });
+  return { slotBound, workerBound };
 }
 
 /** How long the simulator was serving at least one of `requests`: their intervals merged. */
