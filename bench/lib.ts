@@ -300,7 +300,15 @@ export interface UploadResult {
   /** Date.now() at the same two moments, to line up with the simulator's log. */
   sentAt: number;
   doneAt: number;
-  report: { batch_id?: string; status?: string; batch_activated?: boolean; total_hospitals?: number; processed_hospitals?: number };
+  report: {
+    batch_id?: string;
+    status?: string;
+    batch_activated?: boolean;
+    total_hospitals?: number;
+    processed_hospitals?: number;
+    /** Only for an upload of more than 20 rows (split into directory batches). */
+    directory_batches?: { id: string; first_row: number; last_row: number; activated: boolean }[];
+  };
 }
 
 /** The synchronous upload: POST /hospitals/bulk with the CSV in `file`, blocking until the report. */
@@ -335,6 +343,61 @@ export function assertCompleted(result: UploadResult, rows: number, what: string
   }
 }
 
+/** What `uploadsAtOnce` measured. */
+export interface UploadsAtOnce {
+  results: UploadResult[];
+  /** Client side, from sending the first upload to having every report. */
+  totalMs: number;
+  /** 429s the simulator answered meanwhile. */
+  count429: number;
+  /** The simulator's log of these uploads, every request answered. */
+  log: RecordedRequest[];
+  /** Date.now() when the first upload was sent and when the last report was read. */
+  sentAt: number;
+  doneAt: number;
+  /** When the simulator answered its last request of these uploads (epoch ms). */
+  lastAnswer: number;
+}
+
+/**
+ * Sends one upload of `rows` fresh hospitals to each of `serviceUrls` (the same URL twice
+ * for two uploads to one service), all at once, and waits for every report; throws unless
+ * each upload completed. Files are named a.csv, b.csv, …
+ */
+export async function uploadsAtOnce(sim: Simulator, serviceUrls: string[], rows: number, what: string): Promise<UploadsAtOnce> {
+  const from = sim.requests.length;
+  const before429 = sim.stats().count429;
+  const t0 = performance.now();
+  const results = await Promise.all(serviceUrls.map((url, i) => upload(url, hospitalsCsv(rows), `${String.fromCharCode(97 + i)}.csv`)));
+  const totalMs = performance.now() - t0;
+  results.forEach((result, i) => assertCompleted(result, rows, `${what} upload ${i + 1}`));
+  const count429 = sim.stats().count429 - before429;
+  const log = requestsSince(sim, from);
+  return {
+    results,
+    totalMs,
+    count429,
+    log,
+    sentAt: Math.min(...results.map((r) => r.sentAt)),
+    doneAt: Math.max(...results.map((r) => r.doneAt)),
+    lastAnswer: Math.max(...log.map(answeredAt)),
+  };
+}
+
+/**
+ * The `pacing` and `instances` measurement: one 20-row upload to each of two service URLs
+ * at once (30 creates per window W), with the limiter's floor for those 40 creates
+ * (`twoWaveFloor`) and how long after its slot freed each second-wave create left.
+ */
+export async function twoWaveUploads(sim: Simulator, serviceUrls: [string, string], rows: number, windowMs: number, what: string) {
+  const measured = await uploadsAtOnce(sim, serviceUrls, rows, what);
+  const floor = twoWaveFloor(measured.log, 2 * rows, windowMs, what);
+  // Where the time went, measured: the second wave left how long after "answer + W"?
+  const firstAnswers = floor.first.map(answeredAt).sort((a, b) => a - b);
+  const secondLag = floor.second.map((r, k) => r.receivedAt - (firstAnswers[k]! + windowMs));
+  return { ...measured, ...floor, ratio: measured.totalMs / floor.floorMs, secondLag };
+}
+
 // ---- the simulator's log -------------------------------------------------------------------
 
 /** When the simulator answered a recorded request (epoch ms). */
@@ -351,6 +414,46 @@ export function requestsSince(sim: Simulator, from: number): RecordedRequest[] {
   const unanswered = log.filter((r) => r.durationMs === null);
   if (unanswered.length > 0) throw new Error(`${unanswered.length} simulator request(s) were never answered`);
   return log;
+}
+
+/** The directory's limit on creates: 30 per window (CONTRACT.md), the limiter's slots for the create path. */
+export const CREATES_PER_WINDOW = 30;
+
+/**
+ * The floor the limiter imposes on two 20-row uploads at once under the directory's 30
+ * creates per window W, from the simulator's log of the run: wake + d1 + W + d2 + read +
+ * activate (the top of figures/pacing.ts explains it).
+ */
+export function twoWaveFloor(log: RecordedRequest[], expectedCreates: number, windowMs: number, what: string) {
+  const creates = log.filter((r) => r.route === 'create' && r.status === 200).sort((a, b) => a.receivedAt - b.receivedAt);
+  if (creates.length !== expectedCreates) throw new Error(`${what}: expected ${expectedCreates} successful creates, the simulator served ${creates.length}`);
+  const first = creates.slice(0, CREATES_PER_WINDOW);
+  const second = creates.slice(CREATES_PER_WINDOW);
+  const wake = Math.max(...log.filter((r) => r.route === 'health').map((r) => r.durationMs!));
+  const d1 = [...first.map((r) => r.durationMs!)].sort((a, b) => a - b)[second.length - 1]!;
+  const d2 = Math.max(...second.map((r) => r.durationMs!));
+  const activations = log.filter((r) => r.route === 'activate').sort((a, b) => answeredAt(a) - answeredAt(b));
+  const lastBatch = batchOf(activations.at(-1)!);
+  const read = log.filter((r) => r.route === 'batch' && batchOf(r) === lastBatch).at(-1)?.durationMs ?? 0;
+  const activate = activations.at(-1)!.durationMs!;
+  return { creates, first, second, wake, d1, d2, read, activate, floorMs: wake + d1 + windowMs + d2 + read + activate };
+}
+
+/** The service's warn lines about failed create attempts: "row 13: read ECONNRESET after 5 ms → unknown". */
+export function createFailures(output: string): string[] {
+  const failures: string[] = [];
+  for (const line of output.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      const entry = JSON.parse(line) as { level?: string; message?: string; op?: string; row?: number; error?: string; latency_ms?: number; outcome?: string };
+      if (entry.level === 'warn' && entry.message === 'directory request' && entry.op === 'create') {
+        failures.push(`row ${entry.row}: ${entry.error} after ${entry.latency_ms} ms → ${entry.outcome}`);
+      }
+    } catch {
+      // not a log line
+    }
+  }
+  return failures;
 }
 
 export const sleep = (msToWait: number) => new Promise((resolve) => setTimeout(resolve, msToWait));

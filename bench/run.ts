@@ -6,12 +6,13 @@
  * table: each figure, the target, and for each engine what was measured, its reference
  * measured in the same run, the ratio, PASS/MISS.
  *
- * Figures: overhead, concurrency, pacing, instances, read, memory, startup, hostile, takeover, lost (default: all); engines:
+ * Figures: overhead, concurrency, pacing, instances, big, read, memory, startup, hostile, takeover, lost (default: all); engines:
  * sqlite, postgres (default: both). A full run also writes bench/RESULTS.md; a partial run
  * only prints. Exit code 1 if a target is missed or a figure could not be measured.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { big } from './figures/big.js';
 import { concurrency } from './figures/concurrency.js';
 import { instances } from './figures/instances.js';
 import { lost } from './figures/lost.js';
@@ -42,7 +43,7 @@ import {
   type ResultRow,
 } from './lib.js';
 
-const FIGURES = ['overhead', 'concurrency', 'pacing', 'instances', 'read', 'memory', 'startup', 'hostile', 'takeover', 'lost'] as const;
+const FIGURES = ['overhead', 'concurrency', 'pacing', 'instances', 'big', 'read', 'memory', 'startup', 'hostile', 'takeover', 'lost'] as const;
 type Figure = (typeof FIGURES)[number];
 const ENGINES = ['sqlite', 'postgres'] as const;
 type EngineName = (typeof ENGINES)[number];
@@ -132,6 +133,7 @@ const runners: Record<Figure, (engine: BenchEngine) => Promise<FigureResult>> = 
   concurrency,
   pacing,
   instances: () => instances(),
+  big,
   read: async (engine) => readPath(await needHistory(engine.name)),
   memory,
   startup: async (engine) => startup(await needHistory(engine.name)),

@@ -13,20 +13,19 @@
 import { createSimulator } from '../../simulator/simulator.js';
 import { createTestDatabase, startPostgres } from '../../tests/pg/server.js';
 import {
-  answeredAt,
   assertCompleted,
+  createFailures,
   hospitalsCsv,
   median,
   ms,
-  requestsSince,
   serviceEnv,
   sleep,
   startChild,
   tempDir,
+  twoWaveUploads,
   upload,
   type FigureResult,
 } from '../lib.js';
-import { createFailures, limiterFloor } from './pacing.js';
 
 const ROWS = 20;
 const DELAY_MS = 100;
@@ -57,26 +56,12 @@ export async function instances(): Promise<FigureResult> {
     assertCompleted(await upload(b.url, hospitalsCsv(1)), 1, 'instances warm-up b');
     await sleep(WINDOW_MS + 500);
 
-    const from = sim.requests.length;
-    const before429 = sim.stats().count429;
-    const t0 = performance.now();
-    const results = await Promise.all([upload(a.url, hospitalsCsv(ROWS), 'a.csv'), upload(b.url, hospitalsCsv(ROWS), 'b.csv')]);
-    const totalMs = performance.now() - t0;
-    results.forEach((result, i) => assertCompleted(result, ROWS, `instances upload ${i + 1}`));
-    const count429 = sim.stats().count429 - before429;
-    const log = requestsSince(sim, from);
-    const { creates, first, second, wake, d1, d2, read, activate, floorMs } = limiterFloor(log, 2 * ROWS, WINDOW_MS, 'instances');
-    const ratio = totalMs / floorMs;
-
-    const firstAnswers = first.map(answeredAt).sort((x, y) => x - y);
-    const secondLag = second.map((r, k) => r.receivedAt - (firstAnswers[k]! + WINDOW_MS));
+    const { results, totalMs, count429, creates, first, second, wake, d1, d2, read, activate, floorMs, ratio, secondLag, sentAt, doneAt, lastAnswer } =
+      await twoWaveUploads(sim, [a.url, b.url], ROWS, WINDOW_MS, 'instances');
     const byInstance = (batchIds: (string | undefined)[]) =>
       batchIds.map((id) => first.filter((r) => (r.body as { creation_batch_id?: string }).creation_batch_id === id).length);
     const [firstOfA, firstOfB] = byInstance(results.map((r) => r.report.batch_id));
     const failedCreates = services.flatMap((service) => createFailures(service.output()));
-    const sentAt = Math.min(...results.map((r) => r.sentAt));
-    const doneAt = Math.max(...results.map((r) => r.doneAt));
-    const lastAnswer = Math.max(...log.map(answeredAt));
     const spreadMs = first.at(-1)!.receivedAt - first[0]!.receivedAt;
     return {
       rows: [

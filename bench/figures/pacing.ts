@@ -22,19 +22,19 @@
  * Before measuring, a 1-row warm-up upload, then a pause of W + 0.5 s so its create has
  * left both the simulator's window and the limiter.
  */
-import { createSimulator, type RecordedRequest } from '../../simulator/simulator.js';
+import { createSimulator } from '../../simulator/simulator.js';
 import {
-  answeredAt,
   assertCompleted,
   batchOf,
+  createFailures,
   hospitalsCsv,
   median,
   ms,
-  requestsSince,
   serviceEnv,
   sleep,
   startChild,
   tempDir,
+  twoWaveUploads,
   upload,
   type BenchEngine,
   type FigureResult,
@@ -62,25 +62,14 @@ export async function pacing(engine: BenchEngine): Promise<FigureResult> {
     assertCompleted(await upload(service.url, hospitalsCsv(1)), 1, 'pacing warm-up');
     await sleep(WINDOW_MS + 500);
 
-    const from = sim.requests.length;
-    const before429 = sim.stats().count429;
-    const t0 = performance.now();
-    const results = await Promise.all([upload(service.url, hospitalsCsv(ROWS), 'a.csv'), upload(service.url, hospitalsCsv(ROWS), 'b.csv')]);
-    const totalMs = performance.now() - t0;
-    results.forEach((result, i) => assertCompleted(result, ROWS, `pacing upload ${i + 1}`));
-    const count429 = sim.stats().count429 - before429;
-    const log = requestsSince(sim, from);
-
-    const { creates, first, second, wake, d1, d2, read, activate, floorMs } = limiterFloor(log, 2 * ROWS, WINDOW_MS, 'pacing');
-    const ratio = totalMs / floorMs;
-
-    // Where the time went, measured: the second wave left how long after "answer + W"?
-    const firstAnswers = first.map(answeredAt).sort((a, b) => a - b);
-    const secondLag = second.map((r, k) => r.receivedAt - (firstAnswers[k]! + WINDOW_MS));
+    const { totalMs, count429, creates, first, second, wake, d1, d2, read, activate, floorMs, ratio, secondLag, sentAt, doneAt, lastAnswer } = await twoWaveUploads(
+      sim,
+      [service.url, service.url],
+      ROWS,
+      WINDOW_MS,
+      'pacing',
+    );
     const secondWaveBatches = new Set(second.map(batchOf)).size;
-    const lastAnswer = Math.max(...log.map(answeredAt));
-    const doneAt = Math.max(...results.map((r) => r.doneAt));
-    const sentAt = Math.min(...results.map((r) => r.sentAt));
     const failedCreates = createFailures(service.output());
     return {
       rows: [
@@ -122,40 +111,4 @@ export async function pacing(engine: BenchEngine): Promise<FigureResult> {
     await sim.close();
     dir.remove();
   }
-}
-
-/**
- * The floor the limiter itself imposes on 2 × 20 creates under the directory's 30 per window
- * (see the comment at the top), from the simulator's log of the run.
- */
-export function limiterFloor(log: RecordedRequest[], expectedCreates: number, windowMs: number, what: string) {
-  const creates = log.filter((r) => r.route === 'create' && r.status === 200).sort((a, b) => a.receivedAt - b.receivedAt);
-  if (creates.length !== expectedCreates) throw new Error(`${what}: expected ${expectedCreates} successful creates, the simulator served ${creates.length}`);
-  const first = creates.slice(0, RATE);
-  const second = creates.slice(RATE);
-  const wake = Math.max(...log.filter((r) => r.route === 'health').map((r) => r.durationMs!));
-  const d1 = [...first.map((r) => r.durationMs!)].sort((a, b) => a - b)[second.length - 1]!;
-  const d2 = Math.max(...second.map((r) => r.durationMs!));
-  const activations = log.filter((r) => r.route === 'activate').sort((a, b) => answeredAt(a) - answeredAt(b));
-  const lastBatch = batchOf(activations.at(-1)!);
-  const read = log.filter((r) => r.route === 'batch' && batchOf(r) === lastBatch).at(-1)?.durationMs ?? 0;
-  const activate = activations.at(-1)!.durationMs!;
-  return { creates, first, second, wake, d1, d2, read, activate, floorMs: wake + d1 + windowMs + d2 + read + activate };
-}
-
-/** The service's warn lines about failed create attempts: "row 13: read ECONNRESET after 5 ms → unknown". */
-export function createFailures(output: string): string[] {
-  const failures: string[] = [];
-  for (const line of output.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      const entry = JSON.parse(line) as { level?: string; message?: string; op?: string; row?: number; error?: string; latency_ms?: number; outcome?: string };
-      if (entry.level === 'warn' && entry.message === 'directory request' && entry.op === 'create') {
-        failures.push(`row ${entry.row}: ${entry.error} after ${entry.latency_ms} ms → ${entry.outcome}`);
-      }
-    } catch {
-      // not a log line
-    }
-  }
-  return failures;
 }
