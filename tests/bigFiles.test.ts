@@ -7,7 +7,9 @@
  */
 import { join } from 'node:path';
 import request from 'supertest';
+import { progressOf } from '../src/bulk/progress.js';
 import { loadConfig } from '../src/config.js';
+import { queueWaitMs } from '../src/directory/limiter.js';
 import type { BatchReport } from '../src/http/presenter.js';
 import type { Simulator } from '../simulator/simulator.js';
 import { FAST_ENV, parseSse, requestsTo, startSimulator, startStack, tempDir, type Stack } from './helpers.js';
@@ -414,6 +416,22 @@ describe('when the service dies during a big upload, then the next process finis
 });
 
 describe('progress of a big upload', () => {
+  test('when 200 rows are about to start at 30 creates a minute, then the ETA is at least six minutes', () => {
+    const now = 1_000_000;
+    const idle = { now, freeAt: [], blockedUntil: 0, limit: 30, windowMs: 60_000 };
+    // The first 30 leave now; each further 30 a window later: the last 20 after six windows.
+    expect([1, 30, 31, 60, 61, 200].map((queued) => queueWaitMs({ ...idle, queued }))).toEqual([0, 0, 60_000, 60_000, 120_000, 360_000]);
+    // 10 slots taken a moment ago (free 60 s after their answers), 20 free: the 21st waits for the first of those.
+    const busy = { ...idle, freeAt: Array.from({ length: 10 }, (_, i) => now + 50_000 + i) };
+    expect([20, 21, 30, 51].map((queued) => queueWaitMs({ ...busy, queued }))).toEqual([0, 50_000, 50_009, 110_000]);
+    // A 429 blocks every slot until it ends.
+    expect(queueWaitMs({ ...idle, blockedUntil: now + 5_000, queued: 31 })).toBe(65_000);
+
+    const rows = Array.from({ length: 200 }, (_, i) => ({ row: i + 1, status: 'pending' as const }));
+    const progress = progressOf({ startedAt: now }, rows, (pending) => queueWaitMs({ ...idle, queued: pending }), now);
+    expect(progress).toMatchObject({ done: 0, pending: 200, etaMs: 360_000 });
+  });
+
   test('when 45 rows wait for the directory limit of 30 creates a minute, then the ETA counts the wait for the next window', async () => {
     // The real window: the 31st create must wait a minute after the first.
     stack = await startStack({ env: { MAX_ROWS: '1000', UPSTREAM_RATE_WINDOW_MS: '60000', SHUTDOWN_GRACE_MS: '100' } });

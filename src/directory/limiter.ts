@@ -158,14 +158,22 @@ export class RateLimiter implements DirectoryLimiter {
  * How long the last of `queued` requests would wait, given when each live slot frees up
  * (Infinity while its request is in flight: assumed to finish at once, so the estimate errs
  * on the short side) and a 429's block. Every time is on one clock, the one of `now`.
+ *
+ * A slot is held until its request's answer plus one window, and the earliest-free slot is
+ * always the next taken, so the queue goes round the slots in order: the i-th queued request
+ * (0-based) leaves when the (i mod limit)-th earliest slot is free, plus one window for every
+ * round before it. A slot no request holds is free now, and a queued request that takes it
+ * holds it too: 200 creates at 30 a window wait six windows, not five.
  */
 export function queueWaitMs(state: { now: number; freeAt: number[]; blockedUntil: number; queued: number; limit: number; windowMs: number }): number {
-  const { now, limit, windowMs } = state;
-  const freeAt = state.freeAt.map((at) => (Number.isFinite(at) ? at : now + windowMs)).sort((a, b) => a - b);
-  const blocked = Math.max(0, state.blockedUntil - now);
-  const ahead = freeAt.length + state.queued - limit;
-  if (ahead <= 0) return blocked;
-  const cycles = Math.floor((ahead - 1) / limit);
-  const first = freeAt[(ahead - 1) % limit] ?? now;
-  return Math.max(blocked, first + cycles * windowMs - now);
+  const { now, limit, windowMs, queued } = state;
+  const start = Math.max(now, state.blockedUntil);
+  if (queued <= 0) return start - now;
+  const slots = state.freeAt
+    .map((at) => (Number.isFinite(at) ? at : now + windowMs))
+    .sort((a, b) => a - b)
+    .slice(0, limit);
+  while (slots.length < limit) slots.unshift(start);
+  const last = queued - 1;
+  return Math.max(start, slots[last % limit]!) + Math.floor(last / limit) * windowMs - now;
 }
