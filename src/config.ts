@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MAX_ROWS_LIMIT } from './bulk/directoryBatches.js';
 
 /**
  * Every setting of the service, read from the environment once at start-up.
@@ -111,7 +112,8 @@ export const configSchema = z.object({
   /** Time allowed to RECEIVE a whole request (slow-drip uploads); the response may take as long as a batch needs. */
   REQUEST_TIMEOUT_MS: int(1000).default(60_000),
 
-  MAX_ROWS: int(1, 20).default(20),
+  /** Rows per upload; above 20, a file is created as directory batches of 20 (src/bulk/directoryBatches.ts). */
+  MAX_ROWS: int(1, MAX_ROWS_LIMIT).default(20),
   MAX_UPLOAD_BYTES: int(1).default(1_048_576),
 });
 

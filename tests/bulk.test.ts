@@ -135,7 +135,7 @@ describe('when the upload is refused before anything is sent', () => {
 
     expect(res.status).toBe(400);
     expect(res.body.errors).toEqual([
-      { row: null, line: null, column: null, message: 'The file has more than 20 data rows; at most 20 are allowed per upload' },
+      { row: null, line: null, column: null, message: 'The file has more than 20 data rows; at most 20 are allowed per upload: split the file, or ask an operator to raise MAX_ROWS (up to 1000)' },
     ]);
     await expectNothingHappened();
   });

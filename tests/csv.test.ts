@@ -340,7 +340,7 @@ describe('readHospitalsCsv: invalid CSV', () => {
     const err = await failure(() => read(`name,address\n${body}\n,no name on row 21\n`));
     expect(err.message).toBe('The CSV has 1 problem; nothing was created.');
     expect(err.extra['errors']).toEqual([
-      { row: null, line: null, column: null, message: 'The file has more than 20 data rows; at most 20 are allowed per upload' },
+      { row: null, line: null, column: null, message: 'The file has more than 20 data rows; at most 20 are allowed per upload: split the file, or ask an operator to raise MAX_ROWS (up to 1000)' },
     ]);
   });
 
@@ -379,7 +379,8 @@ describe('readHospitalsCsv: invalid CSV', () => {
     expect(err.code).toBe('invalid_csv');
     expect(err.message).toBe('The CSV has 9998 problems; nothing was created.');
     const errors = err.extra['errors'] as CsvProblem[];
-    expect(errors).toHaveLength(51);
+    // 50 about the header, the data row's own problem, and the count of the rest.
+    expect(errors).toHaveLength(52);
     expect(errors[0]).toEqual({
       row: null,
       line: 1,
@@ -387,7 +388,8 @@ describe('readHospitalsCsv: invalid CSV', () => {
       message: 'Unknown column "x1"; allowed columns are name, address, phone',
     });
     expect(errors[49]?.column).toBe('x50');
-    expect(errors[50]).toEqual({ row: null, line: null, column: null, message: '…and 9948 more problems' });
+    expect(errors[50]).toMatchObject({ row: 1, line: 2 });
+    expect(errors[51]).toEqual({ row: null, line: null, column: null, message: '…and 9947 more problems' });
   });
 
   test('when a field is 1 MB, then the length error comes back without echoing the value', async () => {

@@ -69,7 +69,7 @@ describe('loadConfig', () => {
     ['PORT', '70000', /at most 65535/],
     ['HOSPITAL_API_BASE_URL', 'ftp://x', /http\(s\) URL/],
     ['LOG_LEVEL', 'loud', /"error".*"warn".*"info".*"debug"/],
-    ['MAX_ROWS', '21', /at most 20/],
+    ['MAX_ROWS', '1001', /at most 1000/],
     ['UPSTREAM_TIMEOUT_MS', '-5', /at least 1/],
   ])('when %s=%s, then ConfigError names the variable and what is allowed', (name, value, allowed) => {
     const error = configErrorOf({ [name]: value });

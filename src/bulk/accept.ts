@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { BatchRecord, Store } from '../db/store.js';
 import { AppError } from '../errors.js';
+import { inDirectoryBatches } from './directoryBatches.js';
 import { readUpload } from './read.js';
 import { tooManyBatches } from './process.js';
 
@@ -23,16 +24,17 @@ export async function acceptUpload(
   const earlier = upload.idempotencyKey ? await store.findBatchByIdempotencyKey(upload.idempotencyKey) : undefined;
   if (earlier) return replay(earlier, fileSha256);
   const { rows, notices } = await readUpload(upload.content, { maxRows: limits.maxRows, sheet: upload.sheet ?? null });
+  const id = randomUUID();
   const admission = await store.admitBatch(
     {
-      id: randomUUID(),
+      id,
       filename: upload.filename,
       fileSha256,
       idempotencyKey: upload.idempotencyKey,
       createdBy: upload.createdBy ?? null,
       // How the file was read ("read as Windows-1252") stays with the batch, for the report.
       notice: notices.length > 0 ? notices.join(' ') : null,
-      rows: rows.map(({ row, line, name, address, phone }) => ({ row, line, name, address, phone })),
+      rows: inDirectoryBatches(id, rows.map(({ row, line, name, address, phone }) => ({ row, line, name, address, phone }))),
     },
     { maxActive: limits.maxActive },
   );

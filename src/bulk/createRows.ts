@@ -1,6 +1,7 @@
 import type { RowPatch, RowRecord } from '../db/store.js';
 import { DirectoryError, type CreateOutcome, type LostCreate } from '../directory/client.js';
 import { rowOutcomeOf } from '../ops/metrics.js';
+import { directoryBatchesOf } from './directoryBatches.js';
 import { isCreated } from './status.js';
 import { STOPPED, unlessStopped, writeRow, type Run } from './run.js';
 
@@ -44,7 +45,8 @@ export async function createMissingRows(current: Run): Promise<LoopEnd> {
   let interrupted = false;
   const markCreating = coalescedCreating(current);
 
-  const keyOf = (row: RowRecord) => JSON.stringify([row.name, row.address, row.phone]);
+  // Twins only matter within one directory batch: a lost answer is settled by reading that batch.
+  const keyOf = (row: RowRecord) => JSON.stringify([row.directoryBatchId, row.name, row.address, row.phone]);
   const countFailure = (row: RowRecord) => {
     if (!failures.counted.has(row.row)) failures.inARow += 1;
     failures.counted.add(row.row);
@@ -64,7 +66,7 @@ export async function createMissingRows(current: Run): Promise<LoopEnd> {
       deps,
       directory.createHospital(
         { name: row.name, address: row.address, phone: row.phone },
-        { batchId: row.batchId, row: row.row, claimed, onWait: current.waits.onWait(row.row), maxAttempts: config.UPSTREAM_MAX_ATTEMPTS - sent },
+        { batchId: row.batchId, directoryBatchId: row.directoryBatchId, row: row.row, claimed, onWait: current.waits.onWait(row.row), maxAttempts: config.UPSTREAM_MAX_ATTEMPTS - sent },
       ),
     );
     if (result === STOPPED) {
@@ -150,33 +152,46 @@ async function settleLost(current: Run, lost: LostRow[], claimed: Set<number>, s
   const { deps } = current;
   const batchId = current.claim.batchId;
   const attemptsOf = (row: LostRow) => sentThisRun.get(row.row) ?? 0;
-  const settlement = await unlessStopped(
+  // One read per directory batch with lost rows, all at once: each is its own batch upstream.
+  const parts = directoryBatchesOf(lost.map((row) => ({ ...row, directoryBatchId: row.record.directoryBatchId })));
+  const settlements = await unlessStopped(
     deps,
-    deps.directory.settleCreates(batchId, lost, claimed, { batchId, onWait: current.waits.onWait(null) }).catch((error: unknown) => {
-      if (error instanceof DirectoryError) return error;
-      throw error;
-    }),
+    Promise.all(
+      parts.map((part) =>
+        deps.directory.settleCreates(part.id, part.rows, claimed, { batchId, onWait: current.waits.onWait(null) }).catch((error: unknown) => {
+          if (error instanceof DirectoryError) return error;
+          throw error;
+        }),
+      ),
+    ),
   );
-  if (settlement === STOPPED) return STOPPED;
-  if (settlement instanceof DirectoryError) {
-    for (const row of lost) {
-      await commitRow(current, row.record, { kind: 'failed', outcome: 'unknown', message: `${row.message}; then ${settlement.message}`, attempts: attemptsOf(row) });
-    }
-    return { adopted: 0, resend: [] };
-  }
+  if (settlements === STOPPED) return STOPPED;
   const resend: RowRecord[] = [];
-  for (const row of lost) {
-    const hospital = settlement.adopted.get(row);
-    if (hospital) {
-      await commitRow(current, row.record, { kind: 'created', hospital, adopted: true, attempts: attemptsOf(row) });
-    } else if (attemptsOf(row) < deps.config.UPSTREAM_MAX_ATTEMPTS) {
-      resend.push(row.record);
-    } else {
-      await commitRow(current, row.record, { kind: 'failed', outcome: 'not_created', message: row.message, attempts: attemptsOf(row) });
+  let adopted = 0;
+  let reads = 0;
+  for (const [index, part] of parts.entries()) {
+    const settlement = settlements[index]!;
+    if (settlement instanceof DirectoryError) {
+      for (const row of part.rows) {
+        await commitRow(current, row.record, { kind: 'failed', outcome: 'unknown', message: `${row.message}; then ${settlement.message}`, attempts: attemptsOf(row) });
+      }
+      continue;
+    }
+    adopted += settlement.adopted.size;
+    reads += settlement.reads;
+    for (const row of part.rows) {
+      const hospital = settlement.adopted.get(row);
+      if (hospital) {
+        await commitRow(current, row.record, { kind: 'created', hospital, adopted: true, attempts: attemptsOf(row) });
+      } else if (attemptsOf(row) < deps.config.UPSTREAM_MAX_ATTEMPTS) {
+        resend.push(row.record);
+      } else {
+        await commitRow(current, row.record, { kind: 'failed', outcome: 'not_created', message: row.message, attempts: attemptsOf(row) });
+      }
     }
   }
-  deps.logger.info('lost creates settled', { batch_id: batchId, lost: lost.length, adopted: settlement.adopted.size, resend: resend.length, reads: settlement.reads });
-  return { adopted: settlement.adopted.size, resend };
+  deps.logger.info('lost creates settled', { batch_id: batchId, lost: lost.length, adopted, resend: resend.length, reads });
+  return { adopted, resend };
 }
 
 /**

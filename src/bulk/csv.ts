@@ -1,6 +1,7 @@
 import { AppError } from '../errors.js';
 import type { CsvProblem } from '../errors.js';
 import { FIELDS, fieldFor, type Delimiter, type Field } from './columns.js';
+import { MAX_ROWS_LIMIT } from './directoryBatches.js';
 import { parseRecords, Turns, type ParsedRecord } from './csvRecords.js';
 import { strip } from './whitespace.js';
 
@@ -30,12 +31,15 @@ const REQUIRED: readonly Column[] = ['name', 'address'];
 const ALLOWED = `allowed columns are ${COLUMNS.join(', ')}`;
 /** The longest value a row may hold, unless the limits say otherwise. */
 export const MAX_FIELD_LENGTH = 255;
-/** Keeps the error response small however hostile the file is. */
-const MAX_LISTED_PROBLEMS = 50;
+/** Keeps the error response small however hostile the file's header is: its problems past these are only counted. */
+const MAX_LISTED_FILE_PROBLEMS = 50;
 /** Longest piece of user text echoed back in a message. */
 const MAX_ECHO = 40;
-/** Readers and the dry run list at most this many problems; the rest are only counted. */
-const MAX_KEPT_PROBLEMS = 1_000;
+/**
+ * Row problems listed at most: a row has at most four (wrong field count, name, address,
+ * phone), so every problem of a file of MAX_ROWS_LIMIT rows is listed at once.
+ */
+const MAX_KEPT_PROBLEMS = 4 * MAX_ROWS_LIMIT;
 
 /** What a table's header maps: each header as written and the field it fills. */
 export interface ColumnMapping {
@@ -46,7 +50,7 @@ export interface ColumnMapping {
 /** What an upload is told about its table: every row as read, the problems, how many there are in all, and the header's mapping. */
 export interface Inspected {
   rows: HospitalRow[];
-  /** The first 1,000 problems in file order: more than a file of MAX_ROWS rows can have, except in its header. */
+  /** The problems to list, in file order: every row problem, and the first 50 about the file or its header (ProblemLog). */
   problems: CsvProblem[];
   problemCount: number;
   columns: ColumnMapping[];
@@ -86,7 +90,7 @@ export async function inspectRecords(
   const problems = new ProblemLog();
   if (data.length === 0) problems.add(fileProblem('The file has a header but no data rows'));
   if (more || data.length > limits.maxRows) {
-    problems.add(fileProblem(`The file has more than ${limits.maxRows} data rows; at most ${limits.maxRows} are allowed per upload`));
+    problems.add(fileProblem(tooManyRows(limits.maxRows)));
   }
   const index = await readHeader(header, problems, turns);
   // Rows past the limit are not checked: the file has to be split anyway.
@@ -97,19 +101,34 @@ export async function inspectRecords(
   return { rows, problems: problems.kept, problemCount: problems.count, columns };
 }
 
-/** Caps a problem list so a hostile file cannot make the answer huge. */
-export function listedProblems(problems: CsvProblem[], total = problems.length): CsvProblem[] {
-  return total > MAX_LISTED_PROBLEMS
-    ? [...problems.slice(0, MAX_LISTED_PROBLEMS), fileProblem(`…and ${total - MAX_LISTED_PROBLEMS} more problems`)]
-    : problems;
+/** Why a file is too long, and what can be done: split it, or have an operator raise MAX_ROWS. */
+function tooManyRows(maxRows: number): string {
+  const hint =
+    maxRows < MAX_ROWS_LIMIT
+      ? `split the file, or ask an operator to raise MAX_ROWS (up to ${MAX_ROWS_LIMIT})`
+      : 'split the file';
+  return `The file has more than ${maxRows} data rows; at most ${maxRows} are allowed per upload: ${hint}`;
 }
 
-/** Problems in the order found: all counted, the first MAX_KEPT_PROBLEMS kept. */
+/** The problems kept (see ProblemLog), and how many more were only counted. */
+export function listedProblems(problems: CsvProblem[], total = problems.length): CsvProblem[] {
+  return total > problems.length ? [...problems, fileProblem(`…and ${total - problems.length} more problems`)] : problems;
+}
+
+/**
+ * Problems in the order found: all counted; kept (to be listed) are the first 50 about the
+ * file or its header and the first MAX_KEPT_PROBLEMS about rows, so however hostile the file
+ * the answer stays small, and a real file's every row problem is listed at once.
+ */
 class ProblemLog {
   readonly kept: CsvProblem[] = [];
   count = 0;
+  private fileProblems = 0;
+  private rowProblems = 0;
   add(problem: CsvProblem): void {
-    if (this.count++ < MAX_KEPT_PROBLEMS) this.kept.push(problem);
+    this.count += 1;
+    const keep = problem.row === null ? this.fileProblems++ < MAX_LISTED_FILE_PROBLEMS : this.rowProblems++ < MAX_KEPT_PROBLEMS;
+    if (keep) this.kept.push(problem);
   }
 }
 

@@ -19,7 +19,11 @@ export interface ProgressRecord {
  */
 export type BatchEvent =
   | { type: 'status'; status: BatchStatus; error: string | null }
-  | { type: 'activated' }
+  /**
+   * Activation landed: for one directory batch of a split upload (`directoryBatchId`), or,
+   * without it, for the whole upload (every directory batch is active).
+   */
+  | { type: 'activated'; directoryBatchId?: string }
   | {
       type: 'row';
       row: number;

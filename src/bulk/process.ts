@@ -7,6 +7,7 @@ import type { BatchEvent } from './events.js';
 import { isCreated, RESUMABLE, ROLLBACKABLE, type BatchStatus } from './status.js';
 import { outcome, STOPPED, unlessStopped, writeRow, type BatchOutcome, type ProcessDeps, type Run } from './run.js';
 import { createMissingRows } from './createRows.js';
+import { directoryBatchesOf } from './directoryBatches.js';
 
 export type { BatchOutcome, ProcessDeps } from './run.js';
 
@@ -47,14 +48,26 @@ export async function rollbackBatch(deps: ProcessDeps, batchId: string, by: stri
  */
 async function rollBackClaimed(deps: ProcessDeps, held: Claim, restoreTo: BatchStatus, onRestore: BatchEvent[]): Promise<BatchOutcome> {
   const { batchId } = held;
-  try {
-    const deleted = await deps.directory.deleteBatch(batchId, { batchId, onWait: recordWaits(deps, held).onWait(null) });
-    deps.logger.info('batch rolled back', { batch_id: batchId, deleted_count: deleted });
-  } catch (error) {
-    await deps.store.finishBatch(held, restoreTo, {}, onRestore);
-    const message = error instanceof Error ? error.message : String(error);
-    throw new AppError('directory_unavailable', `${message} The batch was not rolled back; try again later.`, { batch_id: batchId }, { cause: error });
+  const parts = directoryBatchesOf(await deps.store.findRows(batchId));
+  const onWait = recordWaits(deps, held).onWait(null);
+  for (const [index, part] of parts.entries()) {
+    try {
+      const deleted = await deps.directory.deleteBatch(part.id, { batchId, onWait });
+      deps.logger.info('directory batch deleted', { batch_id: batchId, directory_batch_id: part.id, deleted_count: deleted });
+    } catch (error) {
+      // What was deleted stays so in the history; a second rollback deletes the rest.
+      const gone = parts.slice(0, index).flatMap((done) => done.rows.map((row) => row.row));
+      if (gone.length > 0) await deps.store.updateRows(held, gone, { status: 'deleted' });
+      await deps.store.finishBatch(held, restoreTo, {}, onRestore);
+      const message = error instanceof Error ? error.message : String(error);
+      const detail =
+        index === 0
+          ? 'The batch was not rolled back; try again later.'
+          : `The batch was only partly rolled back: ${index} of its ${parts.length} directory batches (rows 1–${parts[index - 1]!.lastRow}) were deleted; roll it back again later for the rest.`;
+      throw new AppError('directory_unavailable', `${message} ${detail}`, { batch_id: batchId }, { cause: error });
+    }
   }
+  deps.logger.info('batch rolled back', { batch_id: batchId, directory_batches: parts.length });
   await deps.store.updateRows(held, 'all', { status: 'deleted' });
   await deps.store.finishBatch(held, 'rolled_back', { activated: false, completedAt: Date.now() }, [
     { type: 'status', status: 'rolled_back', error: null },
@@ -158,19 +171,54 @@ async function runClaimed(deps: ProcessDeps, held: Claim): Promise<BatchOutcome>
 
   const missing = current.rows.filter((row) => !isCreated(row)).length;
   if (missing > 0) return failed(current, `${missing} of ${current.rows.length} rows were not created; the batch was not activated.`);
-  const activated = await unlessStopped(
-    deps,
-    directory.activateBatch(batchId, current.rows.map((row) => row.hospitalId!), { batchId, onWait: current.waits.onWait(null) }, { confirmed: stop.allAnswered }).catch((error: unknown) => {
-      if (error instanceof DirectoryError) return error;
-      throw error;
-    }),
-  );
-  if (activated === STOPPED) return interrupt(current);
-  if (activated instanceof DirectoryError) return failed(current, activated.message);
-  await store.updateRows(held, 'all', { status: 'created_and_activated' });
+  const activation = await activate(current, stop.allAnswered);
+  if (activation === STOPPED) return interrupt(current);
+  if (activation !== null) return failed(current, activation);
   await store.updateBatch(held, { activated: true }, [{ type: 'activated' }]);
-  deps.logger.info('batch activated', { batch_id: batchId, activated_count: activated.activatedCount });
+  deps.logger.info('batch activated', { batch_id: batchId, activated_count: current.rows.length });
   return finish(current, 'completed', null);
+}
+
+/**
+ * Activates each directory batch not yet active, in file order, once every row of every one
+ * exists (the caller checked): the directory's own activation, verified when its answer is
+ * lost and never sent blindly twice (DirectoryClient.activateBatch). A directory batch counts
+ * as active when all its rows are `created_and_activated`, so a resume activates only the rest.
+ * Returns null when all are active, or why one was not.
+ */
+async function activate(current: Run, allAnswered: boolean): Promise<string | null | typeof STOPPED> {
+  const { deps, claim: held } = current;
+  const parts = directoryBatchesOf(current.rows);
+  for (const [index, part] of parts.entries()) {
+    if (part.rows.every((row) => row.status === 'created_and_activated')) continue;
+    const activated = await unlessStopped(
+      deps,
+      deps.directory
+        .activateBatch(part.id, part.rows.map((row) => row.hospitalId!), { batchId: held.batchId, onWait: current.waits.onWait(null) }, { confirmed: allAnswered })
+        .catch((error: unknown) => {
+          if (error instanceof DirectoryError) return error;
+          throw error;
+        }),
+    );
+    if (activated === STOPPED) return STOPPED;
+    if (activated instanceof DirectoryError) {
+      if (parts.length === 1) return activated.message;
+      const active = index === 0 ? 'none is active' : `directory batches 1–${index} are active`;
+      return `Directory batch ${index + 1} of ${parts.length} (rows ${part.firstRow}–${part.lastRow}) was not activated: ${activated.message} (${active}; resume the batch to activate the rest).`;
+    }
+    const rows = part.rows.map((row) => row.row);
+    for (const [i, row] of current.rows.entries()) if (rows.includes(row.row)) current.rows[i] = { ...row, status: 'created_and_activated' };
+    const events: BatchEvent[] = parts.length > 1 ? [{ type: 'activated', directoryBatchId: part.id }] : [];
+    await deps.store.updateRows(held, parts.length > 1 ? rows : 'all', { status: 'created_and_activated' }, events);
+    deps.logger.info('directory batch activated', {
+      batch_id: held.batchId,
+      directory_batch_id: part.id,
+      first_row: part.firstRow,
+      last_row: part.lastRow,
+      activated_count: activated.activatedCount,
+    });
+  }
+  return null;
 }
 
 /**
@@ -193,24 +241,30 @@ async function settled(current: Run): Promise<void> {
 async function reconcile(current: Run): Promise<void> {
   const { deps, claim: held } = current;
   const batchId = held.batchId;
-  const upstream = await deps.directory.getBatch(batchId, { batchId, onWait: current.waits.onWait(null) });
-  const present = new Set(upstream.map((h) => h.id));
   const claimed = new Set<number>();
+  let upstreamCount = 0;
   let forgotten = 0;
   let adopted = 0;
-  for (const row of current.rows.filter(isCreated)) {
-    if (present.has(row.hospitalId!)) {
-      claimed.add(row.hospitalId!);
-      continue;
+  // Each directory batch is its own batch upstream: read, compare and adopt one at a time.
+  for (const part of directoryBatchesOf(current.rows)) {
+    const upstream = await deps.directory.getBatch(part.id, { batchId, onWait: current.waits.onWait(null) });
+    upstreamCount += upstream.length;
+    const present = new Set(upstream.map((h) => h.id));
+    for (const row of part.rows.filter(isCreated)) {
+      if (present.has(row.hospitalId!)) {
+        claimed.add(row.hospitalId!);
+        continue;
+      }
+      forgotten += 1;
+      await writeRow(current, row.row, { status: 'pending', hospitalId: null, errorMessage: null });
     }
-    forgotten += 1;
-    await writeRow(current, row.row, { status: 'pending', hospitalId: null, errorMessage: null });
-  }
-  // A row the directory refused was never stored: a hospital like it belongs to another row.
-  for (const [row, match] of matchRows(upstream, current.rows.filter((r) => !isCreated(r) && !r.rejected), claimed)) {
-    adopted += 1;
-    await writeRow(current, row.row, { status: 'created', hospitalId: match.id, errorMessage: null }, true);
-    deps.metrics?.rowOutcome('adopted');
+    // A row the directory refused was never stored: a hospital like it belongs to another row.
+    const unsure = current.rows.filter((r) => r.directoryBatchId === part.id && !isCreated(r) && !r.rejected);
+    for (const [row, match] of matchRows(upstream, unsure, claimed)) {
+      adopted += 1;
+      await writeRow(current, row.row, { status: 'created', hospitalId: match.id, errorMessage: null }, true);
+      deps.metrics?.rowOutcome('adopted');
+    }
   }
   const notices = [
     forgotten > 0 &&
@@ -222,7 +276,7 @@ async function reconcile(current: Run): Promise<void> {
     const before = (await deps.store.findBatch(batchId))?.notice;
     await deps.store.updateBatch(held, { notice: [before, ...notices].filter(Boolean).join(' ') });
   }
-  deps.logger.info('batch reconciled', { batch_id: batchId, upstream: upstream.length, forgotten, adopted });
+  deps.logger.info('batch reconciled', { batch_id: batchId, upstream: upstreamCount, forgotten, adopted });
 }
 
 /** Fail fast: the directory is down, so the rest of the batch waits for a resume instead of timing out row by row. */

@@ -1,5 +1,7 @@
 import type { BatchRecord, RowRecord } from '../db/store.js';
 
+import { isSplit } from './directoryBatches.js';
+
 const COLUMNS = ['row', 'name', 'address', 'phone', 'hospital_id', 'status', 'error_message'] as const;
 
 /**
@@ -9,10 +11,13 @@ const COLUMNS = ['row', 'name', 'address', 'phone', 'hospital_id', 'status', 'er
  * Excel open it as UTF-8, whatever encoding the upload was in.
  */
 export function toResultsCsv(rows: RowRecord[]): string {
+  // A file split across directory batches (more than 20 rows) says which one each row is in.
+  const split = isSplit(rows);
+  const header = split ? [...COLUMNS.slice(0, 5), 'directory_batch_id', ...COLUMNS.slice(5)] : COLUMNS;
   const lines = rows.map((row) =>
-    [row.row, row.name, row.address, row.phone, row.hospitalId, row.status, row.errorMessage].map(cell).join(','),
+    [row.row, row.name, row.address, row.phone, row.hospitalId, ...(split ? [row.directoryBatchId] : []), row.status, row.errorMessage].map(cell).join(','),
   );
-  return `\uFEFF${[COLUMNS.join(','), ...lines].join('\r\n')}\r\n`;
+  return `\uFEFF${[header.join(','), ...lines].join('\r\n')}\r\n`;
 }
 
 /** The download's file name, after the upload's: `hospitals.csv` (or `.xlsx`) → `hospitals-results.csv`. */

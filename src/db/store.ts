@@ -46,6 +46,8 @@ export interface RowRecord {
   attempts: number;
   /** The directory refused the row as it stands: a resume does not send it again until it is edited. */
   rejected: boolean;
+  /** The directory batch it is created in (src/bulk/directoryBatches.ts): the upload's id for rows 1–20. */
+  directoryBatchId: string;
   updatedAt: number;
 }
 
@@ -65,7 +67,8 @@ export interface NewBatch {
   fileSha256: string;
   idempotencyKey: string | null;
   notice?: string | null;
-  rows: { row: number; line: number; name: string; address: string; phone: string | null }[];
+  /** Each row's directory batch (src/bulk/directoryBatches.ts); the upload's own id when absent. */
+  rows: { row: number; line: number; name: string; address: string; phone: string | null; directoryBatchId?: string }[];
 }
 
 /** The right to write a running batch: held by one owner, proven by the fence it was given. */

@@ -142,7 +142,7 @@ export function createDirectoryClient(config: ClientConfig, logger: Logger, opti
    */
   async function createHospital(
     hospital: NewHospital,
-    callContext: CallContext & { batchId: string; claimed: Set<number>; maxAttempts?: number },
+    callContext: CallContext & { batchId: string; directoryBatchId?: string; claimed: Set<number>; maxAttempts?: number },
   ): Promise<CreateOutcome> {
     const context = hooked(callContext);
     let attempts = 0;
@@ -152,7 +152,7 @@ export function createDirectoryClient(config: ClientConfig, logger: Logger, opti
         context,
         async () => {
           attempts += 1;
-          const request = { ...createRequest, method: 'POST' as const, json: { ...hospital, creation_batch_id: context.batchId } };
+          const request = { ...createRequest, method: 'POST' as const, json: { ...hospital, creation_batch_id: context.directoryBatchId ?? context.batchId } };
           const answer = await transport.send('create', request, { ...context, attempt: attempts });
           if (answer.outcome === 'ok' && isHospital(answer.body)) {
             context.claimed.add(answer.body.id);

@@ -132,7 +132,8 @@ export class RateLimiter implements DirectoryLimiter {
     const release = new AbortController();
     this.released.set(key, release);
     try {
-      await sleep(Number.isFinite(ms) ? Math.max(1, ms) : 2 ** 31 - 1, undefined, { signal: release.signal });
+      // Unreferenced: a wait for the window never keeps a stopping process alive.
+      await sleep(Number.isFinite(ms) ? Math.max(1, ms) : 2 ** 31 - 1, undefined, { signal: release.signal, ref: false });
     } catch {
       // released early: look again
     } finally {

@@ -195,6 +195,10 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
           `at most ${limits.maxRows} data rows and ${limits.maxUploadBytes} bytes. A file with problems is refused with 400 before ` +
           'anything is stored or sent, listing every problem. Otherwise the rows are created in the directory in file order and ' +
           'the batch is activated only when every row was created.\n\n' +
+          'A file of more than 20 rows (with `MAX_ROWS` raised, up to 1,000) is one upload created as directory batches of 20 rows ' +
+          'in file order (the most the directory holds in one batch): none is activated until every row of every one exists; the ' +
+          'report then lists `directory_batches` and each row its `directory_batch_id`. The directory takes at most 30 creates a ' +
+          'minute, so such a file takes at least rows ÷ 30 minutes: send it with `Prefer: respond-async`.\n\n' +
           'By default the request blocks until every row has been handled and answers the report (a batch with a failed row ' +
           'is still 200, with `status: failed`). With `Prefer: respond-async` (or `?async=true`) it answers 202 at once; ' +
           'follow the batch with GET /batches/{id} or its event stream.',
@@ -342,7 +346,7 @@ function paths(limits: OpenApiLimits): OpenApiDocument['paths'] {
         tags: ['batches'],
         operationId: 'rollbackBatch',
         summary: 'Delete a batch from the directory',
-        description: 'Allowed for a failed, interrupted, cancelled or completed batch; every row becomes `deleted`.',
+        description: 'Allowed for a failed, interrupted, cancelled or completed batch; every row becomes `deleted`. A file of more than 20 rows has every one of its directory batches deleted.',
         ...secured,
         parameters: [batchIdPath],
         responses: {

@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import type { BatchEvent, ProgressRecord } from '../bulk/events.js';
+import { directoryBatchesOf, isSplit } from '../bulk/directoryBatches.js';
 import type { AuditEntry, BatchRecord, RowRecord } from '../db/store.js';
 import type {
   BatchEventSchema,
@@ -25,6 +26,8 @@ type DirectoryEventData = z.infer<typeof DirectoryEventSchema>;
 
 /** The per-row report users get from the upload and from GET /batches/:id. */
 export function toReport(batch: BatchRecord, rows: readonly RowRecord[], progress?: ProgressRecord, audit: readonly AuditEntry[] = []): BatchReport {
+  // A file of at most 20 rows is one directory batch under the upload's own id: its report stays as it always was.
+  const split = isSplit(rows);
   return {
     ...toSummary(batch),
     processing_time_seconds: batch.processingMs === null ? null : Math.round(batch.processingMs) / 1000,
@@ -34,6 +37,7 @@ export function toReport(batch: BatchRecord, rows: readonly RowRecord[], progres
       (row): RowReport => ({
         row: row.row,
         hospital_id: row.hospitalId,
+        ...(split ? { directory_batch_id: row.directoryBatchId } : {}),
         name: row.name,
         address: row.address,
         phone: row.phone,
@@ -45,6 +49,16 @@ export function toReport(batch: BatchRecord, rows: readonly RowRecord[], progres
     cancel_requested_at: batch.cancelRequestedAt === null ? null : new Date(batch.cancelRequestedAt).toISOString(),
     audit: audit.map((entry) => ({ action: entry.action, by: entry.by, at: new Date(entry.at).toISOString() })),
     ...(progress ? { progress: toProgress(progress) } : {}),
+    ...(split
+      ? {
+          directory_batches: directoryBatchesOf(rows).map((part) => ({
+            id: part.id,
+            first_row: part.firstRow,
+            last_row: part.lastRow,
+            activated: part.rows.every((row) => row.status === 'created_and_activated'),
+          })),
+        }
+      : {}),
   };
 }
 
@@ -100,7 +114,9 @@ export function toServerSentEvent(
     case 'status':
       return { name: 'batch', data: { status: event.status, error: event.error } };
     case 'activated':
-      return { name: 'batch', data: { status: 'processing', batch_activated: true } };
+      return event.directoryBatchId
+        ? { name: 'batch', data: { status: 'processing', batch_activated: false, directory_batch_id: event.directoryBatchId, directory_batch_activated: true } }
+        : { name: 'batch', data: { status: 'processing', batch_activated: true } };
     case 'directory_wait':
       return {
         name: 'directory',

@@ -136,6 +136,10 @@ export const RowReportSchema = z
   .object({
     row: z.int().positive().meta({ description: 'Data row number in the file, 1-based (the header is row 0).' }),
     hospital_id: z.int().nullable().meta({ description: 'The hospital id in the directory, once created.' }),
+    directory_batch_id: z
+      .uuid()
+      .optional()
+      .meta({ description: 'Only for a file of more than 20 rows: the directory batch the row is created in (see `directory_batches`).' }),
     name: z.string(),
     address: z.string(),
     phone: z.string().nullable(),
@@ -197,6 +201,21 @@ export const BatchReportSchema = z
       )
       .meta({ description: 'Who resumed, rolled back or cancelled the batch, or edited a row, and when; oldest first.' }),
     progress: ProgressSchema.optional().meta({ description: 'Only while the batch is pending or processing.' }),
+    directory_batches: z
+      .array(
+        z.object({
+          id: z.uuid().meta({ description: "The directory batch's id (`creation_batch_id` upstream); the first is the upload's `batch_id`." }),
+          first_row: z.int().positive(),
+          last_row: z.int().positive(),
+          activated: z.boolean().meta({ description: 'Every hospital of this directory batch is active.' }),
+        }),
+      )
+      .optional()
+      .meta({
+        description:
+          'Only for a file of more than 20 rows (the most the directory holds in one batch): it is created as directory batches of 20 rows, in file order. ' +
+          'None is activated until every row of every one exists; `batch_activated` is true once all are.',
+      }),
   })
   .meta({ id: 'BatchReport', description: 'A batch and every row of it: the answer of an upload, a resume, a rollback and GET /batches/{id}.' });
 
@@ -349,6 +368,8 @@ export const BatchEventSchema = z
     status: BatchStatusSchema,
     error: z.string().nullable().optional(),
     batch_activated: z.boolean().optional(),
+    directory_batch_id: z.uuid().optional().meta({ description: 'A file of more than 20 rows: this directory batch was just activated (`batch_activated` stays false until all are).' }),
+    directory_batch_activated: z.boolean().optional(),
   })
   .meta({ id: 'BatchEvent', description: 'SSE event `batch`: the batch changed state (or was activated).' });
 

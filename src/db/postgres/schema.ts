@@ -50,6 +50,11 @@ export const batchRows = pgTable(
     hospitalId: integer('hospital_id'),
     errorMessage: text('error_message'),
     attempts: integer('attempts').notNull().default(0),
+    /**
+     * The directory batch the row is created in: rows 1–20 of a file in the upload's own id,
+     * each further 20 in an id chosen when the upload was admitted (the directory holds at most 20 per batch).
+     */
+    directoryBatchId: text('directory_batch_id').notNull(),
     /** The directory refused the row as it stands (a 4xx): it is not sent again until edited. */
     rejected: boolean('rejected').notNull().default(false),
     updatedAt: millis('updated_at').notNull(),

@@ -109,7 +109,7 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
             createdAt: now,
           })
           .returning();
-        await tx.insert(batchRows).values(batch.rows.map((row) => ({ ...row, batchId: batch.id, status: 'pending' as const, updatedAt: now })));
+        await tx.insert(batchRows).values(batch.rows.map((row) => ({ ...row, batchId: batch.id, directoryBatchId: row.directoryBatchId ?? batch.id, status: 'pending' as const, updatedAt: now })));
         return { kind: 'new', batch: inserted! };
       });
     },

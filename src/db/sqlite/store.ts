@@ -96,7 +96,7 @@ export function createSqliteStore(path: string, options: { migrate?: boolean; ou
           .returning()
           .get();
         tx.insert(batchRows)
-          .values(batch.rows.map((row) => ({ ...row, batchId: batch.id, status: 'pending' as const, updatedAt: now })))
+          .values(batch.rows.map((row) => ({ ...row, batchId: batch.id, directoryBatchId: row.directoryBatchId ?? batch.id, status: 'pending' as const, updatedAt: now })))
           .run();
         return { kind: 'new', batch: inserted };
       });
