@@ -781,3 +781,67 @@ describe('the page tells the whole truth, at 1280 and 390 px', () => {
     expect(problems).toEqual([]);
   }, TIMEOUT_MS);
 });
+
+describe('a file bigger than one directory batch (MAX_ROWS above 20)', () => {
+  test('45 rows through the page: three directory batches (rows 1–20, 21–40, 41–45) filled in live, all activated at the end, on the upload screen and the batch page', async () => {
+    // A short rate window: the service's own pacing lets 30 creates through per window.
+    const { page, url, stack, problems, dialogs } = await open({ MAX_ROWS: '45', UPSTREAM_RATE_WINDOW_MS: '500' });
+    const csv = `name,address\n${Array.from({ length: 45 }, (_, i) => `Clinic ${i + 1},${i + 1} Road`).join('\n')}\n`;
+    // Every "created" count a directory batch's row shows, to check they were filled in as rows landed.
+    await page.addInitScript(`
+      window.__created = [];
+      new MutationObserver((records) => {
+        for (const record of records) {
+          const cell = record.target.closest && record.target.closest('[data-count=created]');
+          if (cell) window.__created.push(cell.closest('tr').rowIndex + ':' + cell.textContent);
+        }
+      }).observe(document, { subtree: true, childList: true });
+    `);
+    await page.goto(`${url}/`);
+
+    await page.locator('#csv-file').setInputFiles({ name: 'forty-five.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
+    await page.getByRole('button', { name: 'Create 45 hospitals' }).click();
+
+    const table = page.getByRole('table', { name: 'Directory batches of forty-five.csv' });
+    await table.waitFor();
+    await page.getByTestId('summary').waitFor();
+    expect(await page.locator('.summary-title').textContent()).toBe('Batch completed: 45 hospitals created and activated.');
+    const cells = (selector: string) => table.locator(`tbody ${selector}`).allTextContents();
+    expect(await table.locator('thead th').allTextContents()).toEqual(['Directory batch', 'Rows', 'Created', 'Failed', 'Waiting', 'Activated', 'ID']);
+    expect(await cells('th')).toEqual(['1 of 3', '2 of 3', '3 of 3']);
+    expect(await cells('[data-col=rows]')).toEqual(['rows 1–20', 'rows 21–40', 'rows 41–45']);
+    expect(await cells('[data-count=created]')).toEqual(['20', '20', '5']);
+    expect(await cells('[data-count=failed]')).toEqual(['0', '0', '0']);
+    expect(await cells('[data-count=waiting]')).toEqual(['0', '0', '0']);
+    expect(await cells('[data-col=activated]')).toEqual(['Yes', 'Yes', 'Yes']);
+    // The second directory batch's count went up row by row from the event stream, not at once.
+    const created = (await page.evaluate('window.__created')) as string[];
+    const second = created.filter((entry) => entry.startsWith('2:')).map((entry) => Number(entry.slice(2)));
+    expect(second.some((n) => n > 0 && n < 20)).toBe(true);
+    expect(second).toEqual([...second].sort((a, b) => a - b));
+
+    // The ids are the report's, in file order; the first is the upload's batch_id; the directory agrees.
+    const ids = await table.locator('tbody tr').evaluateAll((trs) => trs.map((tr) => (tr as { dataset: { directoryBatch?: string } }).dataset.directoryBatch));
+    const batchId = (await page.getByRole('link', { name: 'Open the batch page' }).getAttribute('href'))!.replace('#/batches/', '');
+    const report = (await (await fetch(`${url}/batches/${batchId}`)).json()) as { directory_batches: { id: string }[] };
+    expect(ids).toEqual(report.directory_batches.map((batch) => batch.id));
+    expect(ids[0]).toBe(batchId);
+    const inDirectory = stack.sim.hospitals();
+    expect(ids.map((id) => inDirectory.filter((h) => h.creation_batch_id === id && h.active).length)).toEqual([20, 20, 5]);
+    await shot(page, 'upload-split-done');
+
+    await page.getByRole('link', { name: 'Open the batch page' }).click();
+    await page.getByRole('heading', { level: 1, name: 'forty-five.csv' }).waitFor();
+    await table.waitFor();
+    expect(await cells('[data-col=activated]')).toEqual(['Yes', 'Yes', 'Yes']);
+    expect(await cells('[data-count=created]')).toEqual(['20', '20', '5']);
+    await shot(page, 'batch-split');
+
+    await page.setViewportSize(PHONE);
+    await expectNoSidewaysScroll(page);
+    await expectTablesFit(page);
+    await shot(page, 'batch-split-phone');
+    expect(problems).toEqual([]);
+    expect(dialogs).toEqual([]);
+  }, TIMEOUT_MS);
+});

@@ -245,6 +245,49 @@ describe('upload', () => {
   });
 });
 
+describe('a file bigger than one directory batch (MAX_ROWS above 20)', () => {
+  // A short rate window: the service's own pacing lets 30 creates through per window.
+  const BIG = { MAX_ROWS: '45', UPSTREAM_RATE_WINDOW_MS: '500' };
+
+  test('when 45 rows are uploaded, then the report lists the three directory batches with their rows, all activated, and stderr says as each is activated', async () => {
+    await serve(BIG);
+
+    const run = await at('upload', csvFile('forty-five.csv', csv(45)));
+
+    expect(run.code).toBe(0);
+    const batchId = /^batch (\S+)  completed  45 created, 0 failed of 45  activated yes/m.exec(run.stdout)?.[1];
+    const report = (await (await fetch(`${url}/batches/${batchId}`)).json()) as { directory_batches: { id: string }[] };
+    const ids = report.directory_batches.map((batch) => batch.id);
+    expect(ids).toHaveLength(3);
+    expect(ids[0]).toBe(batchId);
+    for (const row of [1, 20, 21, 45]) expect(tableRow(run.stdout, row)).toMatch(new RegExp(`^${row}\\s+\\d+\\s+Hospital ${row}\\s+created_and_activated\\s+1\\s+-$`));
+    const start = lines(run.stdout).findIndex((line) => /^directory batch\s+rows\s+activated$/.test(line));
+    expect(lines(run.stdout).slice(start + 2, start + 5)).toEqual([
+      expect.stringMatching(new RegExp(`^${ids[0]}\\s+1-20\\s+yes$`)),
+      expect.stringMatching(new RegExp(`^${ids[1]}\\s+21-40\\s+yes$`)),
+      expect.stringMatching(new RegExp(`^${ids[2]}\\s+41-45\\s+yes$`)),
+    ]);
+    // One line per row in order, then one per directory batch as it is activated (a pacing wait may add its own line).
+    const progress = lines(run.stderr).filter((line) => !line.includes("the directory's rate limit"));
+    expect(progress.slice(0, 45)).toEqual(Array.from({ length: 45 }, (_, i) => expect.stringMatching(new RegExp(`^\\[${i + 1}/45\\] row ${i + 1} created `))));
+    expect(progress.slice(45)).toEqual(ids.map((id) => `directory batch ${id} activated`));
+    expect(ids.map((id) => stack!.sim.hospitals().filter((h) => h.creation_batch_id === id && h.active).length)).toEqual([20, 20, 5]);
+  });
+
+  test('when 45 rows are uploaded on a terminal, then the bar fills in forty-fifths and is full only at 45/45', async () => {
+    await serve(BIG);
+
+    const run = await onTerminal(['upload', csvFile('forty-five-tty.csv', csv(45)), '--url', url, '--yes']);
+
+    expect(run.code).toBe(0);
+    expect(run.screen).toMatch(/\r\[#{20}\] 45\/45  done 45  failed 0  elapsed \d+:\d\d  eta 0:00/);
+    const full = [...run.screen.matchAll(/\r\[#{20}\] (\d+)\/45/g)].map((match) => match[1]);
+    expect(new Set(full)).toEqual(new Set(['45']));
+    expect(run.screen).toMatch(/^directory batch\s+rows\s+activated$/m);
+    expect(run.screen).toMatch(/^batch \S+  completed  45 created, 0 failed of 45  activated yes/m);
+  });
+});
+
 describe('upload on a terminal', () => {
   test('when the question is answered y, then the batch is created with a progress bar drawn in place', async () => {
     await serve();
@@ -772,6 +815,13 @@ describe('progress bar', () => {
   test('when 9 of 20 rows are finished, then the bar is 9/20 full with the counts, elapsed time and ETA', () => {
     expect(progressBar({ done: 8, failed: 1, total: 20, elapsedSeconds: 42.2, etaSeconds: 51 })).toBe(
       '[#########-----------] 9/20  done 8  failed 1  elapsed 0:42  eta 0:51',
+    );
+    // On a big file the bar is full only when every row is finished.
+    expect(progressBar({ done: 43, failed: 1, total: 45, elapsedSeconds: 95, etaSeconds: 2 })).toBe(
+      '[###################-] 44/45  done 43  failed 1  elapsed 1:35  eta 0:02',
+    );
+    expect(progressBar({ done: 1000, failed: 0, total: 1000, elapsedSeconds: 2010, etaSeconds: 0 })).toBe(
+      '[####################] 1000/1000  done 1000  failed 0  elapsed 33:30  eta 0:00',
     );
     expect(progressBar({ done: 0, failed: 0, total: 5, elapsedSeconds: 3725, etaSeconds: null })).toBe(
       '[--------------------] 0/5  done 0  failed 0  elapsed 1:02:05  eta -:--',

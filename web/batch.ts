@@ -6,6 +6,7 @@
  */
 import { ApiError, followBatch, getJson, postJson } from './api.js';
 import { failureReasons, messageBox, outcomeList, outcomeSentence, ProgressBar, resultsLink, RowsTable } from './components.js';
+import { DirectoryBatchesView } from './directoryBatches.js';
 import { announce, h, pageTitle, replace } from './dom.js';
 import { BATCH_STATUS_LABEL, batchBadge, duration, plural, timeElement } from './format.js';
 import { editButton, isRejected } from './rowEditor.js';
@@ -39,6 +40,7 @@ export function batchScreen(batchId: string): { element: HTMLElement; heading: H
   let pollTimer: number | undefined;
   let rows: RowsTable | null = null;
   let progress: ProgressBar | null = null;
+  let directoryBatches: DirectoryBatchesView | null = null;
 
   const stopLive = () => {
     stopFollowing?.();
@@ -101,6 +103,8 @@ export function batchScreen(batchId: string): { element: HTMLElement; heading: H
     }
 
     rows = new RowsTable(`Rows of ${report.filename}`, report.hospitals);
+    directoryBatches = new DirectoryBatchesView(report.filename);
+    directoryBatches.setReport(report);
     if (!acting && CAN_RESUME.includes(report.status)) {
       const table = rows;
       for (const row of report.hospitals.filter(isRejected)) table.addAction(row.row, editButton(report.batch_id, row, table.columns, saved));
@@ -117,6 +121,7 @@ export function batchScreen(batchId: string): { element: HTMLElement; heading: H
       reasonsBox(report),
       report.notice ? messageBox('info', 'Notice', report.notice) : null,
       outcomeList(report),
+      directoryBatches.split ? directoryBatches.element : null,
       h(
         'dl',
         { class: 'meta' },
@@ -154,13 +159,18 @@ export function batchScreen(batchId: string): { element: HTMLElement; heading: H
       row: (event) => {
         progress?.rowLanded(event.row);
         rows?.update(event.row, event);
+        directoryBatches?.row(event);
         if (event.progress) {
           progress?.fromProgress(event.progress);
           rows?.markSending(event.progress.current_row);
         }
       },
       directory: (event) => progress?.waiting(event),
-      batch: () => progress?.clearWait(),
+      batch: (event) => {
+        progress?.clearWait();
+        directoryBatches?.batch(event);
+        if (event.directory_batch_id && directoryBatches) progress?.say(directoryBatches.activationSentence());
+      },
       report: (report) => {
         render(report);
         announce(outcomeSentence(report));

@@ -75,6 +75,16 @@ export interface RowReport {
   status: RowStatus;
   error_message: string | null;
   attempts: number;
+  /** The directory batch this row is created in; only on an upload split into several (over 20 rows). */
+  directory_batch_id?: string;
+}
+
+/** One of the directory batches of at most 20 rows a bigger upload is created as, in file order. */
+export interface DirectoryBatch {
+  id: string;
+  first_row: number;
+  last_row: number;
+  activated: boolean;
 }
 
 export interface BatchReport extends BatchSummary {
@@ -85,6 +95,8 @@ export interface BatchReport extends BatchSummary {
   cancel_requested_at: string | null;
   audit: { action: 'resume' | 'rollback' | 'cancel' | 'edit_row'; by: string | null; at: string }[];
   progress?: Progress;
+  /** Only on an upload split into several directory batches (over 20 rows). */
+  directory_batches?: DirectoryBatch[];
 }
 
 export interface BatchPage {
@@ -119,4 +131,7 @@ export interface BatchEvent {
   status: BatchStatus;
   error?: string | null;
   batch_activated?: boolean;
+  /** A split upload: this directory batch was just activated (`batch_activated` comes when all are). */
+  directory_batch_id?: string;
+  directory_batch_activated?: boolean;
 }

@@ -3,9 +3,10 @@
  * "Create N hospitals" → live progress from the event stream → the outcome.
  * The screen keeps its state while the person looks at other screens.
  */
-import { ApiError, followBatch, postJson } from './api.js';
+import { ApiError, followBatch, getJson, postJson } from './api.js';
 import { failureReasons, messageBox, outcomeList, outcomeSentence, ProgressBar, resultsLink, RowsTable } from './components.js';
 import { rowsAfter } from './csvPreview.js';
+import { DIRECTORY_BATCH_SIZE, DirectoryBatchesView } from './directoryBatches.js';
 import { announce, h, replace, svgIcon } from './dom.js';
 import { BATCH_STATUS_LABEL, plural } from './format.js';
 import { previewParts, problemItem } from './preview.js';
@@ -47,7 +48,7 @@ function build(): UploadScreen {
     h(
       'p',
       { id: 'csv-file-hint', class: 'hint' },
-      'Columns name and address (required) and phone, at most 20 rows, as CSV or an Excel workbook (.xlsx). The file is checked first: nothing is created until you confirm. Start from a template: ',
+      'Columns name and address (required) and phone, as CSV or an Excel workbook (.xlsx); at most 20 rows unless the service allows more. The file is checked first: nothing is created until you confirm. Start from a template: ',
       h('a', { href: '/template.xlsx', download: '' }, 'Excel'),
       ' or ',
       h('a', { href: '/template.csv', download: '' }, 'CSV'),
@@ -156,12 +157,24 @@ function build(): UploadScreen {
     const leave = h('p', { class: 'hint' }, 'You can leave this screen: the batch keeps running. ', h('a', { href: batchHref }, 'Follow it on its page'), '.');
     const outcome = h('div', { class: 'outcome' });
     const rows = new RowsTable(`Rows of ${file.name}`, preview.rows);
-    replace(stage, title, progress.element, outcome, leave, rows.element);
+    // A file over the directory's batch limit is split: its directory batches come with the report.
+    const directoryBatches = new DirectoryBatchesView(file.name);
+    if (accepted.total_hospitals > DIRECTORY_BATCH_SIZE) {
+      getJson<BatchReport>(`/batches/${encodeURIComponent(accepted.batch_id)}`).then(
+        (report) => {
+          if (mine === generation) directoryBatches.setReport(report);
+        },
+        // The final report lays them out anyway.
+        () => undefined,
+      );
+    }
+    replace(stage, title, progress.element, directoryBatches.element, outcome, leave, rows.element);
     title.focus();
 
     const finish = (report: BatchReport) => {
       progress.clearWait();
       rows.setAll(report.hospitals);
+      directoryBatches.setReport(report);
       progress.fromReport(report);
       const sentence = outcomeSentence(report);
       title.textContent =
@@ -194,6 +207,7 @@ function build(): UploadScreen {
       row: (event) => {
         progress.rowLanded(event.row);
         rows.update(event.row, event);
+        directoryBatches.row(event);
         if (event.progress) {
           progress.fromProgress(event.progress);
           rows.markSending(event.progress.current_row);
@@ -202,7 +216,10 @@ function build(): UploadScreen {
       directory: (event) => progress.waiting(event),
       batch: (event) => {
         progress.clearWait();
-        if (event.status === 'processing' && !event.batch_activated) progress.set(0, 'Sending the first row…');
+        directoryBatches.batch(event);
+        // One directory batch of a split upload activated: the others follow.
+        if (event.directory_batch_id) progress.say(directoryBatches.activationSentence());
+        else if (event.status === 'processing' && !event.batch_activated) progress.set(0, 'Sending the first row…');
         if (event.batch_activated) progress.set(100, 'Every row was created; the batch is activated.');
       },
       report: finish,

@@ -68,7 +68,9 @@ export function createProgressView(stream: NodeJS.WriteStream, total: number, ea
     return {
       onEvent(event) {
         const row = record(event);
+        const activated = event.event === 'batch' ? directoryBatchActivated(event.data) : null;
         if (row) stream.write(`${rowLine(row, state(Date.now()))}\n`);
+        else if (activated) stream.write(`directory batch ${activated} activated\n`);
         else if (event.event === 'directory' && wait) stream.write(`${wait.event.row === null ? '' : `row ${wait.event.row}: `}${waitText(Date.now())}\n`);
       },
       stop() {},
@@ -100,6 +102,16 @@ function rowLine(row: RowEvent, state: BarState): string {
   const position = `[${state.done + state.failed}/${state.total}] row ${row.row}`;
   if (CREATED.has(row.status)) return `${position} created (hospital ${row.hospital_id ?? '?'}, attempts ${row.attempts})`;
   return `${position} ${row.status}: ${row.error_message ?? 'no reason given'}`;
+}
+
+/** A split upload's `batch` event for one directory batch's activation: its id; otherwise null. */
+function directoryBatchActivated(data: string): string | null {
+  try {
+    const value = JSON.parse(data) as { directory_batch_id?: unknown; directory_batch_activated?: unknown };
+    return typeof value.directory_batch_id === 'string' && value.directory_batch_activated === true ? value.directory_batch_id : null;
+  } catch {
+    return null;
+  }
 }
 
 function parseWait(data: string): DirectoryEvent | null {

@@ -41,7 +41,8 @@ export interface BarState {
 /** `[#########-----------] 9/20  done 8  failed 1  elapsed 0:42  eta 0:51` */
 export function progressBar({ done, failed, total, elapsedSeconds, etaSeconds }: BarState): string {
   const finished = done + failed;
-  const filled = total === 0 ? BAR_WIDTH : Math.min(BAR_WIDTH, Math.round((finished / total) * BAR_WIDTH));
+  // Rounded down: on a big file the bar is full only when every row is (44 of 45 is not).
+  const filled = total === 0 ? BAR_WIDTH : Math.min(BAR_WIDTH, Math.floor((finished / total) * BAR_WIDTH));
   const bar = `${'#'.repeat(filled)}${'-'.repeat(BAR_WIDTH - filled)}`;
   const eta = etaSeconds === null ? '-:--' : clock(etaSeconds);
   return `[${bar}] ${finished}/${total}  done ${done}  failed ${failed}  elapsed ${clock(elapsedSeconds)}  eta ${eta}`;
@@ -66,11 +67,34 @@ export const barState = (progress: Progress, total: number): BarState => ({
   etaSeconds: progress.eta_seconds,
 });
 
-/** The per-row table, then the summary; a running batch (GET /batches/:id) leads with its progress. */
-export function reportText(report: BatchReport & { progress?: Progress }, hint: Hint = plainHint): string {
+/** One of the directory batches a file over 20 rows is created as (the report's `directory_batches`). */
+interface DirectoryBatch {
+  id: string;
+  first_row: number;
+  last_row: number;
+  activated: boolean;
+}
+
+/** A report as the CLI reads it: a running batch has `progress`, a split upload `directory_batches`. */
+export type ReportView = BatchReport & { progress?: Progress; directory_batches?: DirectoryBatch[] };
+
+/**
+ * The per-row table, the directory batches of a split upload, then the summary; a running
+ * batch (GET /batches/:id) leads with its progress.
+ */
+export function reportText(report: ReportView, hint: Hint = plainHint): string {
   const rows = report.hospitals.map((h) => [h.row, h.hospital_id, truncate(h.name), h.status, h.attempts, h.error_message]);
   const progress = report.progress ? `progress ${progressBar(barState(report.progress, report.total_hospitals))}\n\n` : '';
-  return `${progress}${table(['row', 'hospital id', 'name', 'status', 'attempts', 'error'], rows)}\n${summaryText(report, hint)}`;
+  const split = report.directory_batches && report.directory_batches.length > 0 ? `\n${directoryBatchesText(report.directory_batches)}` : '';
+  return `${progress}${table(['row', 'hospital id', 'name', 'status', 'attempts', 'error'], rows)}${split}\n${summaryText(report, hint)}`;
+}
+
+/** `directory batch  rows   activated` table, in file order. */
+export function directoryBatchesText(batches: DirectoryBatch[]): string {
+  return table(
+    ['directory batch', 'rows', 'activated'],
+    batches.map((batch) => [batch.id, `${batch.first_row}-${batch.last_row}`, batch.activated]),
+  );
 }
 
 export function summaryText(report: BatchReport, hint: Hint = plainHint): string {
