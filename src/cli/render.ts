@@ -68,21 +68,13 @@ export const barState = (progress: Progress, total: number): BarState => ({
 });
 
 /** One of the directory batches a file over 20 rows is created as (the report's `directory_batches`). */
-interface DirectoryBatch {
-  id: string;
-  first_row: number;
-  last_row: number;
-  activated: boolean;
-}
-
-/** A report as the CLI reads it: a running batch has `progress`, a split upload `directory_batches`. */
-export type ReportView = BatchReport & { progress?: Progress; directory_batches?: DirectoryBatch[] };
+type DirectoryBatch = NonNullable<BatchReport['directory_batches']>[number];
 
 /**
  * The per-row table, the directory batches of a split upload, then the summary; a running
  * batch (GET /batches/:id) leads with its progress.
  */
-export function reportText(report: ReportView, hint: Hint = plainHint): string {
+export function reportText(report: BatchReport, hint: Hint = plainHint): string {
   const rows = report.hospitals.map((h) => [h.row, h.hospital_id, truncate(h.name), h.status, h.attempts, h.error_message]);
   const progress = report.progress ? `progress ${progressBar(barState(report.progress, report.total_hospitals))}\n\n` : '';
   const split = report.directory_batches && report.directory_batches.length > 0 ? `\n${directoryBatchesText(report.directory_batches)}` : '';

@@ -1,14 +1,15 @@
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline/promises';
 import type { CsvProblem } from '../errors.js';
+import type { BatchReport } from '../http/presenter.js';
 import type { Api, Shape } from './api.js';
 import { UsageError } from './args.js';
 import type { Hint } from './hints.js';
 import { createProgressView } from './progress.js';
-import { problemsText, reportText, warningsText, type ReportView, type Warning } from './render.js';
+import { problemsText, reportText, warningsText, type Warning } from './render.js';
 import { followEvents } from './sse.js';
 
-export type Report = ReportView;
+export type Report = BatchReport;
 
 /** What POST /hospitals/bulk/validate answers (src/bulk/dryRun.ts). */
 export interface Check {
