@@ -73,9 +73,9 @@ export async function writeRow(current: Run, rowNumber: number, patch: RowPatch,
 export type RowCommits = ReturnType<typeof rowCommits>;
 
 /**
- * Group commit of a run's row changes: a change made while the previous commit is being
- * written waits for it and goes in the next one, with every change made meanwhile, so 20
- * answers landing together cost a couple of transactions, not 20 in a queue. Each change is
+ * Group commit of a run's row changes: a change waits for the previous commit and for the
+ * rest of the event loop's turn, and goes in one transaction with every change made
+ * meanwhile, so 20 answers landing together cost one or two transactions, not 20 in a queue. Each change is
  * still stored before its caller goes on (a stop or a crash loses none it was told of), in
  * the order made; a wait the directory client reported is stored before the outcome after it.
  */
@@ -86,7 +86,10 @@ export function rowCommits(store: Pick<Store, 'commitRows'>, claim: Claim, waits
     add(change: RowChange, events: BatchEvent[]): Promise<void> {
       if (!next) {
         const group: { changes: RowChange[]; events: BatchEvent[]; written: Promise<void> } = { changes: [], events: [], written: Promise.resolve() };
+        // After the previous commit, and after the I/O callbacks of this turn of the event
+        // loop: the answers that arrived together (all in one poll phase) join this group.
         group.written = previous.then(async () => {
+          await new Promise((resolve) => setImmediate(resolve));
           if (next === group) next = null;
           await waits.flush();
           await store.commitRows(claim, group.changes, group.events);
