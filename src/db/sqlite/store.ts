@@ -43,6 +43,8 @@ export function createSqliteStore(path: string, options: { migrate?: boolean; ou
   // Prepared on first use: a store opened without migrating (readiness tests) has no tables yet.
   let prepared: ReturnType<typeof prepareReads> | undefined;
   const reads = () => (prepared ??= prepareReads(db));
+  let preparedWrites: ReturnType<typeof prepareWrites> | undefined;
+  const writes = () => (preparedWrites ??= prepareWrites(db));
   const changed = new EventEmitter().setMaxListeners(0);
 
   /** Runs `work` in one write transaction; wakes the batch's watchers if it appended events. */
@@ -95,9 +97,10 @@ export function createSqliteStore(path: string, options: { migrate?: boolean; ou
           })
           .returning()
           .get();
-        tx.insert(batchRows)
-          .values(batch.rows.map((row) => ({ ...row, batchId: batch.id, directoryBatchId: row.directoryBatchId ?? batch.id, status: 'pending' as const, updatedAt: now })))
-          .run();
+        const insertRow = writes().insertRow;
+        for (const row of batch.rows) {
+          insertRow.run({ ...row, batchId: batch.id, directoryBatchId: row.directoryBatchId ?? batch.id, updatedAt: now });
+        }
         return { kind: 'new', batch: inserted };
       });
     },
@@ -262,14 +265,11 @@ export function createSqliteStore(path: string, options: { migrate?: boolean; ou
     },
 
     async commitRows(claim, changes, events, now = Date.now()) {
-      write(claim.batchId, events, now, (tx) => {
+      write(claim.batchId, events, now, () => {
         for (const { row, patch } of changes) {
-          tx.update(batchRows)
-            .set({ ...patch, updatedAt: now })
-            .where(and(eq(batchRows.batchId, claim.batchId), eq(batchRows.row, row)))
-            .run();
+          writes().updateRow(patch).run({ ...encodeRowPatch(patch), updatedAt: now, batchId: claim.batchId, row });
         }
-        mustChange(claim, recount(tx, fenced(claim)));
+        mustChange(claim, writes().recountFenced.run({ batchId: claim.batchId, fence: claim.fence }).changes);
       });
     },
 
@@ -367,11 +367,65 @@ function takeOver(tx: Tx, batch: BatchRecord, owner: string, leaseMs: number, no
   return { kind: 'claimed' as const, claim: { batchId: batch.id, fence, owner }, previous: batch };
 }
 
+const counted = (statuses: readonly string[]) =>
+  sql<number>`(select count(*) from ${batchRows} where ${batchRows.batchId} = ${batches.id} and ${inArray(batchRows.status, [...statuses] as never[])})`;
+
 /** Recomputes counters from the rows for the batches `where` selects; returns how many batches it updated. */
 function recount(tx: Tx, where: ReturnType<typeof and>): number {
-  const counted = (statuses: readonly string[]) =>
-    sql<number>`(select count(*) from ${batchRows} where ${batchRows.batchId} = ${batches.id} and ${inArray(batchRows.status, [...statuses] as never[])})`;
   return tx.update(batches).set({ createdRows: counted(CREATED_ROWS), failedRows: counted(FAILED_ROWS) }).where(where).run().changes;
+}
+
+/** The fields a row patch may set, in one order: a prepared update is keyed by which of them it sets. */
+const ROW_PATCH_FIELDS = ['status', 'hospitalId', 'errorMessage', 'attempts', 'rejected'] as const satisfies readonly (keyof RowPatch)[];
+
+/** A placeholder bypasses drizzle's column mapping: booleans go in as SQLite's 0 and 1. */
+function encodeRowPatch(patch: RowPatch): Record<string, unknown> {
+  return patch.rejected === undefined ? patch : { ...patch, rejected: patch.rejected ? 1 : 0 };
+}
+
+/**
+ * The writes of every upload and every row outcome, prepared once (per shape of row patch):
+ * built by drizzle and compiled by SQLite on each call they cost a 20-row upload about 10 ms
+ * of its overhead (inserting its rows, committing 20 outcomes), measured with a CPU profile.
+ */
+function prepareWrites(db: SqliteDb) {
+  const rowUpdates = new Map<string, ReturnType<typeof prepareRowUpdate>>();
+  const prepareRowUpdate = (fields: readonly (typeof ROW_PATCH_FIELDS)[number][]) =>
+    db
+      .update(batchRows)
+      .set({ ...Object.fromEntries(fields.map((field) => [field, sql`${sql.placeholder(field)}`])), updatedAt: sql`${sql.placeholder('updatedAt')}` })
+      .where(and(eq(batchRows.batchId, sql.placeholder('batchId')), eq(batchRows.row, sql.placeholder('row'))))
+      .prepare();
+  return {
+    insertRow: db
+      .insert(batchRows)
+      .values({
+        batchId: sql.placeholder('batchId'),
+        row: sql.placeholder('row'),
+        line: sql.placeholder('line'),
+        name: sql.placeholder('name'),
+        address: sql.placeholder('address'),
+        phone: sql.placeholder('phone'),
+        directoryBatchId: sql.placeholder('directoryBatchId'),
+        status: 'pending',
+        updatedAt: sql.placeholder('updatedAt'),
+      })
+      .prepare(),
+    /** The update setting exactly the fields `patch` has (and updated_at). */
+    updateRow(patch: RowPatch) {
+      const fields = ROW_PATCH_FIELDS.filter((field) => patch[field] !== undefined);
+      const key = fields.join(',');
+      let statement = rowUpdates.get(key);
+      if (!statement) rowUpdates.set(key, (statement = prepareRowUpdate(fields)));
+      return statement;
+    },
+    /** recount() of one batch, only under its current fence. */
+    recountFenced: db
+      .update(batches)
+      .set({ createdRows: counted(CREATED_ROWS), failedRows: counted(FAILED_ROWS) })
+      .where(and(eq(batches.id, sql.placeholder('batchId')), eq(batches.fence, sql.placeholder('fence'))))
+      .prepare(),
+  };
 }
 
 /**
