@@ -10,7 +10,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { RecordedRequest, Simulator } from '../simulator/simulator.js';
+import { createSimulator, type RecordedRequest, type Simulator } from '../simulator/simulator.js';
 import { freePort } from '../scripts/free-port.js';
 
 export { freePort };
@@ -554,4 +554,33 @@ export function machineInfo(): string[] {
     `RAM: ${(totalmem() / 1024 ** 3).toFixed(1)} GiB`,
     `Node: ${process.version} (${process.platform} ${process.arch})`,
   ];
+}
+
+/**
+ * One service (a child process) against the simulator with its real rate limits and the
+ * window shortened to `windowMs` on both sides, create delay `delayMs`; warmed up with a
+ * 1-row upload, then left a window and half a second so that create has left both the
+ * simulator's window and the limiter. `close` stops both and removes the temp dir.
+ */
+export async function pacedService(engine: BenchEngine, label: string, options: { delayMs: number; windowMs: number; env: Record<string, string> }) {
+  const dir = tempDir(label);
+  const sim = createSimulator({ createDelayMs: options.delayMs, rateLimits: { windowMs: options.windowMs } });
+  await sim.listen();
+  const service = await startChild({
+    label,
+    env: serviceEnv(sim.url, await engine.freshDatabase(dir.path, label), { UPSTREAM_RATE_WINDOW_MS: String(options.windowMs), ...options.env }),
+  });
+  const close = async () => {
+    await service.stop();
+    await sim.close();
+    dir.remove();
+  };
+  try {
+    assertCompleted(await upload(service.url, hospitalsCsv(1)), 1, `${label} warm-up`);
+    await sleep(options.windowMs + 500);
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return { sim, service, close };
 }

@@ -33,21 +33,15 @@
  * Before measuring, a 1-row warm-up upload, then a pause of W + 0.5 s so its create has
  * left both the simulator's window and the limiter.
  */
-import { createSimulator, type RecordedRequest } from '../../simulator/simulator.js';
+import type { RecordedRequest } from '../../simulator/simulator.js';
 import {
   CREATES_PER_WINDOW,
   answeredAt,
-  assertCompleted,
   batchOf,
   createFailures,
-  hospitalsCsv,
   median,
   ms,
-  serviceEnv,
-  sleep,
-  startChild,
-  tempDir,
-  upload,
+  pacedService,
   uploadsAtOnce,
   type BenchEngine,
   type FigureResult,
@@ -62,21 +56,12 @@ const WINDOW_MS = 3000;
 const TARGET_RATIO = 1.1;
 
 export async function big(engine: BenchEngine): Promise<FigureResult> {
-  const dir = tempDir('big');
-  const sim = createSimulator({ createDelayMs: DELAY_MS, rateLimits: { windowMs: WINDOW_MS } });
-  await sim.listen();
-  const service = await startChild({
-    label: 'big',
-    env: serviceEnv(sim.url, await engine.freshDatabase(dir.path, 'big'), {
-      MAX_ROWS: '1000',
-      UPSTREAM_CONCURRENCY: String(CONCURRENCY),
-      UPSTREAM_RATE_WINDOW_MS: String(WINDOW_MS),
-    }),
+  const { sim, service, close } = await pacedService(engine, 'big', {
+    delayMs: DELAY_MS,
+    windowMs: WINDOW_MS,
+    env: { MAX_ROWS: '1000', UPSTREAM_CONCURRENCY: String(CONCURRENCY) },
   });
   try {
-    assertCompleted(await upload(service.url, hospitalsCsv(1)), 1, 'big warm-up');
-    await sleep(WINDOW_MS + 500);
-
     const { results, totalMs, count429, log, sentAt, doneAt, lastAnswer } = await uploadsAtOnce(sim, [service.url], ROWS, 'big');
     const batches = assertTenActiveBatches(results[0]!, log, sim.hospitals());
 
@@ -143,9 +128,7 @@ export async function big(engine: BenchEngine): Promise<FigureResult> {
       ],
     };
   } finally {
-    await service.stop();
-    await sim.close();
-    dir.remove();
+    await close();
   }
 }
 

@@ -22,20 +22,13 @@
  * Before measuring, a 1-row warm-up upload, then a pause of W + 0.5 s so its create has
  * left both the simulator's window and the limiter.
  */
-import { createSimulator } from '../../simulator/simulator.js';
 import {
-  assertCompleted,
   batchOf,
   createFailures,
-  hospitalsCsv,
   median,
   ms,
-  serviceEnv,
-  sleep,
-  startChild,
-  tempDir,
+  pacedService,
   twoWaveUploads,
-  upload,
   type BenchEngine,
   type FigureResult,
 } from '../lib.js';
@@ -47,21 +40,12 @@ const RATE = 30;
 const TARGET_RATIO = 1.1;
 
 export async function pacing(engine: BenchEngine): Promise<FigureResult> {
-  const dir = tempDir('pacing');
-  const sim = createSimulator({ createDelayMs: DELAY_MS, rateLimits: { windowMs: WINDOW_MS } });
-  await sim.listen();
-  const service = await startChild({
-    label: 'pacing',
-    env: serviceEnv(sim.url, await engine.freshDatabase(dir.path, 'pacing'), {
-      UPSTREAM_CONCURRENCY: '20',
-      UPSTREAM_RATE_WINDOW_MS: String(WINDOW_MS),
-      UPSTREAM_CREATE_RATE_PER_MIN: String(RATE),
-    }),
+  const { sim, service, close } = await pacedService(engine, 'pacing', {
+    delayMs: DELAY_MS,
+    windowMs: WINDOW_MS,
+    env: { UPSTREAM_CONCURRENCY: '20', UPSTREAM_CREATE_RATE_PER_MIN: String(RATE) },
   });
   try {
-    assertCompleted(await upload(service.url, hospitalsCsv(1)), 1, 'pacing warm-up');
-    await sleep(WINDOW_MS + 500);
-
     const { totalMs, count429, creates, first, second, wake, d1, d2, read, activate, floorMs, ratio, secondLag, sentAt, doneAt, lastAnswer } = await twoWaveUploads(
       sim,
       [service.url, service.url],
@@ -107,8 +91,6 @@ export async function pacing(engine: BenchEngine): Promise<FigureResult> {
       ],
     };
   } finally {
-    await service.stop();
-    await sim.close();
-    dir.remove();
+    await close();
   }
 }
