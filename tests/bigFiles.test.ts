@@ -158,7 +158,7 @@ describe('a file of more than 20 rows', () => {
 
     expect(failed).toMatchObject({ status: 'failed', batch_activated: false, processed_hospitals: 45, failed_hospitals: 0 });
     expect(failed.directory_batches).toEqual(expectedParts(failed, [true, false, false]));
-    expect(failed.error).toMatch(/^Directory batch 2 of 3 \(rows 21–40\) was not activated: .+ \(directory batches 1–1 are active; resume the batch to activate the rest\)\.$/);
+    expect(failed.error).toMatch(/^Directory batch 2 of 3 \(rows 21–40\) was not activated: .+ \(directory batch 1 is active; resume the batch to activate the rest\)\.$/);
     expect(failed.hospitals.map((h) => h.status)).toEqual([...Array(20).fill('created_and_activated'), ...Array(25).fill('created')]);
     const [first, second, third] = failed.directory_batches!;
     const activeIn = (id: string) => stack.sim.hospitals().filter((h) => h.creation_batch_id === id && h.active).length;

@@ -212,7 +212,7 @@ async function activate(current: Run, allAnswered: boolean): Promise<string | nu
     if (activated === STOPPED) return STOPPED;
     if (activated instanceof DirectoryError) {
       if (parts.length === 1) return activated.message;
-      const active = index === 0 ? 'none is active' : `directory batches 1–${index} are active`;
+      const active = index === 0 ? 'none is active' : index === 1 ? 'directory batch 1 is active' : `directory batches 1–${index} are active`;
       return `Directory batch ${index + 1} of ${parts.length} (rows ${part.firstRow}–${part.lastRow}) was not activated: ${activated.message} (${active}; resume the batch to activate the rest).`;
     }
     const rows = part.rows.map((row) => row.row);
