@@ -6,34 +6,22 @@
  * `npm test` builds first; when running jest directly, run `npm run build` before.
  */
 import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import request from 'supertest';
-import { closedPortUrl, parseSse, startStack, tempDir, type Stack } from './helpers.js';
+import { closedPortUrl, finished, parseSse, startStack, tempDir, type Finished, type Stack } from './helpers.js';
 import { testPostgresUrl } from './pg/engine.js';
 import { createTestDatabase } from './pg/server.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const DB_CLI = join(root, 'dist/src/db/cli.js');
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** The script with a clean environment plus `env`: nothing of the caller's shell leaks in. */
-async function dbCli(args: string[], env: Record<string, string> = {}): Promise<Run> {
+async function dbCli(args: string[], env: Record<string, string> = {}): Promise<Finished> {
   const child = spawn(process.execPath, [DB_CLI, ...args], { cwd: root, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout, stderr };
+  return finished(child);
 }
 
 const csv = (rows: number, prefix: string) =>

@@ -14,7 +14,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../scripts/free-port.js';
-import { tempDir } from './helpers.js';
+import { finished, tempDir, type Finished } from './helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const README_PORT = 3000;
@@ -96,7 +96,7 @@ afterAll(async () => {
 }, TIMEOUT_MS);
 
 /** Runs one README line as written, with only the ports changed. */
-async function run(command: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+async function run(command: string): Promise<Finished> {
   const local = command.replaceAll(`localhost:${README_PORT}`, `localhost:${port}`).replaceAll(`localhost:${README_SIM_PORT}`, `localhost:${port + 1}`);
   const child = spawn('/bin/sh', ['-c', local], {
     cwd: work.path,
@@ -108,12 +108,7 @@ async function run(command: string): Promise<{ code: number | null; stdout: stri
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout, stderr };
+  return finished(child);
 }
 
 test('README has runnable blocks, and every curl or hospital-bulk line in them says what it gives', () => {
