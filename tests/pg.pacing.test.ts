@@ -122,6 +122,22 @@ describe('the shared directory limiter on PostgreSQL', () => {
     await release();
   });
 
+  test('when an instance releases its slots and stops at once, then the releases are stored: the other instance gets a slot after one window, not at the holds\' bound', async () => {
+    const stopping = await instance(60_000);
+    const releases = await Promise.all(Array.from({ length: LIMIT }, () => stopping.acquire('stop', LIMIT)));
+    const releasedAt = Date.now();
+    for (const release of releases) release(); // queued, stored together in the background
+    await Promise.all(limiters.splice(0).map((limiter) => limiter.close()));
+    await Promise.all(pools.splice(0).map((pool) => pool.end()));
+    const other = await instance();
+
+    const release = await other.acquire('stop', LIMIT);
+
+    expect(Date.now() - releasedAt).toBeLessThan(10_000); // well before the 60 s bound
+    expect(Date.now() - releasedAt).toBeGreaterThanOrEqual(WINDOW_MS - 50); // and a released slot still counts for its window
+    release();
+  });
+
   test('when one instance meets a 429 and blocks the key, then the other instance waits for the block too, and is told it is blocked', async () => {
     const [a, b] = [await instance(), await instance()];
     await a.block('create', Date.now() + 200);

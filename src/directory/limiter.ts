@@ -15,7 +15,7 @@ export interface DirectoryLimiter {
    * Resolves when a request for `key` may be sent; call the returned function when it has
    * finished. `onWait` hears each hold it can put a length on (`blocked`: by a 429's block).
    */
-  acquire(key: string, limit: number, onWait?: (wait: LimiterWait) => void): Promise<() => void | Promise<void>>;
+  acquire(key: string, limit: number, onWait?: (wait: LimiterWait) => void): Promise<() => void>;
   /** After a 429 the directory's window is still closed: hold every request for `key` until `untilMs` (this clock). */
   block(key: string, untilMs: number): void | Promise<void>;
   /** Roughly how long `extraRequests` more requests for `key` would wait; cheap and synchronous (it feeds progress). */

@@ -77,7 +77,7 @@ export function createTransport(config: TransportConfig, logger: Logger, options
   async function send(op: DirectoryOp, request: DirectoryRequest, context: CallContext & { attempt: number }): Promise<Answer> {
     const key = limiterKey(request);
     const queued = performance.now();
-    let release: () => void | Promise<void>;
+    let release: () => void;
     try {
       release = await limiter.acquire(key, request.ratePerMin, ({ delayMs, blocked }) =>
         context.onWait?.({
@@ -113,7 +113,7 @@ export function createTransport(config: TransportConfig, logger: Logger, options
     if (answer.outcome === 'not_sent' && answer.status === 429) {
       await limiter.block(key, Date.now() + (answer.retryAfterMs ?? config.UPSTREAM_RATE_WINDOW_MS));
     }
-    await release();
+    release();
     logger.log(answer.outcome === 'ok' ? 'info' : 'warn', 'directory request', {
       op,
       batch_id: context.batchId,

@@ -59,6 +59,9 @@ export class PostgresRateLimiter implements DirectoryLimiter {
   /** Slots claimed for callers queued behind the one that claimed them. */
   private readonly spares = new Map<string, Hold[]>();
   private lastSweep = 0;
+  /** Slots whose requests have finished, released together at the end of this turn. */
+  private readonly toRelease: (Hold & { key: string })[] = [];
+  private readonly releasing = new Set<Promise<void>>();
 
   private constructor(
     private readonly db: NodePgDatabase,
@@ -75,7 +78,7 @@ export class PostgresRateLimiter implements DirectoryLimiter {
     return limiter;
   }
 
-  acquire(key: string, limit: number, onWait?: (wait: LimiterWait) => void): Promise<() => Promise<void>> {
+  acquire(key: string, limit: number, onWait?: (wait: LimiterWait) => void): Promise<() => void> {
     return this.queue.run(key, () => this.takeSlot(key, limit, onWait));
   }
 
@@ -108,13 +111,14 @@ export class PostgresRateLimiter implements DirectoryLimiter {
     });
   }
 
-  /** Stops listening; the pool belongs to the caller. */
+  /** Stores the releases still on their way, stops listening; the pool belongs to the caller. */
   async close(): Promise<void> {
+    await Promise.all(this.releasing);
     for (const waker of this.wakers.values()) waker.abort();
     await this.listener.close();
   }
 
-  private async takeSlot(key: string, limit: number, onWait?: (wait: LimiterWait) => void): Promise<() => Promise<void>> {
+  private async takeSlot(key: string, limit: number, onWait?: (wait: LimiterWait) => void): Promise<() => void> {
     let toldUntil = 0;
     for (;;) {
       const spare = this.spares.get(key)?.shift();
@@ -175,18 +179,33 @@ export class PostgresRateLimiter implements DirectoryLimiter {
     return { taken: row.taken, picture: toPicture(row) };
   }
 
-  /** The slot counts one more window from now, on the database's clock; waiters everywhere look again. */
-  private async release(key: string, { slot, holdId }: Hold): Promise<void> {
+  /**
+   * The slot counts one more window from now, on the database's clock; waiters everywhere
+   * look again. Not awaited by the request that held it (its answer goes on at once):
+   * releases queued in one turn of the event loop go to the database in one statement. A
+   * later release only holds the slot a little longer, so it never lets more requests through.
+   */
+  private release(key: string, hold: Hold): void {
+    this.toRelease.push({ key, ...hold });
+    if (this.toRelease.length > 1) return;
+    const flushed = new Promise((resolve) => setImmediate(resolve)).then(() => this.releaseQueued());
+    this.releasing.add(flushed);
+    void flushed.finally(() => this.releasing.delete(flushed));
+  }
+
+  private async releaseQueued(): Promise<void> {
+    const held = this.toRelease.splice(0);
     try {
       await this.db.execute(sql`
         with released as (
-          update ${directoryHolds} set free_at = ${NOW_MS} + ${this.options.windowMs}, released = true
-          where key = ${key} and slot = ${slot} and hold_id = ${holdId} returning key)
-        select pg_notify(${CHANNEL}, key) from released`);
+          update ${directoryHolds} h set free_at = ${NOW_MS} + ${this.options.windowMs}, released = true
+          from json_to_recordset(${JSON.stringify(held)}::json) as r(key text, slot integer, "holdId" text)
+          where h.key = r.key and h.slot = r.slot and h.hold_id = r."holdId" returning h.key)
+        select pg_notify(${CHANNEL}, key) from (select distinct key from released) keys`);
     } catch (error) {
-      this.options.logger.warn('pacing: could not release a slot; it frees when its hold expires', { key, error: messageOf(error) });
+      this.options.logger.warn('pacing: could not release slots; they free when their holds expire', { keys: [...new Set(held.map((h) => h.key))], error: messageOf(error) });
     }
-    this.wake(key);
+    for (const key of new Set(held.map((h) => h.key))) this.wake(key);
   }
 
   private wake(key: string): void {
