@@ -4,7 +4,8 @@ import { CANCELLABLE } from './status.js';
 
 /**
  * What a running batch knows about a cancel asked for on any instance: the flag in the
- * database, read once between rows (a primary-key read beside a create that takes seconds).
+ * database, as every commit of the run's rows saw it (`saw`), or read when nothing was
+ * committed since (`refresh`).
  */
 export function watchCancel(store: Pick<Store, 'isCancelRequested'>, batchId: string) {
   let requested = false;
@@ -31,6 +32,10 @@ export function watchCancel(store: Pick<Store, 'isCancelRequested'>, batchId: st
         },
       );
       return reading;
+    },
+    /** What a commit read of the flag; once seen, it stays seen. */
+    saw(cancelRequested: boolean): void {
+      requested ||= cancelRequested;
     },
   };
 }

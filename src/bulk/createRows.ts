@@ -43,7 +43,6 @@ export async function createMissingRows(current: Run): Promise<LoopEnd> {
   const sameRowInFlight = new Map<string, Promise<unknown>>();
   const failures = { inARow: 0, counted: new Set<number>() };
   let interrupted = false;
-  const markCreating = coalescedCreating(current);
 
   // Twins only matter within one directory batch: a lost answer is settled by reading that batch.
   const keyOf = (row: RowRecord) => JSON.stringify([row.directoryBatchId, row.name, row.address, row.phone]);
@@ -59,8 +58,20 @@ export async function createMissingRows(current: Run): Promise<LoopEnd> {
   /** No more creates, new or re-sent: the batch is stopping or was cancelled. */
   const mustStop = () => stopping() || current.cancel.requested;
 
+  /** This round's outcomes on their way to the store: the next row's `creating` joins their commit and waits for it. */
+  const storing: Promise<void>[] = [];
+
   const runRow = async (row: RowRecord): Promise<void> => {
-    await markCreating(row.row);
+    const before = current.rows.find((r) => r.row === row.row)!.status;
+    // Stored before the create is sent (a crash then leaves the row `unknown`, not
+    // `pending`), in one commit with the outcomes of the rows before it, which reads the cancel flag.
+    await writeRow(current, row.row, { status: 'creating' });
+    if (mustStop()) {
+      // A stop, or a cancel that commit saw: not sent, so the row goes back as it was.
+      await writeRow(current, row.row, { status: before });
+      queue.push(row);
+      return;
+    }
     const sent = sentThisRun.get(row.row) ?? 0;
     const result = await unlessStopped(
       deps,
@@ -88,12 +99,16 @@ export async function createMissingRows(current: Run): Promise<LoopEnd> {
         message: result.message,
         delayMs: config.UPSTREAM_SETTLE_MS,
       });
-    } else {
-      await commitRow(current, row, { ...result, attempts: sent + result.attempts });
-      if (result.kind === 'failed') countFailure(row);
-      else failures.inARow = 0;
+      // Nothing is committed for it, so nothing read the cancel flag.
+      await current.cancel.refresh();
+      return;
     }
-    await current.cancel.refresh();
+    if (result.kind === 'failed') countFailure(row);
+    else failures.inARow = 0;
+    const stored = commitRow(current, row, { ...result, attempts: sent + result.attempts });
+    // Its failure (a lost lease) fails the next row's `creating` too, and the round's end.
+    stored.catch(() => undefined);
+    storing.push(stored);
   };
 
   /** Sends the rows in hand: re-sends first (rows already started keep their attempts), new rows while the circuit is closed. */
@@ -117,6 +132,7 @@ export async function createMissingRows(current: Run): Promise<LoopEnd> {
     };
     const width = Math.min(config.UPSTREAM_CONCURRENCY, Math.max(resend.length + queue.length, 1));
     await Promise.all(Array.from({ length: width }, worker));
+    await Promise.all(storing.splice(0));
     // A deferred row was never sent: it goes back among the new rows, in file order.
     queue = [...resend, ...deferred, ...queue].sort((a, b) => a.row - b.row);
     resend = [];
@@ -192,31 +208,6 @@ async function settleLost(current: Run, lost: LostRow[], claimed: Set<number>, s
   }
   deps.logger.info('lost creates settled', { batch_id: batchId, lost: lost.length, adopted, resend: resend.length, reads });
   return { adopted, resend };
-}
-
-/**
- * `creating` must be stored before a create is sent (a crash then leaves the row `unknown`,
- * not `pending`). Rows that start in the same tick (all of them at full concurrency) share
- * one write.
- */
-function coalescedCreating(current: Run): (rowNumber: number) => Promise<void> {
-  let next: { rows: number[]; written: Promise<void> } | null = null;
-  return (rowNumber) => {
-    if (!next) {
-      const batch = { rows: [] as number[], written: Promise.resolve() };
-      batch.written = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
-        next = null;
-        const now = Date.now();
-        for (const [index, row] of current.rows.entries()) {
-          if (batch.rows.includes(row.row)) current.rows[index] = { ...row, status: 'creating', updatedAt: now };
-        }
-        return current.deps.store.updateRows(current.claim, batch.rows, { status: 'creating' }, [], now);
-      });
-      next = batch;
-    }
-    next.rows.push(rowNumber);
-    return next.written;
-  };
 }
 
 async function commitRow(current: Run, row: RowRecord, result: SettledOutcome): Promise<void> {

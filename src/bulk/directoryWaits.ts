@@ -16,8 +16,12 @@ export interface WaitRecorder {
   flush(): Promise<void>;
 }
 
-export function recordWaits(deps: { store: Store; logger: Logger }, claim: Claim): WaitRecorder {
-  let written: Promise<void> = Promise.resolve();
+/** `after`: a write the waits must come after in the stream (the run's start), whatever becomes of it. */
+export function recordWaits(deps: { store: Store; logger: Logger }, claim: Claim, after: Promise<unknown> = Promise.resolve()): WaitRecorder {
+  let written: Promise<void> = after.then(
+    () => undefined,
+    () => undefined,
+  );
   return {
     onWait: (row) => (wait) => {
       const event = {

@@ -135,20 +135,28 @@ async function runClaimed(deps: ProcessDeps, held: Claim): Promise<BatchOutcome>
   const { store, directory } = deps;
   const batchId = held.batchId;
   const startedAt = Date.now();
-  await store.updateBatch(held, { startedAt, error: null, completedAt: null }, [{ type: 'status', status: 'processing', error: null }]);
+  const started = store.updateBatch(held, { startedAt, error: null, completedAt: null }, [{ type: 'status', status: 'processing', error: null }]);
+  const waits = recordWaits(deps, held, started);
+  // The wake-up needs nothing from the history: it goes out while the start is recorded
+  // and the rows are read (its waits are stored after the start, so the stream keeps the order).
+  const waking = directory.wake({ batchId, onWait: waits.onWait(null) }).then(
+    () => null,
+    (error: unknown) => error,
+  );
+  await started;
   deps.logger.info('batch started', { batch_id: batchId });
-  const waits = recordWaits(deps, held);
+  const cancel = watchCancel(store, batchId);
   const current: Run = {
     deps,
     claim: held,
     startedAt,
     rows: await store.findRows(batchId),
     waits,
-    cancel: watchCancel(store, batchId),
-    commits: rowCommits(store, held, waits),
+    cancel,
+    commits: rowCommits(store, held, waits, cancel),
   };
 
-  const woke = await unlessStopped(deps, directory.wake({ batchId, onWait: current.waits.onWait(null) }).then(() => null, (error: unknown) => error));
+  const woke = await unlessStopped(deps, waking);
   if (woke === STOPPED) return interrupt(current);
   if (woke !== null) {
     const message = woke instanceof Error ? woke.message : String(woke);
@@ -183,9 +191,8 @@ async function runClaimed(deps: ProcessDeps, held: Claim): Promise<BatchOutcome>
   const activation = await activate(current, stop.allAnswered);
   if (activation === STOPPED) return interrupt(current);
   if (activation !== null) return failed(current, activation);
-  await store.updateBatch(held, { activated: true }, [{ type: 'activated' }]);
   deps.logger.info('batch activated', { batch_id: batchId, activated_count: current.rows.length });
-  return finish(current, 'completed', null);
+  return finish(current, 'completed', null, { activated: true });
 }
 
 /**
@@ -343,12 +350,14 @@ async function failed(current: Run, error: string): Promise<BatchOutcome> {
   }
 }
 
-async function finish(current: Run, status: BatchStatus, error: string | null, { announce = true } = {}): Promise<BatchOutcome> {
+/** Ends the run in `status`; `activated`: the directory activated the whole batch, recorded in the same write. */
+async function finish(current: Run, status: BatchStatus, error: string | null, { announce = true, activated = false } = {}): Promise<BatchOutcome> {
   const { deps, claim: held } = current;
   await current.waits.flush();
   const completedAt = Date.now();
-  const events: BatchEvent[] = announce ? [{ type: 'status', status, error }] : [];
-  await deps.store.finishBatch(held, status, { error, completedAt, processingMs: completedAt - current.startedAt }, events);
+  const events: BatchEvent[] = [...(activated ? [{ type: 'activated' as const }] : []), ...(announce ? [{ type: 'status' as const, status, error }] : [])];
+  const patch = { error, completedAt, processingMs: completedAt - current.startedAt, ...(activated ? { activated: true } : {}) };
+  await deps.store.finishBatch(held, status, patch, events);
   const result = await outcome(deps.store, held.batchId);
   deps.logger.info('batch finished', {
     batch_id: held.batchId,

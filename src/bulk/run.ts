@@ -75,11 +75,13 @@ export type RowCommits = ReturnType<typeof rowCommits>;
 /**
  * Group commit of a run's row changes: a change waits for the previous commit and for the
  * rest of the event loop's turn, and goes in one transaction with every change made
- * meanwhile, so 20 answers landing together cost one or two transactions, not 20 in a queue. Each change is
- * still stored before its caller goes on (a stop or a crash loses none it was told of), in
- * the order made; a wait the directory client reported is stored before the outcome after it.
+ * meanwhile, so 20 answers landing together cost one or two transactions, not 20 in a queue,
+ * and a row's outcome and the next row's `creating` share one. Each change is stored before
+ * its caller's promise resolves (a stop or a crash loses none it was told of), in the order
+ * made; a wait the directory client reported is stored before the outcome after it. Each
+ * commit tells `cancel` whether a cancel has been asked for.
  */
-export function rowCommits(store: Pick<Store, 'commitRows'>, claim: Claim, waits: Pick<WaitRecorder, 'flush'>) {
+export function rowCommits(store: Pick<Store, 'commitRows'>, claim: Claim, waits: Pick<WaitRecorder, 'flush'>, cancel: Pick<CancelWatch, 'saw'>) {
   let next: { changes: RowChange[]; events: BatchEvent[]; written: Promise<void> } | null = null;
   let previous: Promise<unknown> = Promise.resolve();
   return {
@@ -92,7 +94,7 @@ export function rowCommits(store: Pick<Store, 'commitRows'>, claim: Claim, waits
           await new Promise((resolve) => setImmediate(resolve));
           if (next === group) next = null;
           await waits.flush();
-          await store.commitRows(claim, group.changes, group.events);
+          cancel.saw((await store.commitRows(claim, group.changes, group.events)).cancelRequested);
         });
         previous = group.written.catch(() => undefined);
         next = group;

@@ -210,8 +210,12 @@ export interface Store {
   updateBatch(claim: Claim, patch: BatchPatch, events?: BatchEvent[], now?: number): Promise<void>;
   /** Fenced update of rows (all of them, or those numbered), recounting the batch's counters, with `events`, in one transaction. */
   updateRows(claim: Claim, rows: readonly number[] | 'all', patch: RowPatch, events?: BatchEvent[], now?: number): Promise<void>;
-  /** Fenced update of several rows, each with its own patch (applied in order), recounting the counters, with `events`, in one transaction. */
-  commitRows(claim: Claim, changes: readonly RowChange[], events?: BatchEvent[], now?: number): Promise<void>;
+  /**
+   * Fenced update of several rows, each with its own patch (applied in order), recounting the
+   * counters, with `events`, in one transaction. Says whether a cancel has been asked for, read
+   * in the same transaction: a run learns of one with every commit, at no extra read.
+   */
+  commitRows(claim: Claim, changes: readonly RowChange[], events?: BatchEvent[], now?: number): Promise<{ cancelRequested: boolean }>;
 
   /**
    * Corrects a row's values, in one transaction, only while its batch is in `ROW_EDITABLE_BATCHES`

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { and, asc, count, desc, eq, gt, inArray, isNull, lt, lte, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, inArray, isNull, lt, lte, or, sql, type SQL, type SQLWrapper } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
@@ -18,6 +18,7 @@ import {
   type CancelResult,
   type ClaimResult,
   type RowEditResult,
+  type RowChange,
   type RowPatch,
   type Store,
 } from '../store.js';
@@ -33,6 +34,8 @@ const CHANNEL = 'hospital_bulk_events';
 // Admission (MAX_ACTIVE_BATCHES, Idempotency-Key) is decided under one transaction-scoped
 // advisory lock, so two instances cannot both count "room for one more".
 const ADMISSION_LOCK = sql`select pg_advisory_xact_lock(7263541)`;
+/** Each field of a RowPatch as json_to_recordset reads it (patchRows). */
+const PATCH_TYPES: Record<keyof RowPatch, string> = { status: 'text', hospitalId: 'integer', errorMessage: 'text', attempts: 'integer', rejected: 'boolean' };
 
 /** Opens a pool on `url` (its sslmode honoured by pg), migrates, and serves the Store on it. */
 export async function createPostgresStore(url: string, { migrate: run = true, outbox = false } = {}): Promise<Store> {
@@ -45,17 +48,27 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
   // A stream on this instance hears about batches other instances run.
   const listener = await listen(url, CHANNEL, (batchId) => changed.emit(batchId));
 
-  async function write<T>(batchId: string, events: BatchEvent[] | undefined, now: number, work: (tx: Tx) => Promise<T>): Promise<T> {
+  /**
+   * One transaction: `work`, then `events` stored and announced to every instance. `last`, a
+   * data-modifying statement `work` would end with (a recount), shares a round trip with the
+   * events: a row's outcome costs five round trips whatever it carries.
+   */
+  async function write<T>(batchId: string, events: BatchEvent[] | undefined, now: number, work: (tx: Tx) => Promise<T>, last?: { getSQL(): SQL }): Promise<T> {
+    const announce = events !== undefined && events.length > 0;
     const result = await db.transaction(async (tx) => {
       const value = await work(tx);
-      if (events && events.length > 0) {
-        await tx.insert(batchEvents).values(events.map((event) => ({ batchId, type: event.type, data: event, createdAt: now })));
-        // Delivered at commit, to every instance listening (this one included).
-        await tx.execute(sql`select pg_notify(${CHANNEL}, ${batchId})`);
+      const steps = [
+        ...(last ? [last] : []),
+        ...(announce ? [tx.insert(batchEvents).values(events.map((event) => ({ batchId, type: event.type, data: event, createdAt: now })))] : []),
+      ];
+      // Data-modifying WITH clauses all run, in one statement; NOTIFY is delivered at commit.
+      if (steps.length > 0) {
+        await tx.execute(sql`with ${sql.join(steps.map((step, i) => sql`${sql.identifier(`step${i}`)} as (${step.getSQL()})`), sql`, `)}
+          select ${announce ? sql`pg_notify(${CHANNEL}, ${batchId})` : sql`1`}`);
       }
       return value;
     });
-    if (events && events.length > 0) changed.emit(batchId);
+    if (announce) changed.emit(batchId);
     return result;
   }
 
@@ -63,16 +76,48 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
   const mustChange = (batchId: string, rowCount: number | null) => {
     if (rowCount !== 1) throw new LeaseLostError(batchId);
   };
+  /** Locks the claim's batch (proving the claim) and says whether a cancel has been asked for. */
   const lockFenced = async (tx: Tx, claim: { batchId: string; fence: number }) => {
-    const locked = await tx.select({ id: batches.id }).from(batches).where(fenced(claim)).for('update');
+    const locked = await tx.select({ cancelRequestedAt: batches.cancelRequestedAt }).from(batches).where(fenced(claim)).for('update');
     if (locked.length !== 1) throw new LeaseLostError(claim.batchId);
+    return { cancelRequested: locked[0]!.cancelRequestedAt !== null };
   };
   const running = async (tx: Tx | PgDb) =>
     (await tx.select({ n: count() }).from(batches).where(inArray(batches.status, RUNNING)))[0]?.n ?? 0;
-  const recount = async (tx: Tx, where: SQL | undefined) => {
+  /** Sets the batch's counters from its rows (a statement; run it after the rows changed). */
+  const recountOf = (tx: Tx | PgDb, where: SQL | undefined) => {
     const counted = (statuses: readonly string[]) =>
       sql<number>`(select count(*) from ${batchRows} where ${batchRows.batchId} = ${batches.id} and ${inArray(batchRows.status, [...statuses] as never[])})`;
-    return (await tx.update(batches).set({ createdRows: counted(CREATED_ROWS), failedRows: counted(FAILED_ROWS) }).where(where)).rowCount;
+    return tx.update(batches).set({ createdRows: counted(CREATED_ROWS), failedRows: counted(FAILED_ROWS) }).where(where);
+  };
+  const recount = async (tx: Tx, where: SQL | undefined) => (await recountOf(tx, where)).rowCount;
+  /**
+   * Rows' patches in as few statements as the patches have shapes (which fields they set):
+   * 20 outcomes landing together are one statement, not 20 round trips.
+   */
+  const patchRows = async (tx: Tx, batchId: string, changes: readonly RowChange[], now: number) => {
+    const distinct = new Set(changes.map((change) => change.row)).size === changes.length;
+    const shapes = new Map<string, RowChange[]>();
+    for (const change of changes) {
+      // A row changed twice in one commit keeps its order: one statement per change.
+      const shape = distinct ? Object.keys(change.patch).sort().join() : String(shapes.size);
+      shapes.set(shape, [...(shapes.get(shape) ?? []), change]);
+    }
+    for (const group of shapes.values()) {
+      const fields = Object.keys(group[0]!.patch) as (keyof RowPatch)[];
+      if (group.length === 1 || fields.length === 0) {
+        for (const { row, patch } of group) {
+          await tx.update(batchRows).set({ ...patch, updatedAt: now }).where(and(eq(batchRows.batchId, batchId), eq(batchRows.row, row)));
+        }
+        continue;
+      }
+      const values = JSON.stringify(group.map(({ row, patch }) => ({ ...patch, row })));
+      await tx.execute(sql`
+        update ${batchRows} set ${sql.join(fields.map((field) => sql`${sql.identifier(batchRows[field].name)} = v.${sql.identifier(field)}`), sql`, `)},
+          ${sql.identifier(batchRows.updatedAt.name)} = ${now}
+        from json_to_recordset(${values}::json) as v("row" integer, ${sql.join(fields.map((field) => sql`${sql.identifier(field)} ${sql.raw(PATCH_TYPES[field])}`), sql`, `)})
+        where ${batchRows.batchId} = ${batchId} and ${batchRows.row} = v."row"`);
+    }
   };
   const newestFirst = [desc(batches.createdAt), desc(batches.id)];
   const reads = prepareReads(db);
@@ -275,31 +320,37 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
     },
 
     async updateRows(claim, rows, patch: RowPatch, events, now = Date.now()) {
-      await write(claim.batchId, events, now, async (tx) => {
-        // Lock the batch (and prove the claim) first: concurrent row commits of one batch
-        // then run one after another, and each recount below, a new statement under READ
-        // COMMITTED, sees the rows the previous one committed. Recounting without the lock
-        // loses updates (two recounts from snapshots taken before either commit).
-        await lockFenced(tx, claim);
-        const which =
-          rows === 'all' ? eq(batchRows.batchId, claim.batchId) : and(eq(batchRows.batchId, claim.batchId), inArray(batchRows.row, [...rows]));
-        await tx.update(batchRows).set({ ...patch, updatedAt: now }).where(which);
-        await recount(tx, eq(batches.id, claim.batchId));
-      });
+      await write(
+        claim.batchId,
+        events,
+        now,
+        async (tx) => {
+          // Lock the batch (and prove the claim) first: concurrent row commits of one batch
+          // then run one after another, and each recount, a new statement under READ
+          // COMMITTED, sees the rows the previous one committed. Recounting without the lock
+          // loses updates (two recounts from snapshots taken before either commit).
+          await lockFenced(tx, claim);
+          const which =
+            rows === 'all' ? eq(batchRows.batchId, claim.batchId) : and(eq(batchRows.batchId, claim.batchId), inArray(batchRows.row, [...rows]));
+          await tx.update(batchRows).set({ ...patch, updatedAt: now }).where(which);
+        },
+        recountOf(db, eq(batches.id, claim.batchId)),
+      );
     },
 
     async commitRows(claim, changes, events, now = Date.now()) {
-      await write(claim.batchId, events, now, async (tx) => {
-        // Locked first, as in updateRows: concurrent commits of one batch recount in turn.
-        await lockFenced(tx, claim);
-        for (const { row, patch } of changes) {
-          await tx
-            .update(batchRows)
-            .set({ ...patch, updatedAt: now })
-            .where(and(eq(batchRows.batchId, claim.batchId), eq(batchRows.row, row)));
-        }
-        await recount(tx, eq(batches.id, claim.batchId));
-      });
+      return write(
+        claim.batchId,
+        events,
+        now,
+        async (tx) => {
+          // Locked first, as in updateRows: concurrent commits of one batch recount in turn.
+          const locked = await lockFenced(tx, claim);
+          await patchRows(tx, claim.batchId, changes, now);
+          return locked;
+        },
+        recountOf(db, eq(batches.id, claim.batchId)),
+      );
     },
 
     async editRow(batchId, rowNumber, values, now = Date.now()) {

@@ -265,11 +265,13 @@ export function createSqliteStore(path: string, options: { migrate?: boolean; ou
     },
 
     async commitRows(claim, changes, events, now = Date.now()) {
-      write(claim.batchId, events, now, () => {
+      return write(claim.batchId, events, now, () => {
         for (const { row, patch } of changes) {
           writes().updateRow(patch).run({ ...encodeRowPatch(patch), updatedAt: now, batchId: claim.batchId, row });
         }
-        mustChange(claim, writes().recountFenced.run({ batchId: claim.batchId, fence: claim.fence }).changes);
+        const recounted = writes().recountFenced.get({ batchId: claim.batchId, fence: claim.fence });
+        if (!recounted) throw new LeaseLostError(claim.batchId);
+        return { cancelRequested: recounted.cancelRequestedAt !== null };
       });
     },
 
@@ -424,6 +426,7 @@ function prepareWrites(db: SqliteDb) {
       .update(batches)
       .set({ createdRows: counted(CREATED_ROWS), failedRows: counted(FAILED_ROWS) })
       .where(and(eq(batches.id, sql.placeholder('batchId')), eq(batches.fence, sql.placeholder('fence'))))
+      .returning({ cancelRequestedAt: batches.cancelRequestedAt })
       .prepare(),
   };
 }
