@@ -1,4 +1,4 @@
-import { LeaseLostError, STOPPED_WHILE_SENDING, type AuditEntry, type Claim, type RowRecord } from '../db/store.js';
+import { LeaseLostError, STOPPED_WHILE_SENDING, type AuditEntry, type Claim, type RowRecord, type RowsChange } from '../db/store.js';
 import { DirectoryError, matchRows } from '../directory/client.js';
 import { AppError } from '../errors.js';
 import { cancelledMessage, watchCancel } from './cancel.js';
@@ -57,8 +57,7 @@ async function rollBackClaimed(deps: ProcessDeps, held: Claim, restoreTo: BatchS
     } catch (error) {
       // What was deleted stays so in the history; a second rollback deletes the rest.
       const gone = parts.slice(0, index).flatMap((done) => done.rows.map((row) => row.row));
-      if (gone.length > 0) await deps.store.updateRows(held, gone, { status: 'deleted' });
-      await deps.store.finishBatch(held, restoreTo, {}, onRestore);
+      await deps.store.finishBatch(held, restoreTo, {}, onRestore, gone.length > 0 ? { rows: gone, patch: { status: 'deleted' } } : undefined);
       const message = error instanceof Error ? error.message : String(error);
       const detail =
         index === 0
@@ -68,10 +67,10 @@ async function rollBackClaimed(deps: ProcessDeps, held: Claim, restoreTo: BatchS
     }
   }
   deps.logger.info('batch rolled back', { batch_id: batchId, directory_batches: parts.length });
-  await deps.store.updateRows(held, 'all', { status: 'deleted' });
-  await deps.store.finishBatch(held, 'rolled_back', { activated: false, completedAt: Date.now() }, [
-    { type: 'status', status: 'rolled_back', error: null },
-  ]);
+  await deps.store.finishBatch(held, 'rolled_back', { activated: false, completedAt: Date.now() }, [{ type: 'status', status: 'rolled_back', error: null }], {
+    rows: 'all',
+    patch: { status: 'deleted' },
+  });
   return outcome(deps.store, batchId);
 }
 
@@ -190,9 +189,15 @@ async function runClaimed(deps: ProcessDeps, held: Claim): Promise<BatchOutcome>
   if (missing > 0) return failed(current, `${missing} of ${current.rows.length} rows were not created; the batch was not activated.`);
   const activation = await activate(current, stop.allAnswered);
   if (activation === STOPPED) return interrupt(current);
-  if (activation !== null) return failed(current, activation);
+  if ('failed' in activation) return failed(current, activation.failed);
   deps.logger.info('batch activated', { batch_id: batchId, activated_count: current.rows.length });
-  return finish(current, 'completed', null, { activated: true });
+  return finish(current, 'completed', null, { activated: activation });
+}
+
+/** The record of the last directory batch activated, which the run's finish writes. */
+interface LastActivated {
+  rows?: RowsChange;
+  events: BatchEvent[];
 }
 
 /**
@@ -200,11 +205,13 @@ async function runClaimed(deps: ProcessDeps, held: Claim): Promise<BatchOutcome>
  * exists (the caller checked): the directory's own activation, verified when its answer is
  * lost and never sent blindly twice (DirectoryClient.activateBatch). A directory batch counts
  * as active when all its rows are `created_and_activated`, so a resume activates only the rest.
- * Returns null when all are active, or why one was not.
+ * Each is recorded as it is activated, but the last, which nothing follows but the finish:
+ * its record is returned for the finish's transaction. Returns that, or why one was not activated.
  */
-async function activate(current: Run, allAnswered: boolean): Promise<string | null | typeof STOPPED> {
+async function activate(current: Run, allAnswered: boolean): Promise<LastActivated | { failed: string } | typeof STOPPED> {
   const { deps, claim: held } = current;
   const parts = directoryBatchesOf(current.rows);
+  let last: LastActivated = { events: [] };
   for (const [index, part] of parts.entries()) {
     if (part.rows.every((row) => row.status === 'created_and_activated')) continue;
     const activated = await unlessStopped(
@@ -218,14 +225,20 @@ async function activate(current: Run, allAnswered: boolean): Promise<string | nu
     );
     if (activated === STOPPED) return STOPPED;
     if (activated instanceof DirectoryError) {
-      if (parts.length === 1) return activated.message;
+      if (parts.length === 1) return { failed: activated.message };
       const active = index === 0 ? 'none is active' : index === 1 ? 'directory batch 1 is active' : `directory batches 1–${index} are active`;
-      return `Directory batch ${index + 1} of ${parts.length} (rows ${part.firstRow}–${part.lastRow}) was not activated: ${activated.message} (${active}; resume the batch to activate the rest).`;
+      return {
+        failed: `Directory batch ${index + 1} of ${parts.length} (rows ${part.firstRow}–${part.lastRow}) was not activated: ${activated.message} (${active}; resume the batch to activate the rest).`,
+      };
     }
     const rows = part.rows.map((row) => row.row);
     for (const [i, row] of current.rows.entries()) if (rows.includes(row.row)) current.rows[i] = { ...row, status: 'created_and_activated' };
-    const events: BatchEvent[] = parts.length > 1 ? [{ type: 'activated', directoryBatchId: part.id }] : [];
-    await deps.store.updateRows(held, parts.length > 1 ? rows : 'all', { status: 'created_and_activated' }, events);
+    const record: LastActivated = {
+      rows: { rows: parts.length > 1 ? rows : 'all', patch: { status: 'created_and_activated' } },
+      events: parts.length > 1 ? [{ type: 'activated', directoryBatchId: part.id }] : [],
+    };
+    if (index < parts.length - 1) await deps.store.updateRows(held, record.rows!.rows, record.rows!.patch, record.events);
+    else last = record;
     deps.logger.info('directory batch activated', {
       batch_id: held.batchId,
       directory_batch_id: part.id,
@@ -234,7 +247,7 @@ async function activate(current: Run, allAnswered: boolean): Promise<string | nu
       activated_count: activated.activatedCount,
     });
   }
-  return null;
+  return last;
 }
 
 /**
@@ -350,14 +363,20 @@ async function failed(current: Run, error: string): Promise<BatchOutcome> {
   }
 }
 
-/** Ends the run in `status`; `activated`: the directory activated the whole batch, recorded in the same write. */
-async function finish(current: Run, status: BatchStatus, error: string | null, { announce = true, activated = false } = {}): Promise<BatchOutcome> {
+/**
+ * Ends the run in `status`. `activated`: the directory activated the whole batch; that, and
+ * the record of the last directory batch activated, go in the same transaction.
+ */
+async function finish(current: Run, status: BatchStatus, error: string | null, { announce = true, activated }: { announce?: boolean; activated?: LastActivated } = {}): Promise<BatchOutcome> {
   const { deps, claim: held } = current;
   await current.waits.flush();
   const completedAt = Date.now();
-  const events: BatchEvent[] = [...(activated ? [{ type: 'activated' as const }] : []), ...(announce ? [{ type: 'status' as const, status, error }] : [])];
+  const events: BatchEvent[] = [
+    ...(activated ? [...activated.events, { type: 'activated' as const }] : []),
+    ...(announce ? [{ type: 'status' as const, status, error }] : []),
+  ];
   const patch = { error, completedAt, processingMs: completedAt - current.startedAt, ...(activated ? { activated: true } : {}) };
-  await deps.store.finishBatch(held, status, patch, events);
+  await deps.store.finishBatch(held, status, patch, events, activated?.rows);
   const result = await outcome(deps.store, held.batchId);
   deps.logger.info('batch finished', {
     batch_id: held.batchId,

@@ -119,6 +119,11 @@ export type ClaimResult =
 
 export type BatchPatch = Partial<Pick<BatchRecord, 'error' | 'notice' | 'startedAt' | 'completedAt' | 'processingMs' | 'activated'>>;
 export type RowPatch = Partial<Pick<RowRecord, 'status' | 'hospitalId' | 'errorMessage' | 'attempts' | 'rejected'>>;
+/** One patch for many rows (all of them, or those numbered). */
+export interface RowsChange {
+  rows: readonly number[] | 'all';
+  patch: RowPatch;
+}
 /** One row's change in a commitRows. */
 export interface RowChange {
   row: number;
@@ -204,8 +209,11 @@ export interface Store {
   claimOrphan(options: { owner: string; leaseMs: number }, now?: number): Promise<Extract<ClaimResult, { kind: 'claimed' }> | null>;
   /** Extends the claim's lease; throws LeaseLostError when it is no longer the batch's claim. */
   renewLease(claim: Claim, leaseMs: number, now?: number): Promise<void>;
-  /** Guarded, fenced status change out of `processing`; releases the lease. Appends `events` in the same transaction. */
-  finishBatch(claim: Claim, to: BatchStatus, patch: BatchPatch, events?: BatchEvent[], now?: number): Promise<void>;
+  /**
+   * Guarded, fenced status change out of `processing`; releases the lease. Appends `events`,
+   * and applies `rows` (recounting the counters), in the same transaction.
+   */
+  finishBatch(claim: Claim, to: BatchStatus, patch: BatchPatch, events?: BatchEvent[], rows?: RowsChange, now?: number): Promise<void>;
   /** Fenced update of batch fields (never its status). */
   updateBatch(claim: Claim, patch: BatchPatch, events?: BatchEvent[], now?: number): Promise<void>;
   /** Fenced update of rows (all of them, or those numbered), recounting the batch's counters, with `events`, in one transaction. */

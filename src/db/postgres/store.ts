@@ -34,6 +34,13 @@ const CHANNEL = 'hospital_bulk_events';
 // Admission (MAX_ACTIVE_BATCHES, Idempotency-Key) is decided under one transaction-scoped
 // advisory lock, so two instances cannot both count "room for one more".
 const ADMISSION_LOCK = sql`select pg_advisory_xact_lock(7263541)`;
+/** A batch's counters, counted from its rows (in an update of `batches`). */
+const counted = (statuses: readonly string[]) =>
+  sql<number>`(select count(*) from ${batchRows} where ${batchRows.batchId} = ${batches.id} and ${inArray(batchRows.status, [...statuses] as never[])})`;
+const counters = { createdRows: counted(CREATED_ROWS), failedRows: counted(FAILED_ROWS) };
+/** The rows `rows` names of a batch: all of them, or those numbered. */
+const rowsOf = (batchId: string, rows: readonly number[] | 'all') =>
+  rows === 'all' ? eq(batchRows.batchId, batchId) : and(eq(batchRows.batchId, batchId), inArray(batchRows.row, [...rows]));
 /** Each field of a RowPatch as json_to_recordset reads it (patchRows). */
 const PATCH_TYPES: Record<keyof RowPatch, string> = { status: 'text', hospitalId: 'integer', errorMessage: 'text', attempts: 'integer', rejected: 'boolean' };
 
@@ -85,11 +92,7 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
   const running = async (tx: Tx | PgDb) =>
     (await tx.select({ n: count() }).from(batches).where(inArray(batches.status, RUNNING)))[0]?.n ?? 0;
   /** Sets the batch's counters from its rows (a statement; run it after the rows changed). */
-  const recountOf = (tx: Tx | PgDb, where: SQL | undefined) => {
-    const counted = (statuses: readonly string[]) =>
-      sql<number>`(select count(*) from ${batchRows} where ${batchRows.batchId} = ${batches.id} and ${inArray(batchRows.status, [...statuses] as never[])})`;
-    return tx.update(batches).set({ createdRows: counted(CREATED_ROWS), failedRows: counted(FAILED_ROWS) }).where(where);
-  };
+  const recountOf = (tx: Tx | PgDb, where: SQL | undefined) => tx.update(batches).set(counters).where(where);
   const recount = async (tx: Tx, where: SQL | undefined) => (await recountOf(tx, where)).rowCount;
   /**
    * Rows' patches in as few statements as the patches have shapes (which fields they set):
@@ -227,12 +230,17 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
       mustChange(claim.batchId, (await db.update(batches).set({ leaseExpiresAt: now + leaseMs }).where(fenced(claim))).rowCount);
     },
 
-    async finishBatch(claim, to: BatchStatus, patch: BatchPatch, events, now = Date.now()) {
+    async finishBatch(claim, to: BatchStatus, patch: BatchPatch, events, rows, now = Date.now()) {
       assertTransition(['processing'], to);
       await write(claim.batchId, events, now, async (tx) => {
+        if (rows) {
+          // Locked first, as in updateRows; the counters are then set from the rows in the update below.
+          await lockFenced(tx, claim);
+          await tx.update(batchRows).set({ ...rows.patch, updatedAt: now }).where(rowsOf(claim.batchId, rows.rows));
+        }
         const result = await tx
           .update(batches)
-          .set({ ...patch, status: to, leaseOwner: null, leaseExpiresAt: null, cancelRequestedAt: null })
+          .set({ ...patch, ...(rows ? counters : {}), status: to, leaseOwner: null, leaseExpiresAt: null, cancelRequestedAt: null })
           .where(and(fenced(claim), eq(batches.status, 'processing')));
         mustChange(claim.batchId, result.rowCount);
         if (isAnnounced(to, events)) await enqueueWebhook(tx, claim.batchId, to, now);
@@ -330,9 +338,7 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
           // COMMITTED, sees the rows the previous one committed. Recounting without the lock
           // loses updates (two recounts from snapshots taken before either commit).
           await lockFenced(tx, claim);
-          const which =
-            rows === 'all' ? eq(batchRows.batchId, claim.batchId) : and(eq(batchRows.batchId, claim.batchId), inArray(batchRows.row, [...rows]));
-          await tx.update(batchRows).set({ ...patch, updatedAt: now }).where(which);
+          await tx.update(batchRows).set({ ...patch, updatedAt: now }).where(rowsOf(claim.batchId, rows));
         },
         recountOf(db, eq(batches.id, claim.batchId)),
       );

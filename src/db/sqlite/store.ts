@@ -157,9 +157,13 @@ export function createSqliteStore(path: string, options: { migrate?: boolean; ou
       mustChange(claim, db.update(batches).set({ leaseExpiresAt: now + leaseMs }).where(fenced(claim)).run().changes);
     },
 
-    async finishBatch(claim, to: BatchStatus, patch: BatchPatch, events, now = Date.now()) {
+    async finishBatch(claim, to: BatchStatus, patch: BatchPatch, events, rows, now = Date.now()) {
       assertTransition(['processing'], to);
       write(claim.batchId, events, now, (tx) => {
+        if (rows) {
+          tx.update(batchRows).set({ ...rows.patch, updatedAt: now }).where(rowsOf(claim.batchId, rows.rows)).run();
+          recount(tx, eq(batches.id, claim.batchId));
+        }
         const result = tx
           .update(batches)
           .set({ ...patch, status: to, leaseOwner: null, leaseExpiresAt: null, cancelRequestedAt: null })
@@ -256,9 +260,7 @@ export function createSqliteStore(path: string, options: { migrate?: boolean; ou
 
     async updateRows(claim, rows, patch: RowPatch, events, now = Date.now()) {
       write(claim.batchId, events, now, (tx) => {
-        const which =
-          rows === 'all' ? eq(batchRows.batchId, claim.batchId) : and(eq(batchRows.batchId, claim.batchId), inArray(batchRows.row, [...rows]));
-        tx.update(batchRows).set({ ...patch, updatedAt: now }).where(which).run();
+        tx.update(batchRows).set({ ...patch, updatedAt: now }).where(rowsOf(claim.batchId, rows)).run();
         // The recount is also the fence check: a stale owner's transaction rolls back here.
         mustChange(claim, recount(tx, fenced(claim)));
       });
@@ -373,6 +375,11 @@ const counted = (statuses: readonly string[]) =>
   sql<number>`(select count(*) from ${batchRows} where ${batchRows.batchId} = ${batches.id} and ${inArray(batchRows.status, [...statuses] as never[])})`;
 
 /** Recomputes counters from the rows for the batches `where` selects; returns how many batches it updated. */
+/** The rows `rows` names of a batch: all of them, or those numbered. */
+function rowsOf(batchId: string, rows: readonly number[] | 'all') {
+  return rows === 'all' ? eq(batchRows.batchId, batchId) : and(eq(batchRows.batchId, batchId), inArray(batchRows.row, [...rows]));
+}
+
 function recount(tx: Tx, where: ReturnType<typeof and>): number {
   return tx.update(batches).set({ createdRows: counted(CREATED_ROWS), failedRows: counted(FAILED_ROWS) }).where(where).run().changes;
 }
