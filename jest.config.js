@@ -20,6 +20,10 @@ const base = {
 /** @type {import('jest').Config} */
 export default {
   testTimeout: 20000,
+  // Two test files at a time (CI has 2 cores). They share nothing: every server binds port 0
+  // or holds its port (tests/service-process.ts, tests/helpers.ts closedPortUrl), each file
+  // has its own temp dirs and, on PostgreSQL, its own databases on the one server.
+  maxWorkers: 2,
   projects: [
     {
       ...base,

@@ -12,13 +12,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { BatchReport, BatchSummary } from '../src/http/presenter.js';
 import { hintFor } from '../src/cli/hints.js';
 import { batchesText, reportText } from '../src/cli/render.js';
 import { createSimulator } from '../simulator/simulator.js';
-import { freePort } from './free-port.js';
 
 const USAGE = `Usage: npm run demo [-- --serve [--port N]]
 
@@ -27,7 +27,8 @@ prints the report and the history.
 
   --serve      keep both running afterwards, until Ctrl-C: the service on
                http://localhost:3000, the simulator on the next port (3001)
-  --port <n>   with --serve: the service's port instead of 3000 (the simulator takes n+1)
+  --port <n>   with --serve: the service's port instead of 3000 (the simulator takes n+1);
+               0 puts each on a free port of its own (both are printed)
   -h, --help   print this help
 `;
 
@@ -38,29 +39,30 @@ const args = parseDemoArgs();
 const root = fileURLToPath(new URL('..', import.meta.url));
 
 // Served on fixed ports, so README's examples (http://localhost:3000) work as written;
-// a one-off run takes free ports and never collides with anything.
-const port = args.serve ? args.port : await freePort();
-const simPort = args.serve ? port + 1 : 0;
+// a one-off run (or --port 0) binds port 0: each server gets a free port from the kernel
+// and says which, so nothing can take it between a check and the bind.
+const fixedPorts = args.serve && args.port !== 0;
+const simPort = fixedPorts ? args.port + 1 : 0;
 
 // Rate limits stay on so the service meets the same 30 creates/min budget as in production.
 const sim = createSimulator({ createDelayMs: CREATE_DELAY_MS, rateLimits: {}, port: simPort });
 await sim.listen().catch((error: unknown) => portTaken(simPort, error));
 console.log(`Hospital Directory: local simulator at ${sim.url}, ${CREATE_DELAY_MS} ms per create instead of the real ~5 s (rate limits on).`);
 
-// Before the service starts: something else answering /health there would pass for it.
-if (args.serve) await assertPortFree(port);
+// Before the service starts: a clear message rather than the service's own on a taken port.
+if (fixedPorts) await assertPortFree(args.port);
 const dir = mkdtempSync(join(tmpdir(), 'hospital-bulk-demo-'));
-const serviceUrl = `http://127.0.0.1:${port}`;
 // Only the variables the demo means: a HOSPITAL_API_BASE_URL or MAX_ROWS exported in the
 // caller's shell must not point the demo at the real directory or change its behaviour.
 const child = spawn(process.execPath, [join(root, 'dist/src/server.js')], {
   cwd: root,
   env: {
-    PORT: String(port),
+    PORT: String(fixedPorts ? args.port : 0),
     HOST: '127.0.0.1',
     HOSPITAL_API_BASE_URL: sim.url,
     DATABASE_PATH: join(dir, 'demo.db'),
-    LOG_LEVEL: 'warn',
+    // Info for its `listening` line (the port it got); only warnings and errors are shown.
+    LOG_LEVEL: 'info',
     NODE_ENV: 'development',
   },
   stdio: ['ignore', 'pipe', 'pipe'],
@@ -69,14 +71,23 @@ const child = spawn(process.execPath, [join(root, 'dist/src/server.js')], {
 // warnings during the upload or while serving are visible.
 let startupOutput = '';
 let started = false;
-for (const stream of [child.stdout, child.stderr]) {
-  stream.on('data', (chunk: Buffer) => (started ? process.stderr.write(chunk) : (startupOutput += chunk.toString())));
-}
+let listeningUrl: string | undefined;
+// Its readable log lines (src/logger.ts): `12:00:00.000 info listening {"url":"http://127.0.0.1:3000",...}`.
+const INFO_LINE = /^\d\d:\d\d:\d\d\.\d{3} (?:info|debug) /;
+const LISTENING_LINE = /^\S+ info listening (\{.*\})$/;
+createInterface({ input: child.stdout, crlfDelay: Infinity }).on('line', (line) => {
+  const listening = LISTENING_LINE.exec(line);
+  if (listening) listeningUrl ??= (JSON.parse(listening[1]!) as { url: string }).url;
+  if (!started) startupOutput += `${line}\n`;
+  else if (!INFO_LINE.test(line)) process.stderr.write(`${line}\n`);
+});
+child.stderr.on('data', (chunk: Buffer) => (started ? process.stderr.write(chunk) : (startupOutput += chunk.toString())));
 const exited = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as string | null }));
 
 let exitCode = 1;
 try {
-  await waitHealthy(15_000);
+  const serviceUrl = await waitHealthy(15_000);
+  const port = Number(new URL(serviceUrl).port);
   started = true;
   console.log(`Service: built server (dist/src/server.js) at ${serviceUrl}, history in ${join(dir, 'demo.db')}\n`);
 
@@ -99,7 +110,7 @@ try {
   if (args.serve) {
     const shown = `http://localhost:${port}`;
     const cli = `node dist/src/cli.js${port === DEFAULT_PORT ? '' : ` --url ${shown}`}`;
-    console.log(`\nServing at ${shown}  (directory simulator at http://localhost:${simPort}, controls in README).`);
+    console.log(`\nServing at ${shown}  (directory simulator at http://localhost:${sim.port}, controls in README).`);
     console.log(`  The page:  ${shown}/   (check a file, upload it, watch it, find it later)`);
     console.log(`  API docs:  ${shown}/docs`);
     console.log('Try:');
@@ -139,7 +150,7 @@ function parseDemoArgs(): { serve: boolean; port: number } {
   }
   if (values.port !== undefined && !values.serve) usageError('--port only applies with --serve');
   const port = values.port === undefined ? DEFAULT_PORT : Number(values.port);
-  if (!/^\d+$/.test(values.port ?? '0') || port < 1 || port > 65534) usageError(`--port must be a port number from 1 to 65534, got "${values.port}"`);
+  if (!/^\d+$/.test(values.port ?? '0') || port > 65534) usageError(`--port must be a port number from 1 to 65534 (or 0: any free ones), got "${values.port}"`);
   return { serve: values.serve, port };
 }
 
@@ -162,21 +173,25 @@ function portTaken(taken: number, error: unknown): never {
   const inUse = (error as { code?: unknown }).code === 'EADDRINUSE';
   process.stderr.write(
     inUse
-      ? `demo: port ${taken} is already in use (another demo still running?); choose others: npm run demo -- --serve --port ${port + 2}\n`
+      ? `demo: port ${taken} is already in use (another demo still running?); choose others: npm run demo -- --serve --port ${args.port + 2}\n`
       : `demo: cannot listen on port ${taken}: ${error instanceof Error ? error.message : String(error)}\n`,
   );
   process.exit(1);
 }
 
-/** Polls GET /health; gives up when the child exits (bad config, port taken) or time runs out. */
-async function waitHealthy(timeoutMs: number): Promise<void> {
+/**
+ * Waits for the service's `listening` line, then polls GET /health there; gives up when the
+ * child exits (bad config, port taken) or time runs out. Resolves with the service's URL.
+ */
+async function waitHealthy(timeoutMs: number): Promise<string> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`the service exited (code ${child.exitCode}, signal ${child.signalCode}) before it answered /health`);
     }
-    const ok = await fetch(`${serviceUrl}/health`, { signal: AbortSignal.timeout(1_000) }).then((r) => r.status === 200, () => false);
-    if (ok) return;
+    const url = listeningUrl;
+    const ok = url !== undefined && (await fetch(`${url}/health`, { signal: AbortSignal.timeout(1_000) }).then((r) => r.status === 200, () => false));
+    if (ok) return url;
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
   throw new Error(`the service did not answer GET /health with 200 within ${timeoutMs / 1000} s`);

@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -10,7 +11,6 @@ import { loadConfig, type Config } from '../src/config.js';
 import { buildDeps } from '../src/deps.js';
 import { createLogger } from '../src/logger.js';
 import { createSimulator, type Simulator, type SimulatorOptions } from '../simulator/simulator.js';
-import { freePort } from '../scripts/free-port.js';
 import { testEngine, testPostgresUrl } from './pg/engine.js';
 import { createTestDatabase } from './pg/server.js';
 
@@ -50,9 +50,39 @@ export function tempDir(): { path: string; remove: () => void } {
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
 
-/** A port nothing listens on: the directory is down. */
-export async function closedPortUrl(): Promise<string> {
-  return `http://127.0.0.1:${await freePort()}`;
+let closedPort: Promise<number> | undefined;
+
+/**
+ * A URL where nothing listens and nothing can start to, for as long as this test file runs:
+ * the directory is down, every connection is refused (ECONNREFUSED).
+ *
+ * Not "a port free right now": jest runs test files in parallel workers, and another one
+ * could start listening there a moment later. The port is the local end of a loopback
+ * connection this process opens and holds. A connection's own port accepts no new
+ * connection (the kernel answers RST, as for any port without a listener), and no one can
+ * bind it while the connection lives (EADDRINUSE, port 0 never hands it out), while the
+ * listener that accepted it is closed at once. Both ends are unref'd: they keep the port,
+ * not the process.
+ */
+export function closedPortUrl(): Promise<string> {
+  closedPort ??= holdClosedPort();
+  return closedPort.then((port) => `http://127.0.0.1:${port}`);
+}
+
+async function holdClosedPort(): Promise<number> {
+  const listener = createServer();
+  await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+  const accepted = once(listener, 'connection') as Promise<[Socket]>;
+  const client = connect((listener.address() as AddressInfo).port, '127.0.0.1');
+  await once(client, 'connect');
+  const [peer] = await accepted;
+  // Stops listening now; its callback would wait for the held connection to end.
+  listener.close();
+  for (const socket of [client, peer]) {
+    socket.on('error', () => undefined);
+    socket.unref();
+  }
+  return client.localPort!;
 }
 
 export async function startSimulator(options: SimulatorOptions = {}): Promise<Simulator> {

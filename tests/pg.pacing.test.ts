@@ -15,6 +15,7 @@ import type { LimiterWait } from '../src/directory/limiter.js';
 import { memoryLogger } from './helpers.js';
 import { testPostgresUrl } from './pg/engine.js';
 import { createTestDatabase } from './pg/server.js';
+import { waitUntil } from './service-process.js';
 
 const WINDOW_MS = 300;
 const LIMIT = 3;
@@ -44,8 +45,8 @@ function instanceDb() {
   return drizzle(pool);
 }
 
-async function instance(holdMs = 10_000): Promise<PostgresRateLimiter> {
-  const limiter = await PostgresRateLimiter.open(instanceDb(), database.url, { windowMs: WINDOW_MS, holdMs, logger: memoryLogger('error').logger });
+async function instance(holdMs = 10_000, windowMs = WINDOW_MS): Promise<PostgresRateLimiter> {
+  const limiter = await PostgresRateLimiter.open(instanceDb(), database.url, { windowMs, holdMs, logger: memoryLogger('error').logger });
   limiters.push(limiter);
   return limiter;
 }
@@ -140,10 +141,20 @@ describe('the shared directory limiter on PostgreSQL', () => {
 
   test('when one instance meets a 429 and blocks the key, then the other instance waits for the block too, and is told it is blocked', async () => {
     const [a, b] = [await instance(), await instance()];
-    await a.block('create', Date.now() + 200);
+    // Long enough to outlast any delay of a loaded machine before b looks; lifted below once b has said it waits.
+    await a.block('create', Date.now() + 60_000);
     const waits: LimiterWait[] = [];
+    let gotIt = false;
 
-    const release = await b.acquire('create', LIMIT, (wait) => waits.push(wait));
+    const acquired = b.acquire('create', LIMIT, (wait) => waits.push(wait)).then((release) => {
+      gotIt = true;
+      return release;
+    });
+    await waitUntil('b is told it waits', () => waits.length > 0);
+    expect(gotIt).toBe(false);
+    // The block ends (as it would when its time is up): b looks again (at the latest after POLL_MS) and gets its slot.
+    await pools[0]!.query("delete from directory_blocks where key = 'create'");
+    const release = await acquired;
 
     expect(waits).toHaveLength(1);
     expect(waits[0]).toMatchObject({ blocked: true });
@@ -151,23 +162,26 @@ describe('the shared directory limiter on PostgreSQL', () => {
   });
 
   test('when another instance holds slots, then the estimate of this one counts them once it has read the key', async () => {
-    const [a, b] = [await instance(), await instance()];
+    // Released slots count for one window: a long one, so they still count however long a loaded machine takes to read them.
+    const windowMs = 60_000;
+    const [a, b] = [await instance(10_000, windowMs), await instance(10_000, windowMs)];
     const releases = await Promise.all(Array.from({ length: LIMIT }, () => a.acquire('estimate', LIMIT)));
     await Promise.all(releases.map((release) => release()));
 
     b.estimatedWaitMs('estimate', LIMIT, 1); // first call: reads the key in the background
-    await sleep(50);
-    const estimate = b.estimatedWaitMs('estimate', LIMIT, 1);
+    const estimate = await waitUntil('the estimate of b counts the slots of a', () => b.estimatedWaitMs('estimate', LIMIT, 1));
 
     expect(estimate).toBeGreaterThan(0);
-    expect(estimate).toBeLessThanOrEqual(WINDOW_MS);
+    expect(estimate).toBeLessThanOrEqual(windowMs);
   });
 });
 
 describe('the shared per-client store on PostgreSQL', () => {
   test('when two instances count hits of one client, then the count is shared, and a new window starts after resetTime', async () => {
-    const options = { windowMs: 200 } as Parameters<PostgresClientLimitStore['init']>[0];
+    // The calls below must land in one window: 1 s, with their connections opened beforehand, leaves a loaded machine room.
+    const options = { windowMs: 1_000 } as Parameters<PostgresClientLimitStore['init']>[0];
     const [a, b] = [new PostgresClientLimitStore(instanceDb(), 'test:'), new PostgresClientLimitStore(instanceDb(), 'test:')];
+    await Promise.all(pools.map((pool) => pool.query('select 1')));
     a.init(options);
     b.init(options);
 

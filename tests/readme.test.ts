@@ -1,7 +1,8 @@
 /**
  * README's runnable examples, run as a reader would: `npm run demo -- --serve` in one
- * terminal (here the demo script itself, on free ports instead of 3000 and 3001: `npm
- * test` has built dist/ already), every line of each block marked `<!-- runnable -->` in
+ * terminal (here the demo script itself with `--port 0`, on the free ports the service and
+ * the simulator each bind and print instead of 3000 and 3001: `npm test` has built dist/
+ * already), every line of each block marked `<!-- runnable -->` in
  * another, from a folder holding sample_hospitals.csv. A line ending in `# → 200` must get
  * that HTTP status (curl prints it through a .curlrc of the test's, so the line runs as
  * written); one ending in `# → exit 1` must end with that code; any other must succeed.
@@ -10,10 +11,8 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '../scripts/free-port.js';
 import { finished, tempDir, type Finished } from './helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -47,20 +46,9 @@ const blocks = runnableBlocks(readme);
 const work = tempDir();
 let demo: ChildProcess | undefined;
 let demoOutput = '';
+/** Where the demo serves (README's localhost:3000) and its simulator (localhost:3001). */
 let port = 0;
-
-/** Two free ports in a row: the demo puts the service on n and its simulator on n + 1. */
-async function freePortPair(): Promise<number> {
-  for (;;) {
-    const candidate = await freePort();
-    const probe = createServer();
-    const free = await new Promise<boolean>((resolve) => {
-      probe.once('error', () => resolve(false));
-      probe.listen(candidate + 1, '127.0.0.1', () => probe.close(() => resolve(true)));
-    });
-    if (free && candidate < 65534) return candidate;
-  }
-}
+let simPort = 0;
 
 beforeAll(async () => {
   if (spawnSync('curl', ['--version']).error) throw new Error("README's examples use curl, which is not installed (apt-get install curl).");
@@ -71,8 +59,7 @@ beforeAll(async () => {
   writeFileSync(join(work.path, 'bin/hospital-bulk'), `#!/bin/sh\nexec '${process.execPath}' '${join(root, 'dist/src/cli.js')}' "$@"\n`);
   chmodSync(join(work.path, 'bin/hospital-bulk'), 0o755);
 
-  port = await freePortPair();
-  demo = spawn(join(root, 'node_modules/.bin/tsx'), ['scripts/demo.ts', '--serve', '--port', String(port)], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  demo = spawn(join(root, 'node_modules/.bin/tsx'), ['scripts/demo.ts', '--serve', '--port', '0'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   const ready = new Promise<void>((resolve, reject) => {
     const collect = (chunk: Buffer) => {
       demoOutput += chunk.toString();
@@ -83,7 +70,9 @@ beforeAll(async () => {
     demo!.once('exit', (code) => reject(new Error(`the demo exited (code ${code}) before serving:\n${demoOutput}`)));
   });
   await ready;
-  expect(demoOutput).toContain(`Serving at http://localhost:${port}`);
+  const serving = /^Serving at http:\/\/localhost:(\d+) {2}\(directory simulator at http:\/\/localhost:(\d+),/m.exec(demoOutput);
+  if (!serving) throw new Error(`the demo did not say where it serves:\n${demoOutput}`);
+  [port, simPort] = [Number(serving[1]), Number(serving[2])];
 }, TIMEOUT_MS);
 
 afterAll(async () => {
@@ -97,7 +86,7 @@ afterAll(async () => {
 
 /** Runs one README line as written, with only the ports changed. */
 async function run(command: string): Promise<Finished> {
-  const local = command.replaceAll(`localhost:${README_PORT}`, `localhost:${port}`).replaceAll(`localhost:${README_SIM_PORT}`, `localhost:${port + 1}`);
+  const local = command.replaceAll(`localhost:${README_PORT}`, `localhost:${port}`).replaceAll(`localhost:${README_SIM_PORT}`, `localhost:${simPort}`);
   const child = spawn('/bin/sh', ['-c', local], {
     cwd: work.path,
     env: {

@@ -12,9 +12,6 @@ import { fileURLToPath } from 'node:url';
 import { FAST_ENV } from './helpers.js';
 import { testEngine, testPostgresUrl } from './pg/engine.js';
 import { createTestDatabase } from './pg/server.js';
-import { freePort } from '../scripts/free-port.js';
-
-export { freePort };
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const SERVER_JS = join(root, 'dist/src/server.js');
@@ -48,12 +45,20 @@ function databaseEnv(dbPath: string): Promise<Record<string, string>> | Record<s
 
 /**
  * Spawns the built server with a minimal environment (no variable of the caller's shell
- * leaks in): PATH, FAST_ENV, JSON logs at info, 127.0.0.1 on a free port, the given
- * database file and directory URL, then `env` on top. Resolves once GET /health is 200.
+ * leaks in): PATH, FAST_ENV, JSON logs at info, 127.0.0.1, the given database file and
+ * directory URL, then `env` on top. Resolves once GET /health is 200.
+ *
+ * PORT=0: the server binds a port of the kernel's choosing and logs it (the `listening`
+ * line's `url`), which becomes `url`. A port probed free here and handed to the child could
+ * be taken in between by a test file running in another jest worker, and a /health check
+ * there would then reach that file's service, not this one. A restarted service gets a
+ * new port: read the URL from the new ServiceProcess.
  */
 export async function startService(options: { directoryUrl: string; dbPath: string; env?: Record<string, string> }): Promise<ServiceProcess> {
   if (!existsSync(SERVER_JS)) throw new Error(`${SERVER_JS} does not exist: run \`npm run build\` first.`);
-  const port = await freePort();
+  if (options.env?.LOG_LEVEL === 'warn' || options.env?.LOG_LEVEL === 'error') {
+    throw new Error(`startService reads the service's URL from its \`listening\` line, logged at info: LOG_LEVEL=${options.env.LOG_LEVEL} hides it`);
+  }
   const database = await databaseEnv(options.dbPath);
   const child = spawn(process.execPath, [SERVER_JS], {
     cwd: root,
@@ -65,7 +70,7 @@ export async function startService(options: { directoryUrl: string; dbPath: stri
       ALLOW_NO_API_KEY: 'true',
       LOG_LEVEL: 'info',
       HOST: '127.0.0.1',
-      PORT: String(port),
+      PORT: '0',
       ...database,
       HOSPITAL_API_BASE_URL: options.directoryUrl,
       ...options.env,
@@ -76,10 +81,16 @@ export async function startService(options: { directoryUrl: string; dbPath: stri
 
   const logs: ServiceProcess['logs'] = [];
   let partial = '';
+  let listeningUrl: string | undefined;
   child.stdout.on('data', (chunk: Buffer) => {
     const lines = (partial + chunk.toString()).split('\n');
     partial = lines.pop() ?? '';
-    for (const line of lines) if (line.trim() !== '') logs.push(parseLine(line));
+    for (const line of lines) {
+      if (line.trim() === '') continue;
+      const entry = parseLine(line);
+      logs.push(entry);
+      if (typeof entry === 'object' && entry.message === 'listening' && typeof entry.url === 'string') listeningUrl ??= entry.url;
+    }
   });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
@@ -98,7 +109,7 @@ export async function startService(options: { directoryUrl: string; dbPath: stri
   });
 
   const service: ServiceProcess = {
-    url: `http://127.0.0.1:${port}`,
+    url: '', // set from the `listening` line below
     child,
     logs,
     stderr: () => stderr,
@@ -115,7 +126,10 @@ export async function startService(options: { directoryUrl: string; dbPath: stri
     if (hasExited) {
       throw new Error(`the service exited before it was healthy: ${JSON.stringify(await exited)}\nstderr: ${stderr}\nstdout: ${JSON.stringify(logs)}`);
     }
-    if ((await healthStatus(service.url)) === 200) return service;
+    if (listeningUrl !== undefined) {
+      service.url = listeningUrl;
+      if ((await healthStatus(service.url)) === 200) return service;
+    }
     if (Date.now() > deadline) {
       await service.kill('SIGKILL');
       throw new Error(`the service was not healthy within ${HEALTHY_WITHIN_MS} ms\nstderr: ${stderr}\nstdout: ${JSON.stringify(logs)}`);

@@ -663,12 +663,27 @@ describe('cli', () => {
     return { child, exited, out: () => stdout, err: () => stderr };
   }
 
-  test('when started with --port, then it prints its URL, serves GET / and exits on SIGTERM', async () => {
-    const port = await freePort();
-    const cli = runCli(['--port', String(port), '--delay-ms', '10']);
-    try {
+  /**
+   * The CLI on a port found free just before: a test file in another jest worker may take
+   * it in between, and then the CLI says so and exits 1, having served nothing. Only that
+   * failure is tried again, on another port.
+   */
+  async function runCliOnFreePort(args: string[]) {
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      const cli = runCli(['--port', String(port), ...args]);
+      let exited = false;
+      void cli.exited.then(() => (exited = true));
       const deadline = Date.now() + 15_000;
-      while (!cli.out().includes('\n') && Date.now() < deadline) await sleepMs(20);
+      while (!cli.out().includes('\n') && !exited && Date.now() < deadline) await sleepMs(20);
+      const taken = exited && cli.out() === '' && /^sim: cannot listen: listen EADDRINUSE/.test(cli.err());
+      if (!taken || attempt === 5) return { cli, port };
+    }
+  }
+
+  test('when started with --port, then it prints its URL, serves GET / and exits on SIGTERM', async () => {
+    const { cli, port } = await runCliOnFreePort(['--delay-ms', '10']);
+    try {
       expect(cli.out()).toBe(`Hospital Directory simulator listening on http://127.0.0.1:${port}\n`);
       const res = await fetch(`http://127.0.0.1:${port}/`);
       await expectReply(res, 200, '{"status":"OK"}');

@@ -29,7 +29,7 @@ export interface PostgresServer {
 export interface StartPostgresOptions {
   /** Keep the cluster here and reuse it on the next start; default: a temp dir deleted by stop(). */
   dataDir?: string;
-  /** Default: a free port. */
+  /** Default: a free port (another one if that one is taken before the server binds it). */
   port?: number;
   /**
    * Keep fsync and synchronous commits on even for a temporary cluster, as a real server
@@ -54,8 +54,30 @@ const COMMON_SETTINGS = [
   'max_connections=300',
 ];
 
-/** Starts PostgreSQL on 127.0.0.1; fails with the server's own log lines when it cannot. */
+/** How often a server on a port of our choosing tries another one when its port was taken. */
+const PORT_ATTEMPTS = 5;
+
+/**
+ * Starts PostgreSQL on 127.0.0.1; fails with the server's own log lines when it cannot.
+ *
+ * PostgreSQL cannot bind port 0 and report what it got, so without options.port it runs on
+ * a port found free a moment before; another process (a jest worker, a benchmark) may take
+ * it in between. The server then fails to bind and exits, having answered nothing, and the
+ * start is tried again on another port.
+ */
 export async function startPostgres(options: StartPostgresOptions = {}): Promise<PostgresServer> {
+  for (let attempt = 1; ; attempt++) {
+    const port = options.port ?? (await freePort());
+    try {
+      return await startPostgresOn(port, options);
+    } catch (error) {
+      const taken = error instanceof Error && /could not bind .*Address already in use/.test(error.message);
+      if (options.port !== undefined || !taken || attempt === PORT_ATTEMPTS) throw error;
+    }
+  }
+}
+
+async function startPostgresOn(port: number, options: StartPostgresOptions): Promise<PostgresServer> {
   const binary = await postgresBinary();
   const runAsRoot = process.getuid?.() === 0;
   if (runAsRoot) await assertReachableByOthers(binary);
@@ -65,7 +87,6 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
   // As root the server runs as `postgres`, which must reach the data dir inside our temp dir.
   if (!persistent && runAsRoot) await chmod(base, 0o755);
   const databaseDir = persistent ? base : join(base, 'data');
-  const port = options.port ?? (await freePort());
   const password = persistent ? DEV_PASSWORD : randomBytes(12).toString('hex');
 
   const log: string[] = [];
