@@ -138,7 +138,7 @@ export async function createMissingRows(current: Run): Promise<LoopEnd> {
     resend = [];
   };
 
-  await current.cancel.refresh();
+  // No read of the cancel flag first: the commit that marks a row `creating` reads it, before any create is sent.
   for (;;) {
     await sendRound();
     if (interrupted) return { kind: 'interrupted' };
