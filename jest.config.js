@@ -7,7 +7,7 @@
  * again against one real PostgreSQL server that its globalSetup starts (only when one of
  * them is selected) and passes on as TEST_PG_URL; they see TEST_ENGINE=postgres.
  */
-const POSTGRES_SUITES = ['pg.smoke', 'pg.pacing', 'instances-pacing', 'bulk', 'async', 'fixAndFinish', 'files', 'concurrency', 'formats', 'security', 'hostile', 'openapi', 'cli', 'recovery', 'instances', 'hardening', 'blank.property', 'dbcopy', 'lost-answers', 'bigFiles', 'upgrade', 'ops', 'cancel', 'keys', 'webhooks'];
+const POSTGRES_SUITES = ['pg.smoke', 'pg.pacing', 'instances-pacing', 'bulk', 'async', 'fixAndFinish', 'files', 'concurrency', 'formats', 'security', 'hostile', 'openapi', 'cli', 'recovery', 'instances', 'hardening', 'blank.property', 'dbcopy', 'lost-answers', 'bigFiles', 'upgrade', 'store', 'ops', 'cancel', 'keys', 'webhooks'];
 
 const base = {
   testEnvironment: 'node',

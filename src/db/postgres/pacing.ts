@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'drizzle-orm';
 import type { NodePgDatabase } from 'drizzle-orm/node-postgres';
+import type pg from 'pg';
 import { KeyedQueue, queueWaitMs, type DirectoryLimiter, type LimiterWait } from '../../directory/limiter.js';
 import type { Logger } from '../../logger.js';
 import { directoryBlocks, directoryHolds } from './schema.js';
@@ -10,7 +11,8 @@ import { listen } from './listen.js';
 /** Told the key of every released slot, so another instance's waiter looks again at once. */
 const CHANNEL = 'hospital_bulk_pacing';
 /** The database's clock, in epoch ms: every instance reads the same one. */
-const NOW_MS = sql`(extract(epoch from clock_timestamp()) * 1000)::bigint`;
+const NOW_SQL = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
+const NOW_MS = sql.raw(NOW_SQL);
 /** The longest a waiter sleeps without looking again, in case a NOTIFY was lost with its connection. */
 const POLL_MS = 1_000;
 const SWEEP_EVERY_MS = 60_000;
@@ -64,13 +66,13 @@ export class PostgresRateLimiter implements DirectoryLimiter {
   private readonly releasing = new Set<Promise<void>>();
 
   private constructor(
-    private readonly db: NodePgDatabase,
+    private readonly db: NodePgDatabase & { $client: pg.Pool },
     private readonly listener: { close(): Promise<void> },
     private readonly options: PostgresLimiterOptions,
   ) {}
 
   /** Starts listening for releases on a connection of its own to `url`, and serves the limiter on `db`. */
-  static async open(db: NodePgDatabase, url: string, options: PostgresLimiterOptions): Promise<PostgresRateLimiter> {
+  static async open(db: NodePgDatabase & { $client: pg.Pool }, url: string, options: PostgresLimiterOptions): Promise<PostgresRateLimiter> {
     let limiter: PostgresRateLimiter | undefined;
     // Released slots on any instance wake the waiters here.
     const listener = await listen(url, CHANNEL, (key) => limiter?.wake(key));
@@ -160,21 +162,9 @@ export class PostgresRateLimiter implements DirectoryLimiter {
    * snapshot), so two instances claiming at once can never both get one slot.
    */
   private async claim(key: string, limit: number, wanted: number): Promise<{ taken: Hold[]; picture: KeyPicture }> {
-    const id = randomUUID();
-    const result = await this.db.execute<PictureRow & { taken: Hold[] }>(sql`
-      with clock as (select ${NOW_MS} as now),
-      ${pictureCtes(key)},
-      taken as (
-        insert into ${directoryHolds} (key, slot, hold_id, free_at)
-        select ${key}, s, ${id}, clock.now + ${this.options.holdMs} from clock, generate_series(0, ${limit} - 1) s
-        where not exists (select 1 from block) and not exists (select 1 from live where live.slot = s)
-        order by s limit ${Math.max(1, wanted)}
-        on conflict (key, slot) do update set hold_id = excluded.hold_id, free_at = excluded.free_at, released = false
-          where ${directoryHolds.freeAt} <= ${NOW_MS}
-        returning slot)
-      select ${pictureColumns},
-        coalesce((select json_agg(json_build_object('slot', slot, 'holdId', ${id}::text) order by slot) from taken), '[]'::json) as taken
-      from clock`);
+    const values = [key, randomUUID(), this.options.holdMs, limit, Math.max(1, wanted)];
+    // Named: each connection plans it once (it is on the way of every request).
+    const result = await this.db.$client.query<PictureRow & { taken: Hold[] }>({ name: 'pacing_claim', text: CLAIM, values });
     const row = result.rows[0]!;
     return { taken: row.taken, picture: toPicture(row) };
   }
@@ -196,12 +186,7 @@ export class PostgresRateLimiter implements DirectoryLimiter {
   private async releaseQueued(): Promise<void> {
     const held = this.toRelease.splice(0);
     try {
-      await this.db.execute(sql`
-        with released as (
-          update ${directoryHolds} h set free_at = ${NOW_MS} + ${this.options.windowMs}, released = true
-          from json_to_recordset(${JSON.stringify(held)}::json) as r(key text, slot integer, "holdId" text)
-          where h.key = r.key and h.slot = r.slot and h.hold_id = r."holdId" returning h.key)
-        select pg_notify(${CHANNEL}, key) from (select distinct key from released) keys`);
+      await this.db.$client.query({ name: 'pacing_release', text: RELEASE, values: [JSON.stringify(held), this.options.windowMs, CHANNEL] });
     } catch (error) {
       this.options.logger.warn('pacing: could not release slots; they free when their holds expire', { keys: [...new Set(held.map((h) => h.key))], error: messageOf(error) });
     }
@@ -273,6 +258,36 @@ type PictureRow = {
   blocked_until: string | null;
   live: { free_at: number; released: boolean }[];
 };
+
+/**
+ * Takes up to $5 of the lowest slots (0 … $4 - 1) of key $1 that are free in this
+ * statement's snapshot, for hold $2 bound $3 ms from now, unless a 429 block holds; says
+ * what it saw (see claim). The same CTEs as pictureCtes, on the same database clock.
+ */
+const CLAIM = `
+  with clock as (select ${NOW_SQL} as now),
+  live as (select h.slot, h.free_at, h.released from directory_holds h, clock where h.key = $1::text and h.free_at > clock.now),
+  block as (select b.blocked_until from directory_blocks b, clock where b.key = $1::text and b.blocked_until > clock.now),
+  taken as (
+    insert into directory_holds (key, slot, hold_id, free_at)
+    select $1::text, s, $2::text, clock.now + $3::bigint from clock, generate_series(0, $4::integer - 1) s
+    where not exists (select 1 from block) and not exists (select 1 from live where live.slot = s)
+    order by s limit $5::integer
+    on conflict (key, slot) do update set hold_id = excluded.hold_id, free_at = excluded.free_at, released = false
+      where directory_holds.free_at <= ${NOW_SQL}
+    returning slot)
+  select clock.now, (select blocked_until from block) as blocked_until,
+    coalesce((select json_agg(json_build_object('free_at', free_at, 'released', released)) from live), '[]'::json) as live,
+    coalesce((select json_agg(json_build_object('slot', slot, 'holdId', $2::text) order by slot) from taken), '[]'::json) as taken
+  from clock`;
+
+/** Releases the holds in $1 (JSON [{key, slot, holdId}]): each counts $2 ms more from now; announces each key on channel $3. */
+const RELEASE = `
+  with released as (
+    update directory_holds h set free_at = ${NOW_SQL} + $2::bigint, released = true
+    from json_to_recordset($1::json) as r(key text, slot integer, "holdId" text)
+    where h.key = r.key and h.slot = r.slot and h.hold_id = r."holdId" returning h.key)
+  select pg_notify($3::text, key) from (select distinct key from released) keys`;
 
 /** The CTEs `live` (slots of `key` that count now) and `block` (its 429 block, if any); needs `clock`. */
 const pictureCtes = (key: string) => sql`

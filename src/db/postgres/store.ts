@@ -18,7 +18,6 @@ import {
   type CancelResult,
   type ClaimResult,
   type RowEditResult,
-  type RowChange,
   type RowPatch,
   type Store,
 } from '../store.js';
@@ -41,8 +40,38 @@ const counters = { createdRows: counted(CREATED_ROWS), failedRows: counted(FAILE
 /** The rows `rows` names of a batch: all of them, or those numbered. */
 const rowsOf = (batchId: string, rows: readonly number[] | 'all') =>
   rows === 'all' ? eq(batchRows.batchId, batchId) : and(eq(batchRows.batchId, batchId), inArray(batchRows.row, [...rows]));
-/** Each field of a RowPatch as json_to_recordset reads it (patchRows). */
-const PATCH_TYPES: Record<keyof RowPatch, string> = { status: 'text', hospitalId: 'integer', errorMessage: 'text', attempts: 'integer', rejected: 'boolean' };
+/**
+ * Store.commitRows in one statement. $1 batch id, $2 fence, $3 the patches as JSON
+ * ([{row, patch}], each row once; a field absent from a patch is left as it is), $4 now,
+ * $5 and $6 the row statuses counted as created and as failed, $7 the events as JSON,
+ * $8 the channel that announces them. A row's `patch` has the fields of RowPatch.
+ */
+const COMMIT_ROWS = `
+  with locked as materialized (
+    select cancel_requested_at from batches where id = $1 and fence = $2 for update),
+  v as (select (c->>'row')::integer as row, c->'patch' as patch from jsonb_array_elements($3::jsonb) c),
+  updated as (
+    update batch_rows r set
+      status = case when v.patch ? 'status' then v.patch->>'status' else r.status end,
+      hospital_id = case when v.patch ? 'hospitalId' then (v.patch->>'hospitalId')::integer else r.hospital_id end,
+      error_message = case when v.patch ? 'errorMessage' then v.patch->>'errorMessage' else r.error_message end,
+      attempts = case when v.patch ? 'attempts' then (v.patch->>'attempts')::integer else r.attempts end,
+      rejected = case when v.patch ? 'rejected' then (v.patch->>'rejected')::boolean else r.rejected end,
+      updated_at = $4
+    from v where r.batch_id = $1 and r.row = v.row and exists (select 1 from locked)
+    returning r.row, r.status),
+  counted as (
+    select count(*) filter (where s = any($5::text[])) as created, count(*) filter (where s = any($6::text[])) as failed
+    from (select coalesce(u.status, r.status) as s from batch_rows r left join updated u on u.row = r.row where r.batch_id = $1) rows),
+  recounted as (
+    update batches set created_rows = counted.created, failed_rows = counted.failed from counted
+    where id = $1 and exists (select 1 from locked)),
+  inserted as (
+    insert into batch_events (batch_id, type, data, created_at)
+    select $1, e->>'type', e, $4 from jsonb_array_elements($7::jsonb) with ordinality as t(e, n)
+    where exists (select 1 from locked) order by n)
+  select exists (select 1 from locked) as fenced, (select cancel_requested_at is not null from locked) as cancel_requested,
+    (select pg_notify($8, $1) where jsonb_array_length($7::jsonb) > 0 and exists (select 1 from locked)) as notified`;
 
 /** Opens a pool on `url` (its sslmode honoured by pg), migrates, and serves the Store on it. */
 export async function createPostgresStore(url: string, { migrate: run = true, outbox = false } = {}): Promise<Store> {
@@ -83,44 +112,25 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
   const mustChange = (batchId: string, rowCount: number | null) => {
     if (rowCount !== 1) throw new LeaseLostError(batchId);
   };
-  /** Locks the claim's batch (proving the claim) and says whether a cancel has been asked for. */
   const lockFenced = async (tx: Tx, claim: { batchId: string; fence: number }) => {
-    const locked = await tx.select({ cancelRequestedAt: batches.cancelRequestedAt }).from(batches).where(fenced(claim)).for('update');
+    const locked = await tx.select({ id: batches.id }).from(batches).where(fenced(claim)).for('update');
     if (locked.length !== 1) throw new LeaseLostError(claim.batchId);
-    return { cancelRequested: locked[0]!.cancelRequestedAt !== null };
   };
   const running = async (tx: Tx | PgDb) =>
     (await tx.select({ n: count() }).from(batches).where(inArray(batches.status, RUNNING)))[0]?.n ?? 0;
   /** Sets the batch's counters from its rows (a statement; run it after the rows changed). */
   const recountOf = (tx: Tx | PgDb, where: SQL | undefined) => tx.update(batches).set(counters).where(where);
   const recount = async (tx: Tx, where: SQL | undefined) => (await recountOf(tx, where)).rowCount;
-  /**
-   * Rows' patches in as few statements as the patches have shapes (which fields they set):
-   * 20 outcomes landing together are one statement, not 20 round trips.
-   */
-  const patchRows = async (tx: Tx, batchId: string, changes: readonly RowChange[], now: number) => {
-    const distinct = new Set(changes.map((change) => change.row)).size === changes.length;
-    const shapes = new Map<string, RowChange[]>();
-    for (const change of changes) {
-      // A row changed twice in one commit keeps its order: one statement per change.
-      const shape = distinct ? Object.keys(change.patch).sort().join() : String(shapes.size);
-      shapes.set(shape, [...(shapes.get(shape) ?? []), change]);
-    }
-    for (const group of shapes.values()) {
-      const fields = Object.keys(group[0]!.patch) as (keyof RowPatch)[];
-      if (group.length === 1 || fields.length === 0) {
-        for (const { row, patch } of group) {
-          await tx.update(batchRows).set({ ...patch, updatedAt: now }).where(and(eq(batchRows.batchId, batchId), eq(batchRows.row, row)));
-        }
-        continue;
-      }
-      const values = JSON.stringify(group.map(({ row, patch }) => ({ ...patch, row })));
-      await tx.execute(sql`
-        update ${batchRows} set ${sql.join(fields.map((field) => sql`${sql.identifier(batchRows[field].name)} = v.${sql.identifier(field)}`), sql`, `)},
-          ${sql.identifier(batchRows.updatedAt.name)} = ${now}
-        from json_to_recordset(${values}::json) as v("row" integer, ${sql.join(fields.map((field) => sql`${sql.identifier(field)} ${sql.raw(PATCH_TYPES[field])}`), sql`, `)})
-        where ${batchRows.batchId} = ${batchId} and ${batchRows.row} = v."row"`);
-    }
+  /** This process's writes of one batch's rows run one after another (commitRows counts on it). */
+  const turns = new Map<string, Promise<unknown>>();
+  const inTurn = <T>(batchId: string, work: () => Promise<T>): Promise<T> => {
+    const result = (turns.get(batchId) ?? Promise.resolve()).then(work);
+    const tail = result.catch(() => undefined);
+    turns.set(batchId, tail);
+    void tail.then(() => {
+      if (turns.get(batchId) === tail) turns.delete(batchId);
+    });
+    return result;
   };
   const newestFirst = [desc(batches.createdAt), desc(batches.id)];
   const reads = prepareReads(db);
@@ -232,7 +242,7 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
 
     async finishBatch(claim, to: BatchStatus, patch: BatchPatch, events, rows, now = Date.now()) {
       assertTransition(['processing'], to);
-      await write(claim.batchId, events, now, async (tx) => {
+      const work = async (tx: Tx) => {
         if (rows) {
           // Locked first, as in updateRows; the counters are then set from the rows in the update below.
           await lockFenced(tx, claim);
@@ -244,7 +254,8 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
           .where(and(fenced(claim), eq(batches.status, 'processing')));
         mustChange(claim.batchId, result.rowCount);
         if (isAnnounced(to, events)) await enqueueWebhook(tx, claim.batchId, to, now);
-      });
+      };
+      await inTurn(claim.batchId, () => write(claim.batchId, events, now, work));
     },
 
     async requestCancel(id, by, now = Date.now()) {
@@ -328,35 +339,37 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
     },
 
     async updateRows(claim, rows, patch: RowPatch, events, now = Date.now()) {
-      await write(
-        claim.batchId,
-        events,
-        now,
-        async (tx) => {
-          // Lock the batch (and prove the claim) first: concurrent row commits of one batch
-          // then run one after another, and each recount, a new statement under READ
-          // COMMITTED, sees the rows the previous one committed. Recounting without the lock
-          // loses updates (two recounts from snapshots taken before either commit).
-          await lockFenced(tx, claim);
-          await tx.update(batchRows).set({ ...patch, updatedAt: now }).where(rowsOf(claim.batchId, rows));
-        },
-        recountOf(db, eq(batches.id, claim.batchId)),
-      );
+      const work = async (tx: Tx) => {
+        // Lock the batch (and prove the claim) first: a write of another process that holds
+        // the same claim cannot exist (the fence), and this process's take turns (inTurn),
+        // but a stale owner's must wait and then fail the fence here.
+        await lockFenced(tx, claim);
+        await tx.update(batchRows).set({ ...patch, updatedAt: now }).where(rowsOf(claim.batchId, rows));
+      };
+      await inTurn(claim.batchId, () => write(claim.batchId, events, now, work, recountOf(db, eq(batches.id, claim.batchId))));
     },
 
-    async commitRows(claim, changes, events, now = Date.now()) {
-      return write(
-        claim.batchId,
-        events,
-        now,
-        async (tx) => {
-          // Locked first, as in updateRows: concurrent commits of one batch recount in turn.
-          const locked = await lockFenced(tx, claim);
-          await patchRows(tx, claim.batchId, changes, now);
-          return locked;
-        },
-        recountOf(db, eq(batches.id, claim.batchId)),
-      );
+    /**
+     * One statement, one round trip, whatever the commit carries (COMMIT_ROWS): it locks the
+     * batch (proving the claim, reading the cancel flag), patches the rows, sets the counters
+     * from the rows as they stood plus the patches, appends the events and announces them,
+     * each part only if the claim holds. The counters are right because nothing else writes
+     * this batch's rows meanwhile: another owner would first have raised the fence (so
+     * nothing here applies), and this process's own writes of one batch take turns (inTurn).
+     */
+    async commitRows(claim, changes, events = [], now = Date.now()) {
+      // One UPDATE changes a row once: a row changed twice in one commit gets its patches merged, in order.
+      const merged = new Map<number, RowPatch>();
+      for (const { row, patch } of changes) merged.set(row, { ...merged.get(row), ...patch });
+      const { batchId, fence } = claim;
+      const patches = JSON.stringify([...merged].map(([row, patch]) => ({ row, patch })));
+      const values = [batchId, fence, patches, now, CREATED_ROWS, FAILED_ROWS, JSON.stringify(events), CHANNEL];
+      // Named: each connection plans it once.
+      const result = await inTurn(batchId, () => pool.query<{ fenced: boolean; cancel_requested: boolean | null }>({ name: 'commit_rows', text: COMMIT_ROWS, values }));
+      const [outcome] = result.rows;
+      if (!outcome?.fenced) throw new LeaseLostError(batchId);
+      if (events.length > 0) changed.emit(batchId);
+      return { cancelRequested: outcome.cancel_requested === true };
     },
 
     async editRow(batchId, rowNumber, values, now = Date.now()) {

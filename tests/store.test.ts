@@ -1,0 +1,101 @@
+/**
+ * The row commit every outcome goes through (Store.commitRows), straight against the store
+ * of the project's engine: on PostgreSQL it is one statement (lock, patches, counters,
+ * events), on SQLite one transaction; both must keep the same contract.
+ */
+import { randomUUID } from 'node:crypto';
+import type { BatchEvent } from '../src/bulk/events.js';
+import { openStore } from '../src/db/index.js';
+import { LeaseLostError, type Claim, type Store } from '../src/db/store.js';
+import { tempDir, testDatabase } from './helpers.js';
+
+let store: Store;
+let cleanup: () => Promise<void>;
+
+beforeEach(async () => {
+  const dir = tempDir();
+  const database = await testDatabase(dir.path);
+  store = await openStore({ DATABASE_PATH: database.env.DATABASE_PATH!, DATABASE_URL: database.env.DATABASE_URL });
+  cleanup = async () => {
+    await store.close();
+    await database.drop();
+    dir.remove();
+  };
+});
+afterEach(async () => cleanup());
+
+/** A 4-row batch, claimed: its rows pending. */
+async function claimedBatch(): Promise<Claim> {
+  const id = randomUUID();
+  const rows = [1, 2, 3, 4].map((row) => ({ row, line: row + 1, name: `Hospital ${row}`, address: `${row} Main St`, phone: null }));
+  await store.admitBatch({ id, filename: 'h.csv', fileSha256: 'x', idempotencyKey: null, rows }, { maxActive: 5 });
+  const claimed = await store.claimBatch(id, { from: ['pending'], owner: 'test', leaseMs: 60_000 });
+  if (claimed.kind !== 'claimed') throw new Error(`not claimed: ${claimed.kind}`);
+  return claimed.claim;
+}
+
+const rowEvent = (row: number): BatchEvent => ({ type: 'row', row, status: 'created', hospitalId: 100 + row, errorMessage: null, attempts: 1, progress: null });
+
+describe('Store.commitRows', () => {
+  test('when a commit carries outcomes of several shapes and two patches of one row, then each row ends as its patches in order say, the counters count them, and the events follow in order', async () => {
+    const claim = await claimedBatch();
+    await store.commitRows(claim, [1, 2, 3, 4].map((row) => ({ row, patch: { status: 'creating' } })));
+
+    const result = await store.commitRows(
+      claim,
+      [
+        { row: 1, patch: { status: 'created', hospitalId: 101, errorMessage: null, attempts: 1, rejected: false } },
+        { row: 2, patch: { status: 'failed', errorMessage: 'Rejected by the directory (HTTP 422): phone', attempts: 1, rejected: true } },
+        { row: 3, patch: { status: 'unknown', errorMessage: 'No answer', attempts: 3 } },
+        { row: 3, patch: { status: 'created', hospitalId: 103, errorMessage: null } },
+      ],
+      [rowEvent(1), rowEvent(2), rowEvent(3)],
+    );
+
+    expect(result).toEqual({ cancelRequested: false });
+    const rows = await store.findRows(claim.batchId);
+    expect(rows.map(({ row, status, hospitalId, errorMessage, attempts, rejected }) => ({ row, status, hospitalId, errorMessage, attempts, rejected }))).toEqual([
+      { row: 1, status: 'created', hospitalId: 101, errorMessage: null, attempts: 1, rejected: false },
+      { row: 2, status: 'failed', hospitalId: null, errorMessage: 'Rejected by the directory (HTTP 422): phone', attempts: 1, rejected: true },
+      { row: 3, status: 'created', hospitalId: 103, errorMessage: null, attempts: 3, rejected: false },
+      { row: 4, status: 'creating', hospitalId: null, errorMessage: null, attempts: 0, rejected: false },
+    ]);
+    expect(await store.findBatch(claim.batchId)).toMatchObject({ createdRows: 2, failedRows: 1 });
+    const events = await store.eventsAfter(claim.batchId, 0);
+    expect(events.map((stored) => stored.event)).toEqual([rowEvent(1), rowEvent(2), rowEvent(3)]);
+  });
+
+  test('when a row goes from counted to not counted, then the counters drop', async () => {
+    const claim = await claimedBatch();
+    await store.commitRows(claim, [
+      { row: 1, patch: { status: 'failed', errorMessage: 'x' } },
+      { row: 2, patch: { status: 'created', hospitalId: 102 } },
+    ]);
+
+    await store.commitRows(claim, [{ row: 1, patch: { status: 'creating' } }]);
+
+    expect(await store.findBatch(claim.batchId)).toMatchObject({ createdRows: 1, failedRows: 0 });
+  });
+
+  test('when a cancel has been asked for, then the commit says so', async () => {
+    const claim = await claimedBatch();
+    expect((await store.requestCancel(claim.batchId, null)).kind).toBe('requested');
+
+    const result = await store.commitRows(claim, [{ row: 1, patch: { status: 'creating' } }]);
+
+    expect(result).toEqual({ cancelRequested: true });
+  });
+
+  test('when another owner has raised the fence, then the commit throws LeaseLostError and changes nothing: no row, no counter, no event', async () => {
+    const claim = await claimedBatch();
+    await store.interruptOrphans({ leaseExpiredOnly: false, leaseMs: 60_000 }); // a restart's recovery: fence raised
+    const before = await store.findBatch(claim.batchId);
+
+    const commit = store.commitRows(claim, [{ row: 1, patch: { status: 'created', hospitalId: 101 } }], [rowEvent(1)]);
+
+    await expect(commit).rejects.toBeInstanceOf(LeaseLostError);
+    expect((await store.findRows(claim.batchId))[0]).toMatchObject({ status: 'pending', hospitalId: null });
+    expect(await store.findBatch(claim.batchId)).toEqual(before);
+    expect(await store.eventsAfter(claim.batchId, 0)).toEqual([]);
+  });
+});
