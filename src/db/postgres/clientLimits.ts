@@ -1,11 +1,19 @@
 import { and, eq, gt, like, lte, sql } from 'drizzle-orm';
 import type { NodePgDatabase } from 'drizzle-orm/node-postgres';
+import type pg from 'pg';
 import type { ClientRateLimitInfo, Options, Store } from 'express-rate-limit';
 import { clientHits } from './schema.js';
 
 /** The database's clock, in epoch ms: every instance reads the same one. */
 const NOW_MS = sql`(extract(epoch from clock_timestamp()) * 1000)::bigint`;
 const SWEEP_EVERY_MS = 60_000;
+/** Counts a hit of key $1 in its window ($2 ms from its first hit), opening a new window once the last has passed. */
+const INCREMENT = `
+  insert into client_hits (key, hits, reset_at) values ($1::text, 1, (extract(epoch from clock_timestamp()) * 1000)::bigint + $2::bigint)
+  on conflict (key) do update set
+    hits = case when client_hits.reset_at <= (extract(epoch from clock_timestamp()) * 1000)::bigint then 1 else client_hits.hits + 1 end,
+    reset_at = case when client_hits.reset_at <= (extract(epoch from clock_timestamp()) * 1000)::bigint then excluded.reset_at else client_hits.reset_at end
+  returning hits, reset_at, (extract(epoch from clock_timestamp()) * 1000)::bigint as now`;
 
 /**
  * An express-rate-limit store on PostgreSQL, so a per-client limit holds across every
@@ -19,7 +27,7 @@ export class PostgresClientLimitStore implements Store {
 
   /** `prefix` keeps the counts of different limiters apart in the one table. */
   constructor(
-    private readonly db: NodePgDatabase,
+    private readonly db: NodePgDatabase & { $client: pg.Pool },
     readonly prefix: string,
   ) {}
 
@@ -29,13 +37,12 @@ export class PostgresClientLimitStore implements Store {
 
   async increment(key: string): Promise<ClientRateLimitInfo> {
     await this.sweep();
-    const expired = sql`${clientHits.resetAt} <= ${NOW_MS}`;
-    const result = await this.db.execute<{ hits: number; reset_at: string; now: string }>(sql`
-      insert into ${clientHits} (key, hits, reset_at) values (${this.prefix + key}, 1, ${NOW_MS} + ${this.windowMs})
-      on conflict (key) do update set
-        hits = case when ${expired} then 1 else ${clientHits.hits} + 1 end,
-        reset_at = case when ${expired} then excluded.reset_at else ${clientHits.resetAt} end
-      returning hits, reset_at, ${NOW_MS} as now`);
+    // Named: each connection plans it once (it runs before every limited request).
+    const result = await this.db.$client.query<{ hits: number; reset_at: string; now: string }>({
+      name: 'client_hits_increment',
+      text: INCREMENT,
+      values: [this.prefix + key, this.windowMs],
+    });
     return this.info(result.rows[0]!);
   }
 

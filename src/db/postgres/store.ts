@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { and, asc, count, desc, eq, gt, inArray, isNull, lt, lte, or, sql, type SQL, type SQLWrapper } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, inArray, isNull, lt, lte, or, sql, type SQL } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
@@ -86,8 +86,7 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
 
   /**
    * One transaction: `work`, then `events` stored and announced to every instance. `last`, a
-   * data-modifying statement `work` would end with (a recount), shares a round trip with the
-   * events: a row's outcome costs five round trips whatever it carries.
+   * data-modifying statement `work` would end with (a recount), shares a round trip with the events.
    */
   async function write<T>(batchId: string, events: BatchEvent[] | undefined, now: number, work: (tx: Tx) => Promise<T>, last?: { getSQL(): SQL }): Promise<T> {
     const announce = events !== undefined && events.length > 0;
