@@ -16,31 +16,15 @@ import { fileURLToPath } from 'node:url';
 import express from 'express';
 import { directoryWaitText, progressBar } from '../src/cli/render.js';
 import { writeWorkbook } from '../src/bulk/xlsxWrite.js';
-import { closedPortUrl, requestsTo, startStack, tempDir, type Stack } from './helpers.js';
+import { closedPortUrl, finished, requestsTo, startStack, tempDir, type Finished, type Stack } from './helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const CLI = join(root, 'dist/src/cli.js');
 const NO_STACK_TRACE = /^\s+at /m;
 const API_KEY = 'cli-test-key-0123456789abcdef';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Collects a child's output and exit code. */
-async function finished(child: ReturnType<typeof spawn>): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code, stdout, stderr };
-}
-
 /** Runs the CLI with a clean environment, so no HOSPITAL_BULK_* of the caller's shell leaks in. */
-async function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
+async function cli(args: string[], env: Record<string, string> = {}): Promise<Finished> {
   return finished(spawn(process.execPath, [CLI, ...args], { cwd: root, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
 }
 
@@ -59,7 +43,7 @@ writeFileSync(join(bin, 'hospital-bulk'), `#!/bin/sh\nexec '${process.execPath}'
 chmodSync(join(bin, 'hospital-bulk'), 0o755);
 
 /** Runs a command line the CLI printed, through a shell, exactly as printed. */
-async function runPrinted(commandLine: string, env: Record<string, string> = {}): Promise<Run> {
+async function runPrinted(commandLine: string, env: Record<string, string> = {}): Promise<Finished> {
   expect(commandLine).toMatch(/^hospital-bulk /);
   return finished(spawn('/bin/sh', ['-c', commandLine], { cwd: root, env: { PATH: `${bin}:${process.env.PATH ?? ''}`, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
 }
