@@ -226,11 +226,11 @@ async function activate(current: Run, allAnswered: boolean): Promise<LastActivat
     }
     const rows = part.rows.map((row) => row.row);
     for (const [i, row] of current.rows.entries()) if (rows.includes(row.row)) current.rows[i] = { ...row, status: 'created_and_activated' };
-    const record: LastActivated = {
+    const record: Required<LastActivated> = {
       rows: { rows: parts.length > 1 ? rows : 'all', patch: { status: 'created_and_activated' } },
       events: parts.length > 1 ? [{ type: 'activated', directoryBatchId: part.id }] : [],
     };
-    if (index < parts.length - 1) await deps.store.updateRows(held, record.rows!.rows, record.rows!.patch, record.events);
+    if (index < parts.length - 1) await deps.store.updateRows(held, record.rows.rows, record.rows.patch, record.events);
     else last = record;
     deps.logger.info('directory batch activated', {
       batch_id: held.batchId,
@@ -360,14 +360,11 @@ async function failed(current: Run, error: string): Promise<BatchOutcome> {
  * Ends the run in `status`. `activated`: the directory activated the whole batch; that, and
  * the record of the last directory batch activated, go in the same transaction.
  */
-async function finish(current: Run, status: BatchStatus, error: string | null, { announce = true, activated }: { announce?: boolean; activated?: LastActivated } = {}): Promise<BatchOutcome> {
+async function finish(current: Run, status: BatchStatus, error: string | null, { activated }: { activated?: LastActivated } = {}): Promise<BatchOutcome> {
   const { deps, claim: held } = current;
   await current.waits.flush();
   const completedAt = Date.now();
-  const events: BatchEvent[] = [
-    ...(activated ? [...activated.events, { type: 'activated' as const }] : []),
-    ...(announce ? [{ type: 'status' as const, status, error }] : []),
-  ];
+  const events: BatchEvent[] = [...(activated ? [...activated.events, { type: 'activated' as const }] : []), { type: 'status', status, error }];
   const patch = { error, completedAt, processingMs: completedAt - current.startedAt, ...(activated ? { activated: true } : {}) };
   await deps.store.finishBatch(held, status, patch, events, activated?.rows);
   const result = await outcome(deps.store, held.batchId);

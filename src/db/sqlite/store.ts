@@ -370,12 +370,12 @@ function takeOver(tx: Tx, batch: BatchRecord, owner: string, leaseMs: number, no
 const counted = (statuses: readonly string[]) =>
   sql<number>`(select count(*) from ${batchRows} where ${batchRows.batchId} = ${batches.id} and ${inArray(batchRows.status, [...statuses] as never[])})`;
 
-/** Recomputes counters from the rows for the batches `where` selects; returns how many batches it updated. */
 /** The rows `rows` names of a batch: all of them, or those numbered. */
 function rowsOf(batchId: string, rows: readonly number[] | 'all') {
   return rows === 'all' ? eq(batchRows.batchId, batchId) : and(eq(batchRows.batchId, batchId), inArray(batchRows.row, [...rows]));
 }
 
+/** Recomputes counters from the rows for the batches `where` selects; returns how many batches it updated. */
 function recount(tx: Tx, where: ReturnType<typeof and>): number {
   return tx.update(batches).set({ createdRows: counted(CREATED_ROWS), failedRows: counted(FAILED_ROWS) }).where(where).run().changes;
 }
