@@ -64,24 +64,38 @@ export async function createMissingRows(current: Run): Promise<LoopEnd> {
   const runRow = async (row: RowRecord): Promise<void> => {
     const before = current.rows.find((r) => r.row === row.row)!.status;
     // Stored before the create is sent (a crash then leaves the row `unknown`, not
-    // `pending`), in one commit with the outcomes of the rows before it, which reads the cancel flag.
-    await writeRow(current, row.row, { status: 'creating' });
-    if (mustStop()) {
-      // A stop, or a cancel that commit saw: not sent, so the row goes back as it was.
-      await writeRow(current, row.row, { status: before });
-      queue.push(row);
-      return;
-    }
+    // `pending`), in one commit with the outcomes of the rows before it, which reads the
+    // cancel flag. The create takes its pacing slot meanwhile, and goes out once it is stored.
+    const marked = writeRow(current, row.row, { status: 'creating' });
     const sent = sentThisRun.get(row.row) ?? 0;
     const result = await unlessStopped(
       deps,
       directory.createHospital(
         { name: row.name, address: row.address, phone: row.phone },
-        { batchId: row.batchId, directoryBatchId: row.directoryBatchId, row: row.row, claimed, onWait: current.waits.onWait(row.row), maxAttempts: config.UPSTREAM_MAX_ATTEMPTS - sent },
+        {
+          batchId: row.batchId,
+          directoryBatchId: row.directoryBatchId,
+          row: row.row,
+          claimed,
+          onWait: current.waits.onWait(row.row),
+          maxAttempts: config.UPSTREAM_MAX_ATTEMPTS - sent,
+          ready: marked.then(
+            () => !mustStop(),
+            () => false,
+          ),
+        },
       ),
     );
     if (result === STOPPED) {
       interrupted = true;
+      return;
+    }
+    if (result.kind === 'withheld') {
+      // Not stored (a lost lease: thrown here), or a stop or a cancel that commit saw: not
+      // sent, so the row goes back as it was.
+      await marked;
+      await writeRow(current, row.row, { status: before });
+      queue.push(row);
       return;
     }
     sentThisRun.set(row.row, sent + result.attempts);
@@ -223,7 +237,7 @@ async function commitRow(current: Run, row: RowRecord, result: SettledOutcome): 
 }
 
 /** What a row's create came to once settled: a lost answer is never committed as such. */
-type SettledOutcome = Exclude<CreateOutcome, { kind: 'lost' }>;
+type SettledOutcome = Exclude<CreateOutcome, { kind: 'lost' } | { kind: 'withheld' }>;
 
 function rowPatch(result: SettledOutcome, attempts: number): RowPatch {
   switch (result.kind) {

@@ -139,10 +139,12 @@ export function createDirectoryClient(config: ClientConfig, logger: Logger, opti
    * as `lost` at once, so the batch goes on, and the caller settles it later with
    * `settleCreates` (one read for every lost row) before re-sending. `maxAttempts` is what
    * is left of the row's budget. A created id is added to `claimed` in the tick it arrives.
+   * `ready`: the first attempt goes out only once it resolves true (the pacing slot is
+   * taken meanwhile); false: nothing is sent and the outcome is `withheld`.
    */
   async function createHospital(
     hospital: NewHospital,
-    callContext: CallContext & { batchId: string; directoryBatchId?: string; claimed: Set<number>; maxAttempts?: number },
+    callContext: CallContext & { batchId: string; directoryBatchId?: string; claimed: Set<number>; maxAttempts?: number; ready?: Promise<boolean> },
   ): Promise<CreateOutcome> {
     const context = hooked(callContext);
     let attempts = 0;
@@ -153,7 +155,9 @@ export function createDirectoryClient(config: ClientConfig, logger: Logger, opti
         async () => {
           attempts += 1;
           const request = { ...createRequest, method: 'POST' as const, json: { ...hospital, creation_batch_id: context.directoryBatchId ?? context.batchId } };
-          const answer = await transport.send('create', request, { ...context, attempt: attempts });
+          const sent = { ...context, attempt: attempts };
+          const answer = attempts === 1 && callContext.ready ? await transport.sendWhenReady(callContext.ready, 'create', request, sent) : await transport.send('create', request, sent);
+          if (answer.outcome === 'withheld') return { kind: 'withheld' } as const;
           if (answer.outcome === 'ok' && isHospital(answer.body)) {
             context.claimed.add(answer.body.id);
             return { kind: 'created', hospital: answer.body, attempts, adopted: false } as const;

@@ -17,6 +17,10 @@ export type Answer =
   | { outcome: 'rejected'; status: number; message: string }
   | { outcome: 'not_sent' | 'unknown'; status: number | null; message: string; code?: string; retryAfterMs?: number };
 
+/** Not sent: the caller said it was not ready after all (see Transport.sendWhenReady). */
+export const WITHHELD = { outcome: 'withheld' } as const;
+export type Withheld = typeof WITHHELD;
+
 /** An answer worth another attempt. */
 export type RetryableOutcome = Extract<Answer, { outcome: 'not_sent' | 'unknown' }>;
 
@@ -73,8 +77,13 @@ export function createTransport(config: TransportConfig, logger: Logger, options
   const usual = api.extend({ timeout: timeouts(config.UPSTREAM_TIMEOUT_MS) });
   const limiterKey = (request: Pick<DirectoryRequest, 'path' | 'ratePerMin'>) => `${request.ratePerMin}:${request.path}`;
 
-  /** Sends one request, paced by the limiter, and says what it came to; never throws. */
-  async function send(op: DirectoryOp, request: DirectoryRequest, context: CallContext & { attempt: number }): Promise<Answer> {
+    /**
+   * Sends one request, paced by the limiter, and says what it came to; never throws.
+   * `ready`: the request goes out only once it resolves true, and its slot is taken
+   * meanwhile (the caller's wait and the limiter's overlap); false: the slot is given back
+   * and nothing is sent (`withheld`).
+   */
+  async function pacedSend(op: DirectoryOp, request: DirectoryRequest, context: CallContext & { attempt: number }, ready?: Promise<boolean>): Promise<Answer | Withheld> {
     const key = limiterKey(request);
     const queued = performance.now();
     let release: () => void;
@@ -96,6 +105,10 @@ export function createTransport(config: TransportConfig, logger: Logger, options
       const message = `Could not take a pacing slot: ${error instanceof Error ? error.message : String(error)}`;
       logger.warn('directory request', { op, batch_id: context.batchId, row: context.row, attempt: context.attempt, outcome: 'not_sent', error: message });
       return { outcome: 'not_sent', status: null, message };
+    }
+    if (ready && !(await ready)) {
+      release();
+      return WITHHELD;
     }
     const timeoutMs = request.timeoutMs ?? config.UPSTREAM_TIMEOUT_MS;
     const started = performance.now();
@@ -135,7 +148,12 @@ export function createTransport(config: TransportConfig, logger: Logger, options
   }
 
   return {
-    send,
+    /** Sends one request, paced by the limiter, and says what it came to; never throws. */
+    send: (op: DirectoryOp, request: DirectoryRequest, context: CallContext & { attempt: number }) => pacedSend(op, request, context) as Promise<Answer>,
+
+    /** `send`, once `ready` resolves true: see pacedSend. */
+    sendWhenReady: (ready: Promise<boolean>, op: DirectoryOp, request: DirectoryRequest, context: CallContext & { attempt: number }) =>
+      pacedSend(op, request, context, ready),
 
     /** How long `count` more requests like `request` would wait for the limiter, behind everything queued now. */
     estimatedWaitMs(request: Pick<DirectoryRequest, 'path' | 'ratePerMin'>, count: number): number {

@@ -67,7 +67,9 @@ export type CreateOutcome =
    */
   | { kind: 'lost'; message: string; status: number | null; attempts: number; lostAt: number }
   /** Gave up. `not_created`: confirmed absent upstream. `unknown`: it may exist; reconcile before re-sending. */
-  | { kind: 'failed'; outcome: 'not_created' | 'unknown'; message: string; attempts: number };
+  | { kind: 'failed'; outcome: 'not_created' | 'unknown'; message: string; attempts: number }
+  /** Not sent at all: the caller's `ready` said no. */
+  | { kind: 'withheld' };
 
 export type DirectoryErrorKind = 'unavailable' | 'activation_failed' | 'request_failed';
 

@@ -7,7 +7,7 @@ import type { CreateOutcome, DirectoryObserver } from '../directory/types.js';
 export type RowOutcome = 'created' | 'adopted' | 'rejected' | 'failed' | 'unknown';
 
 /** How a create's settled outcome is counted (a lost answer is counted once it is settled). */
-export function rowOutcomeOf(result: Exclude<CreateOutcome, { kind: 'lost' }>): RowOutcome {
+export function rowOutcomeOf(result: Exclude<CreateOutcome, { kind: 'lost' } | { kind: 'withheld' }>): RowOutcome {
   switch (result.kind) {
     case 'created':
       return result.adopted ? 'adopted' : 'created';

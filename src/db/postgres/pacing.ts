@@ -18,6 +18,17 @@ const POLL_MS = 1_000;
 const SWEEP_EVERY_MS = 60_000;
 /** How old the estimate's picture of a key may be before it is read again (in the background). */
 const ESTIMATE_FRESH_MS = 1_000;
+/**
+ * How long a stale picture waits before it is read: a request of this process about to
+ * claim a slot of the key (the next row's create) brings a fresh one for free meanwhile.
+ */
+const REFRESH_AFTER_MS = 50;
+/**
+ * How long a finished request's release may wait to ride along with the next claim (the
+ * next row's create) instead of costing a statement of its own. A later release only holds
+ * the slot a little longer: it never lets more requests through.
+ */
+const RELEASE_WITHIN_MS = 10;
 
 export interface PostgresLimiterOptions {
   /** The directory's window. */
@@ -58,11 +69,13 @@ export class PostgresRateLimiter implements DirectoryLimiter {
   private readonly wakers = new Map<string, AbortController>();
   private readonly pictures = new Map<string, KeyPicture>();
   private readonly refreshing = new Set<string>();
+  private readonly refreshTimers = new Map<string, NodeJS.Timeout>();
   /** Slots claimed for callers queued behind the one that claimed them. */
   private readonly spares = new Map<string, Hold[]>();
   private lastSweep = 0;
-  /** Slots whose requests have finished, released together at the end of this turn. */
-  private readonly toRelease: (Hold & { key: string })[] = [];
+  /** Slots whose requests have finished, released with the next claim or within RELEASE_WITHIN_MS. */
+  private toRelease: Release[] = [];
+  private releaseTimer: NodeJS.Timeout | undefined;
   private readonly releasing = new Set<Promise<void>>();
 
   private constructor(
@@ -115,7 +128,9 @@ export class PostgresRateLimiter implements DirectoryLimiter {
 
   /** Stores the releases still on their way, stops listening; the pool belongs to the caller. */
   async close(): Promise<void> {
+    this.flushReleases();
     await Promise.all(this.releasing);
+    for (const timer of this.refreshTimers.values()) clearTimeout(timer);
     for (const waker of this.wakers.values()) waker.abort();
     await this.listener.close();
   }
@@ -160,37 +175,68 @@ export class PostgresRateLimiter implements DirectoryLimiter {
    * key (key, slot) with slot < limit caps the holds, and a slot row is taken over only if
    * its LATEST version has expired (ON CONFLICT … WHERE sees the committed row, not the
    * snapshot), so two instances claiming at once can never both get one slot.
+   * The releases queued meanwhile (of any key) go in the same statement.
    */
   private async claim(key: string, limit: number, wanted: number): Promise<{ taken: Hold[]; picture: KeyPicture }> {
-    const values = [key, randomUUID(), this.options.holdMs, limit, Math.max(1, wanted)];
-    // Named: each connection plans it once (it is on the way of every request).
-    const result = await this.db.$client.query<PictureRow & { taken: Hold[] }>({ name: 'pacing_claim', text: CLAIM, values });
+    const released = this.takeReleases();
+    const values = [key, randomUUID(), this.options.holdMs, limit, Math.max(1, wanted), JSON.stringify(released), this.options.windowMs, CHANNEL];
+    let result;
+    try {
+      // Named: each connection plans it once (it is on the way of every request).
+      result = await this.db.$client.query<PictureRow & { taken: Hold[] }>({ name: 'pacing_claim', text: CLAIM, values });
+    } catch (error) {
+      // Nothing of the statement was stored: the releases go out on their own.
+      for (const release of released) this.queueRelease(release);
+      throw error;
+    }
+    this.wakeAll(released);
     const row = result.rows[0]!;
     return { taken: row.taken, picture: toPicture(row) };
   }
 
   /**
    * The slot counts one more window from now, on the database's clock; waiters everywhere
-   * look again. Not awaited by the request that held it (its answer goes on at once):
-   * releases queued in one turn of the event loop go to the database in one statement. A
-   * later release only holds the slot a little longer, so it never lets more requests through.
+   * look again. Not awaited by the request that held it (its answer goes on at once): it
+   * rides along with this process's next claim (a row-by-row batch's next create), or goes
+   * out with the others queued within RELEASE_WITHIN_MS in one statement. Waiters here look
+   * again at once (their claim carries it).
    */
   private release(key: string, hold: Hold): void {
-    this.toRelease.push({ key, ...hold });
-    if (this.toRelease.length > 1) return;
-    const flushed = new Promise((resolve) => setImmediate(resolve)).then(() => this.releaseQueued());
+    this.queueRelease({ key, ...hold });
+    this.wake(key);
+  }
+
+  private queueRelease(release: Release): void {
+    this.toRelease.push(release);
+    this.releaseTimer ??= setTimeout(() => this.flushReleases(), RELEASE_WITHIN_MS);
+  }
+
+  private takeReleases(): Release[] {
+    clearTimeout(this.releaseTimer);
+    this.releaseTimer = undefined;
+    const taken = this.toRelease;
+    this.toRelease = [];
+    return taken;
+  }
+
+  /** Stores the queued releases now, in one statement. */
+  private flushReleases(): void {
+    const held = this.takeReleases();
+    if (held.length === 0) return;
+    const flushed = this.db.$client
+      .query({ name: 'pacing_release', text: RELEASE, values: [JSON.stringify(held), this.options.windowMs, CHANNEL] })
+      .then(
+        () => this.wakeAll(held),
+        (error: unknown) => {
+          this.options.logger.warn('pacing: could not release slots; they free when their holds expire', { keys: [...new Set(held.map((h) => h.key))], error: messageOf(error) });
+        },
+      );
     this.releasing.add(flushed);
     void flushed.finally(() => this.releasing.delete(flushed));
   }
 
-  private async releaseQueued(): Promise<void> {
-    const held = this.toRelease.splice(0);
-    try {
-      await this.db.$client.query({ name: 'pacing_release', text: RELEASE, values: [JSON.stringify(held), this.options.windowMs, CHANNEL] });
-    } catch (error) {
-      this.options.logger.warn('pacing: could not release slots; they free when their holds expire', { keys: [...new Set(held.map((h) => h.key))], error: messageOf(error) });
-    }
-    for (const key of new Set(held.map((h) => h.key))) this.wake(key);
+  private wakeAll(released: readonly Release[]): void {
+    for (const key of new Set(released.map((h) => h.key))) this.wake(key);
   }
 
   private wake(key: string): void {
@@ -219,15 +265,24 @@ export class PostgresRateLimiter implements DirectoryLimiter {
     }
   }
 
-  /** Reads a key's picture for the estimate, in the background, once at a time. */
+  /**
+   * Reads a key's picture for the estimate, in the background, once at a time, after
+   * REFRESH_AFTER_MS, unless a claim brought a fresh one meanwhile.
+   */
   private refresh(key: string): void {
     if (this.refreshing.has(key)) return;
     this.refreshing.add(key);
-    void this.db
-      .execute<PictureRow>(sql`with clock as (select ${NOW_MS} as now), ${pictureCtes(key)} select ${pictureColumns} from clock`)
-      .then((result) => this.remember(key, toPicture(result.rows[0]!)))
-      .catch((error: unknown) => this.options.logger.debug('pacing: could not refresh an estimate', { key, error: messageOf(error) }))
-      .finally(() => this.refreshing.delete(key));
+    const stale = () => Date.now() - (this.pictures.get(key)?.localAt ?? 0) > ESTIMATE_FRESH_MS;
+    const timer = setTimeout(() => {
+      this.refreshTimers.delete(key);
+      if (!stale()) return this.refreshing.delete(key);
+      void this.db.$client
+        .query<PictureRow>({ name: 'pacing_picture', text: PICTURE, values: [key] })
+        .then((result) => this.remember(key, toPicture(result.rows[0]!)))
+        .catch((error: unknown) => this.options.logger.debug('pacing: could not refresh an estimate', { key, error: messageOf(error) }))
+        .finally(() => this.refreshing.delete(key));
+    }, REFRESH_AFTER_MS);
+    this.refreshTimers.set(key, timer);
   }
 
   /** Deletes spent slots and blocks of every key, at most once a minute; rows another statement holds are left for next time. */
@@ -253,21 +308,47 @@ interface Hold {
   holdId: string;
 }
 
+/** A slot of `key` whose request has finished. */
+type Release = Hold & { key: string };
+
 type PictureRow = {
   now: string;
   blocked_until: string | null;
   live: { free_at: number; released: boolean }[];
 };
 
+/** The slots of key $1 that count now, as they stand in the table (needs `clock`). */
+const LIVE_CTE = `live as (select h.slot, h.free_at, h.released from directory_holds h, clock where h.key = $1::text and h.free_at > clock.now)`;
+/** Key $1's 429 block, if one holds (needs `clock`). */
+const BLOCK_CTE = `block as (select b.blocked_until from directory_blocks b, clock where b.key = $1::text and b.blocked_until > clock.now)`;
+/** What a picture is made of: the clock, the block, every live slot (needs `clock`, `live` and `block`). */
+const PICTURE_COLUMNS = `
+  clock.now, (select blocked_until from block) as blocked_until,
+  coalesce((select json_agg(json_build_object('free_at', free_at, 'released', released)) from live), '[]'::json) as live`;
+
+/** What the database shows of key $1 now. */
+const PICTURE = `with clock as (select ${NOW_SQL} as now), ${LIVE_CTE}, ${BLOCK_CTE} select ${PICTURE_COLUMNS} from clock`;
+
 /**
- * Takes up to $5 of the lowest slots (0 … $4 - 1) of key $1 that are free in this
- * statement's snapshot, for hold $2 bound $3 ms from now, unless a 429 block holds; says
- * what it saw (see claim). The same CTEs as pictureCtes, on the same database clock.
+ * Releases the holds in $6 (JSON [{key, slot, holdId}]): each counts $7 ms more from now,
+ * announced on channel $8. Then takes up to $5 of the lowest slots (0 … $4 - 1) of key $1
+ * that are free in this statement's snapshot, for hold $2 bound $3 ms from now, unless a 429
+ * block holds; says what it saw, as if the releases had been stored first (see claim). A
+ * slot released here is live (it counts for a window), so the taking never touches a row
+ * the releasing does.
  */
 const CLAIM = `
   with clock as (select ${NOW_SQL} as now),
-  live as (select h.slot, h.free_at, h.released from directory_holds h, clock where h.key = $1::text and h.free_at > clock.now),
-  block as (select b.blocked_until from directory_blocks b, clock where b.key = $1::text and b.blocked_until > clock.now),
+  rel as (select r.key, r.slot, r."holdId" as hold_id from json_to_recordset($6::json) as r(key text, slot integer, "holdId" text)),
+  released as (
+    update directory_holds h set free_at = clock.now + $7::bigint, released = true from rel, clock
+    where h.key = rel.key and h.slot = rel.slot and h.hold_id = rel.hold_id and h.free_at > clock.now returning h.key),
+  announced as (select pg_notify($8::text, key) from (select distinct key from released) keys),
+  live as (
+    select h.slot, case when rel.slot is null then h.free_at else clock.now + $7::bigint end as free_at, h.released or rel.slot is not null as released
+    from directory_holds h cross join clock left join rel on rel.key = h.key and rel.slot = h.slot and rel.hold_id = h.hold_id
+    where h.key = $1::text and h.free_at > clock.now),
+  ${BLOCK_CTE},
   taken as (
     insert into directory_holds (key, slot, hold_id, free_at)
     select $1::text, s, $2::text, clock.now + $3::bigint from clock, generate_series(0, $4::integer - 1) s
@@ -276,9 +357,9 @@ const CLAIM = `
     on conflict (key, slot) do update set hold_id = excluded.hold_id, free_at = excluded.free_at, released = false
       where directory_holds.free_at <= ${NOW_SQL}
     returning slot)
-  select clock.now, (select blocked_until from block) as blocked_until,
-    coalesce((select json_agg(json_build_object('free_at', free_at, 'released', released)) from live), '[]'::json) as live,
-    coalesce((select json_agg(json_build_object('slot', slot, 'holdId', $2::text) order by slot) from taken), '[]'::json) as taken
+  select ${PICTURE_COLUMNS},
+    coalesce((select json_agg(json_build_object('slot', slot, 'holdId', $2::text) order by slot) from taken), '[]'::json) as taken,
+    (select count(*) from announced) as announced
   from clock`;
 
 /** Releases the holds in $1 (JSON [{key, slot, holdId}]): each counts $2 ms more from now; announces each key on channel $3. */
@@ -288,16 +369,6 @@ const RELEASE = `
     from json_to_recordset($1::json) as r(key text, slot integer, "holdId" text)
     where h.key = r.key and h.slot = r.slot and h.hold_id = r."holdId" returning h.key)
   select pg_notify($3::text, key) from (select distinct key from released) keys`;
-
-/** The CTEs `live` (slots of `key` that count now) and `block` (its 429 block, if any); needs `clock`. */
-const pictureCtes = (key: string) => sql`
-  live as (select h.slot, h.free_at, h.released from ${directoryHolds} h, clock where h.key = ${key} and h.free_at > clock.now),
-  block as (select b.blocked_until from ${directoryBlocks} b, clock where b.key = ${key} and b.blocked_until > clock.now)`;
-
-const pictureColumns = sql`
-  clock.now,
-  (select blocked_until from block) as blocked_until,
-  coalesce((select json_agg(json_build_object('free_at', free_at, 'released', released)) from live), '[]'::json) as live`;
 
 function toPicture(row: PictureRow): KeyPicture {
   return {
