@@ -1,7 +1,9 @@
 /**
- * The row commit every outcome goes through (Store.commitRows), straight against the store
- * of the project's engine: on PostgreSQL it is one statement (lock, patches, counters,
- * events), on SQLite one transaction; both must keep the same contract.
+ * The writes on every upload's way, straight against the store of the project's engine:
+ * the admission (Store.admitBatch: on PostgreSQL one statement under the admission lock),
+ * the claim that starts the run, and the row commit every outcome goes through
+ * (Store.commitRows: on PostgreSQL one statement: lock, patches, counters, events). On
+ * SQLite each is one transaction; both engines must keep the same contract.
  */
 import { randomUUID } from 'node:crypto';
 import type { BatchEvent } from '../src/bulk/events.js';
@@ -97,5 +99,48 @@ describe('Store.commitRows', () => {
     expect((await store.findRows(claim.batchId))[0]).toMatchObject({ status: 'pending', hospitalId: null });
     expect(await store.findBatch(claim.batchId)).toEqual(before);
     expect(await store.eventsAfter(claim.batchId, 0)).toEqual([]);
+  });
+});
+
+describe('Store.admitBatch and a claim that starts the run', () => {
+  const rows = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({ row: i + 1, line: i + 2, name: `Hospital ${i + 1}`, address: `${i + 1} Main St`, phone: i % 2 ? null : `555-000${i}`, directoryBatchId: i < 20 ? undefined : 'second-part' }));
+
+  test('when an upload is admitted, then it answers the batch exactly as it reads back, with every row pending in its directory batch', async () => {
+    const id = randomUUID();
+    const admitted = await store.admitBatch({ id, filename: 'h.csv', fileSha256: 'abc', idempotencyKey: 'key-1', notice: 'read as Windows-1252', createdBy: 'ops', rows: rows(21) }, { maxActive: 5 }, 1_700_000_000_123);
+
+    expect(admitted.kind).toBe('new');
+    expect(admitted).toEqual({ kind: 'new', batch: await store.findBatch(id) });
+    expect((admitted as { batch: object }).batch).toMatchObject({ status: 'pending', totalRows: 21, createdRows: 0, fence: 0, createdAt: 1_700_000_000_123, idempotencyKey: 'key-1', createdBy: 'ops', activated: false, startedAt: null });
+    const stored = await store.findRows(id);
+    expect(stored.map(({ row, status, directoryBatchId, phone, updatedAt }) => ({ row, status, directoryBatchId, phone, updatedAt }))).toEqual(
+      rows(21).map(({ row, directoryBatchId, phone }) => ({ row, status: 'pending', directoryBatchId: directoryBatchId ?? id, phone, updatedAt: 1_700_000_000_123 })),
+    );
+  });
+
+  test('when the Idempotency-Key was used, or MAX_ACTIVE_BATCHES batches run, then nothing is added: the earlier batch, or full', async () => {
+    const first = randomUUID();
+    await store.admitBatch({ id: first, filename: 'h.csv', fileSha256: 'abc', idempotencyKey: 'key-2', rows: rows(2) }, { maxActive: 5 });
+
+    const again = await store.admitBatch({ id: randomUUID(), filename: 'other.csv', fileSha256: 'def', idempotencyKey: 'key-2', rows: rows(3) }, { maxActive: 5 });
+    const full = await store.admitBatch({ id: randomUUID(), filename: 'h.csv', fileSha256: 'abc', idempotencyKey: null, rows: rows(2) }, { maxActive: 1 });
+
+    expect(again).toEqual({ kind: 'existing', batch: await store.findBatch(first) });
+    expect(full).toEqual({ kind: 'full' });
+    expect((await store.listBatches(10)).map((batch) => batch.id)).toEqual([first]);
+  });
+
+  test('when a claim starts the run, then the batch is processing, started then, and its stream says so once; a claim that fails says nothing', async () => {
+    const id = randomUUID();
+    await store.admitBatch({ id, filename: 'h.csv', fileSha256: 'abc', idempotencyKey: null, rows: rows(2) }, { maxActive: 5 });
+
+    const claimed = await store.claimBatch(id, { from: ['pending'], owner: 'test', leaseMs: 60_000, start: true }, 1_700_000_000_456);
+    const refused = await store.claimBatch(id, { from: ['pending'], owner: 'test', leaseMs: 60_000, start: true });
+
+    expect(claimed).toMatchObject({ kind: 'claimed', claim: { batchId: id, fence: 1, owner: 'test' } });
+    expect(refused).toEqual({ kind: 'conflict', status: 'processing' });
+    expect(await store.findBatch(id)).toMatchObject({ status: 'processing', startedAt: 1_700_000_000_456, error: null, completedAt: null, leaseOwner: 'test' });
+    expect((await store.eventsAfter(id, 0)).map((stored) => stored.event)).toEqual([{ type: 'status', status: 'processing', error: null }]);
   });
 });

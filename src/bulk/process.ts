@@ -1,4 +1,4 @@
-import { LeaseLostError, STOPPED_WHILE_SENDING, type AuditEntry, type Claim, type RowRecord, type RowsChange } from '../db/store.js';
+import { LeaseLostError, RUN_STARTED, runStart, STOPPED_WHILE_SENDING, type AuditEntry, type Claim, type RowRecord, type RowsChange } from '../db/store.js';
 import { DirectoryError, matchRows } from '../directory/client.js';
 import { AppError } from '../errors.js';
 import { cancelledMessage, watchCancel } from './cancel.js';
@@ -17,12 +17,19 @@ export type { BatchOutcome, ProcessDeps } from './run.js';
  * exists, finish. Throws `directory_unavailable` if the directory never woke.
  */
 export async function processBatch(deps: ProcessDeps, batchId: string): Promise<BatchOutcome> {
-  return run(deps, await claim(deps, batchId, ['pending'], 'started'));
+  return startRun(deps, batchId, ['pending'], 'started');
 }
 
 /** Finishes a `failed`, `interrupted` or `cancelled` batch: reconcile, create what is missing, activate. */
 export async function resumeBatch(deps: ProcessDeps, batchId: string, by: string | null = null): Promise<BatchOutcome> {
-  return run(deps, await claim(deps, batchId, RESUMABLE, 'resumed', deps.config.MAX_ACTIVE_BATCHES, { action: 'resume', by }));
+  return startRun(deps, batchId, RESUMABLE, 'resumed', { maxActive: deps.config.MAX_ACTIVE_BATCHES, audit: { action: 'resume', by } });
+}
+
+/** Claims the batch and starts its run in one transaction, then runs it. */
+async function startRun(deps: ProcessDeps, batchId: string, from: readonly BatchStatus[], action: string, options: ClaimOptions = {}): Promise<BatchOutcome> {
+  const startedAt = Date.now();
+  const { claim: held } = await claimWithPrevious(deps, batchId, from, action, { ...options, startedAt });
+  return run(deps, held, startedAt);
 }
 
 /**
@@ -31,12 +38,12 @@ export async function resumeBatch(deps: ProcessDeps, batchId: string, by: string
  */
 export async function takeOverBatch(deps: ProcessDeps, held: Claim): Promise<BatchOutcome> {
   deps.logger.info('batch taken over to finish it', { batch_id: held.batchId, fence: held.fence });
-  return run(deps, held);
+  return run(deps, held, null);
 }
 
 /** Deletes the batch upstream and marks it rolled back; from failed, interrupted, completed or cancelled. */
 export async function rollbackBatch(deps: ProcessDeps, batchId: string, by: string | null = null): Promise<BatchOutcome> {
-  const { claim: held, previous } = await claimWithPrevious(deps, batchId, ROLLBACKABLE, 'rolled back', undefined, { action: 'rollback', by });
+  const { claim: held, previous } = await claimWithPrevious(deps, batchId, ROLLBACKABLE, 'rolled back', { audit: { action: 'rollback', by } });
   // Deleting may take retries: the lease must outlive them, or another instance would
   // take the batch over and create what is being deleted.
   return withLease(deps, held, () => rollBackClaimed(deps, held, previous.status, []));
@@ -74,16 +81,19 @@ async function rollBackClaimed(deps: ProcessDeps, held: Claim, restoreTo: BatchS
   return outcome(deps.store, batchId);
 }
 
-async function claim(deps: ProcessDeps, batchId: string, from: readonly BatchStatus[], action: string, maxActive?: number, audit?: Audit): Promise<Claim> {
-  return (await claimWithPrevious(deps, batchId, from, action, maxActive, audit)).claim;
+interface ClaimOptions {
+  /** Refuse (503) when this many batches already run. */
+  maxActive?: number;
+  /** Who asked for a resume or rollback, recorded with the claim. */
+  audit?: Omit<AuditEntry, 'at'>;
+  /** The run starts with the claim, at this time (see Store.claimBatch's `start`). */
+  startedAt?: number;
 }
 
-/** Who asked for a resume or rollback, recorded with the claim. */
-type Audit = Omit<AuditEntry, 'at'>;
-
 /** Moves the batch to `processing` for this instance; 404, 409 or 503 saying why not. */
-async function claimWithPrevious(deps: ProcessDeps, batchId: string, from: readonly BatchStatus[], action: string, maxActive?: number, audit?: Audit) {
-  const result = await deps.store.claimBatch(batchId, { from, owner: deps.instanceId, leaseMs: deps.config.BATCH_LEASE_MS, maxActive, audit });
+async function claimWithPrevious(deps: ProcessDeps, batchId: string, from: readonly BatchStatus[], action: string, { maxActive, audit, startedAt }: ClaimOptions = {}) {
+  const options = { from, owner: deps.instanceId, leaseMs: deps.config.BATCH_LEASE_MS, maxActive, audit, start: startedAt !== undefined };
+  const result = await deps.store.claimBatch(batchId, options, startedAt);
   switch (result.kind) {
     case 'claimed':
       return result;
@@ -105,10 +115,13 @@ export function tooManyBatches(max: number): AppError {
   return new AppError('overloaded', `${max} batches are already running, the most this service takes at once; try again in a minute.`);
 }
 
-/** Runs a claimed batch to its end under its lease; a lost lease stops it without another write. */
-async function run(deps: ProcessDeps, held: Claim): Promise<BatchOutcome> {
+/**
+ * Runs a claimed batch to its end under its lease; a lost lease stops it without another
+ * write. `startedAt`: when its claim started the run; null: the run's start is still to write.
+ */
+async function run(deps: ProcessDeps, held: Claim, startedAt: number | null): Promise<BatchOutcome> {
   try {
-    return await withLease(deps, held, () => runClaimed(deps, held));
+    return await withLease(deps, held, () => runClaimed(deps, held, startedAt));
   } catch (error) {
     if (!(error instanceof LeaseLostError)) throw error;
     deps.logger.warn('batch taken over by another instance; this one stops', { batch_id: held.batchId });
@@ -130,11 +143,11 @@ async function withLease<T>(deps: ProcessDeps, held: Claim, work: () => Promise<
   }
 }
 
-async function runClaimed(deps: ProcessDeps, held: Claim): Promise<BatchOutcome> {
+async function runClaimed(deps: ProcessDeps, held: Claim, claimedAt: number | null): Promise<BatchOutcome> {
   const { store, directory } = deps;
   const batchId = held.batchId;
-  const startedAt = Date.now();
-  const started = store.updateBatch(held, { startedAt, error: null, completedAt: null }, [{ type: 'status', status: 'processing', error: null }]);
+  const startedAt = claimedAt ?? Date.now();
+  const started = claimedAt === null ? store.updateBatch(held, runStart(startedAt), [RUN_STARTED]) : Promise.resolve();
   const waits = recordWaits(deps, held, started);
   // The wake-up needs nothing from the history: it goes out while the start is recorded
   // and the rows are read (its waits are stored after the start, so the stream keeps the order).

@@ -151,6 +151,17 @@ export function isAnnounced(to: BatchStatus, events: readonly BatchEvent[] | und
   return ANNOUNCED.includes(to) && (events ?? []).some((event) => event.type === 'status' && event.status === to);
 }
 
+/** What the start of a run sets: it starts now, with no error and no completion yet. */
+export const runStart = (now: number) => ({ startedAt: now, error: null, completedAt: null });
+/** The event that announces a run's start. */
+export const RUN_STARTED: BatchEvent = { type: 'status', status: 'processing', error: null };
+
+/** The events of a claim (Store.claimBatch): with `start`, a successful one announces the run. */
+export const claimEvents =
+  (start: boolean | undefined) =>
+  (result: ClaimResult): BatchEvent[] | undefined =>
+    start && result.kind === 'claimed' ? [RUN_STARTED] : undefined;
+
 /** Why a row whose create was on the wire when its process stopped is `unknown`. */
 export const STOPPED_WHILE_SENDING = 'The service stopped while this row was being sent; resume the batch to check whether it was created.';
 
@@ -192,11 +203,13 @@ export interface Store {
   /**
    * Moves a batch in one of `from` to `processing` for `owner`, raising its fence and
    * clearing a cancel request. With `maxActive`, refuses (`full`) when that many batches
-   * already run; with `audit`, records who did it; all in the same transaction.
+   * already run; with `audit`, records who did it; with `start`, starts the run (started
+   * at `now`, no error or completion, and the `processing` status event); all in the same
+   * transaction.
    */
   claimBatch(
     id: string,
-    options: { from: readonly BatchStatus[]; owner: string; leaseMs: number; maxActive?: number; audit?: Omit<AuditEntry, 'at'> },
+    options: { from: readonly BatchStatus[]; owner: string; leaseMs: number; maxActive?: number; audit?: Omit<AuditEntry, 'at'>; start?: boolean },
     now?: number,
   ): Promise<ClaimResult>;
   /**

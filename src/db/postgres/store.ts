@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { and, asc, count, desc, eq, gt, inArray, isNull, lt, lte, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, count, desc, eq, getTableColumns, gt, inArray, isNull, lt, lte, or, sql, type SQL } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
@@ -10,11 +10,14 @@ import { migrationsFolder, readinessFrom } from '../migrations.js';
 import {
   editedRowEvent,
   isAnnounced,
+  claimEvents,
   LeaseLostError,
+  runStart,
   STOPPED_WHILE_SENDING,
   type Admission,
   type AuditEntry,
   type BatchPatch,
+  type BatchRecord,
   type CancelResult,
   type ClaimResult,
   type RowEditResult,
@@ -32,7 +35,39 @@ type Tx = Parameters<Parameters<PgDb['transaction']>[0]>[0];
 const CHANNEL = 'hospital_bulk_events';
 // Admission (MAX_ACTIVE_BATCHES, Idempotency-Key) is decided under one transaction-scoped
 // advisory lock, so two instances cannot both count "room for one more".
-const ADMISSION_LOCK = sql`select pg_advisory_xact_lock(7263541)`;
+const ADMISSION_LOCK_SQL = 'select pg_advisory_xact_lock(7263541)';
+const ADMISSION_LOCK = sql.raw(ADMISSION_LOCK_SQL);
+/**
+ * Store.admitBatch in one statement, run under ADMISSION_LOCK (so its snapshot, taken after
+ * the lock, sees every admission before it): the batch with id $1 and all its rows, unless
+ * Idempotency-Key $4 is already taken (`earlier` names that batch) or $10 batches in the
+ * statuses $11 already run (`room` false). $2 filename, $3 file SHA-256, $5 notice, $6
+ * created by, $7 total rows, $8 now, $9 the rows as JSON ([{row, line, name, address,
+ * phone, directoryBatchId}]). `batch`: the batch inserted, as JSON with the column names.
+ */
+const ADMIT = `
+  with earlier as (select id from batches where $4::text is not null and idempotency_key = $4::text),
+  room as (select count(*) < $10::integer as ok from batches where status = any($11::text[])),
+  inserted as (
+    insert into batches (id, filename, file_sha256, idempotency_key, notice, created_by, status, total_rows, created_at)
+    select $1, $2, $3, $4::text, $5, $6, 'pending', $7, $8
+    where not exists (select 1 from earlier) and (select ok from room)
+    returning *),
+  added as (
+    insert into batch_rows (batch_id, row, line, name, address, phone, directory_batch_id, status, updated_at)
+    select $1, r.row, r.line, r.name, r.address, r.phone, coalesce(r."directoryBatchId", $1), 'pending', $8
+    from jsonb_to_recordset($9::jsonb) as r(row integer, line integer, name text, address text, phone text, "directoryBatchId" text)
+    where exists (select 1 from inserted))
+  select (select id from earlier) as earlier, (select ok from room) as room, (select row_to_json(inserted) from inserted) as batch`;
+/** A row of `batches` as row_to_json gives it (by column name), as drizzle would read it. */
+function batchFromJson(row: Record<string, unknown>): BatchRecord {
+  const columns = Object.entries(getTableColumns(batches)).map(([key, column]) => {
+    const value = row[column.name];
+    return [key, value === null || value === undefined ? null : column.mapFromDriverValue(value)];
+  });
+  // Every column of the table, each mapped by its own column: the record drizzle's select returns.
+  return Object.fromEntries(columns) as unknown as BatchRecord;
+}
 /** A batch's counters, counted from its rows (in an update of `batches`). */
 const counted = (statuses: readonly string[]) =>
   sql<number>`(select count(*) from ${batchRows} where ${batchRows.batchId} = ${batches.id} and ${inArray(batchRows.status, [...statuses] as never[])})`;
@@ -88,13 +123,21 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
    * One transaction: `work`, then `events` stored and announced to every instance. `last`, a
    * data-modifying statement `work` would end with (a recount), shares a round trip with the events.
    */
-  async function write<T>(batchId: string, events: BatchEvent[] | undefined, now: number, work: (tx: Tx) => Promise<T>, last?: { getSQL(): SQL }): Promise<T> {
-    const announce = events !== undefined && events.length > 0;
+  async function write<T>(
+    batchId: string,
+    eventsOf: BatchEvent[] | undefined | ((value: T) => BatchEvent[] | undefined),
+    now: number,
+    work: (tx: Tx) => Promise<T>,
+    last?: { getSQL(): SQL },
+  ): Promise<T> {
+    let announce = false;
     const result = await db.transaction(async (tx) => {
       const value = await work(tx);
+      const events = typeof eventsOf === 'function' ? eventsOf(value) : eventsOf;
+      announce = events !== undefined && events.length > 0;
       const steps = [
         ...(last ? [last] : []),
-        ...(announce ? [tx.insert(batchEvents).values(events.map((event) => ({ batchId, type: event.type, data: event, createdAt: now })))] : []),
+        ...(announce ? [tx.insert(batchEvents).values(events!.map((event) => ({ batchId, type: event.type, data: event, createdAt: now })))] : []),
       ];
       // Data-modifying WITH clauses all run, in one statement; NOTIFY is delivered at commit.
       if (steps.length > 0) {
@@ -145,30 +188,25 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
     engine: 'postgres',
 
     async admitBatch(batch, limits, now = Date.now()): Promise<Admission> {
-      return write(batch.id, undefined, now, async (tx) => {
-        await tx.execute(ADMISSION_LOCK);
-        if (batch.idempotencyKey !== null) {
-          const [earlier] = await tx.select().from(batches).where(eq(batches.idempotencyKey, batch.idempotencyKey));
-          if (earlier) return { kind: 'existing', batch: earlier };
-        }
-        if ((await running(tx)) >= limits.maxActive) return { kind: 'full' };
-        const [inserted] = await tx
-          .insert(batches)
-          .values({
-            id: batch.id,
-            filename: batch.filename,
-            fileSha256: batch.fileSha256,
-            idempotencyKey: batch.idempotencyKey,
-            notice: batch.notice ?? null,
-            createdBy: batch.createdBy ?? null,
-            status: 'pending',
-            totalRows: batch.rows.length,
-            createdAt: now,
-          })
-          .returning();
-        await tx.insert(batchRows).values(batch.rows.map((row) => ({ ...row, batchId: batch.id, directoryBatchId: row.directoryBatchId ?? batch.id, status: 'pending' as const, updatedAt: now })));
-        return { kind: 'new', batch: inserted! };
-      });
+      // Three round trips: the transaction opened with the lock taken, ADMIT, the commit.
+      const client = await pool.connect();
+      let admitted: { earlier: string | null; room: boolean; batch: Record<string, unknown> | null };
+      try {
+        await client.query(`begin; ${ADMISSION_LOCK_SQL}`);
+        const rows = batch.rows.map(({ row, line, name, address, phone, directoryBatchId }) => ({ row, line, name, address, phone, directoryBatchId }));
+        const values = [batch.id, batch.filename, batch.fileSha256, batch.idempotencyKey, batch.notice ?? null, batch.createdBy ?? null, batch.rows.length, now, JSON.stringify(rows), limits.maxActive, RUNNING];
+        admitted = (await client.query<typeof admitted>({ name: 'admit_batch', text: ADMIT, values })).rows[0]!;
+        await client.query('commit');
+      } catch (error) {
+        await client.query('rollback').catch(() => undefined);
+        throw error;
+      } finally {
+        client.release();
+      }
+      if (admitted.batch) return { kind: 'new', batch: batchFromJson(admitted.batch) };
+      // The earlier batch, read once committed: batches are never deleted.
+      if (admitted.earlier !== null) return { kind: 'existing', batch: (await reads.batch.execute({ id: admitted.earlier }))[0]! };
+      return { kind: 'full' };
     },
 
     async findBatch(id) {
@@ -197,9 +235,9 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
       });
     },
 
-    async claimBatch(id, { from, owner, leaseMs, maxActive, audit }, now = Date.now()): Promise<ClaimResult> {
+    async claimBatch(id, { from, owner, leaseMs, maxActive, audit, start }, now = Date.now()): Promise<ClaimResult> {
       assertTransition(from, 'processing');
-      return write(id, undefined, now, async (tx): Promise<ClaimResult> => {
+      return write(id, claimEvents(start), now, async (tx): Promise<ClaimResult> => {
         if (maxActive !== undefined) await tx.execute(ADMISSION_LOCK);
         const [batch] = await tx.select().from(batches).where(eq(batches.id, id)).for('update');
         if (!batch) return { kind: 'not_found' };
@@ -208,7 +246,7 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
         const fence = batch.fence + 1;
         await tx
           .update(batches)
-          .set({ status: 'processing', fence, leaseOwner: owner, leaseExpiresAt: now + leaseMs, cancelRequestedAt: null })
+          .set({ status: 'processing', fence, leaseOwner: owner, leaseExpiresAt: now + leaseMs, cancelRequestedAt: null, ...(start ? runStart(now) : {}) })
           .where(eq(batches.id, id));
         if (audit) await tx.insert(batchAudit).values({ batchId: id, ...audit, at: now });
         return { kind: 'claimed', claim: { batchId: id, fence, owner }, previous: batch };

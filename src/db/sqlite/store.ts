@@ -6,7 +6,9 @@ import { assertTransition, CANCELLABLE, CREATED_ROWS, EDITABLE_ROWS, FAILED_ROWS
 import {
   editedRowEvent,
   isAnnounced,
+  claimEvents,
   LeaseLostError,
+  runStart,
   STOPPED_WHILE_SENDING,
   type Admission,
   type AuditEntry,
@@ -47,17 +49,23 @@ export function createSqliteStore(path: string, options: { migrate?: boolean; ou
   const writes = () => (preparedWrites ??= prepareWrites(db));
   const changed = new EventEmitter().setMaxListeners(0);
 
-  /** Runs `work` in one write transaction; wakes the batch's watchers if it appended events. */
-  function write<T>(batchId: string, events: BatchEvent[] | undefined, now: number, work: (tx: Tx) => T): T {
+  /**
+   * Runs `work` in one write transaction, then appends `events` (or what `events` makes of
+   * work's result); wakes the batch's watchers if it appended any.
+   */
+  function write<T>(batchId: string, events: BatchEvent[] | undefined | ((value: T) => BatchEvent[] | undefined), now: number, work: (tx: Tx) => T): T {
+    let appended = 0;
     const result = db.transaction(
       (tx) => {
         const value = work(tx);
-        for (const event of events ?? []) writes().insertEvent.run({ batchId, type: event.type, data: JSON.stringify(event), createdAt: now });
+        const toAppend = (typeof events === 'function' ? events(value) : events) ?? [];
+        for (const event of toAppend) writes().insertEvent.run({ batchId, type: event.type, data: JSON.stringify(event), createdAt: now });
+        appended = toAppend.length;
         return value;
       },
       { behavior: 'immediate' },
     );
-    if (events && events.length > 0) changed.emit(batchId);
+    if (appended > 0) changed.emit(batchId);
     return result;
   }
 
@@ -124,16 +132,16 @@ export function createSqliteStore(path: string, options: { migrate?: boolean; ou
       return readinessFrom('sqlite', async () => db.get<{ n: number }>(sql`select count(*) as n from __drizzle_migrations`).n);
     },
 
-    async claimBatch(id, { from, owner, leaseMs, maxActive, audit }, now = Date.now()): Promise<ClaimResult> {
+    async claimBatch(id, { from, owner, leaseMs, maxActive, audit, start }, now = Date.now()): Promise<ClaimResult> {
       assertTransition(from, 'processing');
-      return write(id, undefined, now, (tx): ClaimResult => {
+      return write(id, claimEvents(start), now, (tx): ClaimResult => {
         const batch = tx.select().from(batches).where(eq(batches.id, id)).get();
         if (!batch) return { kind: 'not_found' };
         if (!from.includes(batch.status)) return { kind: 'conflict', status: batch.status };
         if (maxActive !== undefined && running(tx) >= maxActive) return { kind: 'full' };
         const fence = batch.fence + 1;
         tx.update(batches)
-          .set({ status: 'processing', fence, leaseOwner: owner, leaseExpiresAt: now + leaseMs, cancelRequestedAt: null })
+          .set({ status: 'processing', fence, leaseOwner: owner, leaseExpiresAt: now + leaseMs, cancelRequestedAt: null, ...(start ? runStart(now) : {}) })
           .where(and(eq(batches.id, id), eq(batches.fence, batch.fence)))
           .run();
         if (audit) tx.insert(batchAudit).values({ batchId: id, ...audit, at: now }).run();
