@@ -62,6 +62,25 @@ describe('POST /batches/:id/cancel', () => {
     }
   });
 
+  test('when a running batch is cancelled during its last row, then that row lands and nothing is activated', async () => {
+    stack = await startStack({ sim: { createDelayMs: 200 } });
+    const accepted = await request(stack.app).post('/hospitals/bulk?async=true').attach('file', Buffer.from(csv(2)), 'h.csv');
+    const id = accepted.body.batch_id as string;
+    await reportWhen(stack.app, id, (body) => body.hospitals?.[1]?.status === 'creating');
+
+    const cancel = await request(stack.app).post(`/batches/${id}/cancel`);
+
+    expect(cancel.status).toBe(202);
+    const stopped = await reportWhen(stack.app, id, (body) => body.status !== 'processing');
+    expect(stopped.status).toBe('cancelled');
+    expect(stopped.batch_activated).toBe(false);
+    expect(stopped.hospitals.map((row: { status: string }) => row.status)).toEqual(['created', 'created']);
+    expect(stopped.error).toMatch(/^Cancelled on request; 0 row\(s\) not attempted stay pending/);
+    expect(requestsTo(stack.sim, 'create')).toHaveLength(2);
+    expect(requestsTo(stack.sim, 'activate')).toHaveLength(0);
+    expect(stack.sim.hospitals().filter((h) => h.active)).toHaveLength(0);
+  });
+
   test('when a queued batch is cancelled, then it is cancelled at once, and can be rolled back', async () => {
     stack = await startStack();
     const id = randomUUID();

@@ -10,16 +10,19 @@ import { CANCELLABLE } from './status.js';
 export function watchCancel(store: Pick<Store, 'isCancelRequested'>, batchId: string) {
   let requested = false;
   let reading: Promise<boolean> | null = null;
+  /** When a commit last read the flag (Date.now()). */
+  let sawAt = Number.NEGATIVE_INFINITY;
   return {
     get requested(): boolean {
       return requested;
     },
     /**
-     * Reads the flag again; once seen, it stays seen for this run. Rows that land together
-     * (at full concurrency) share one read.
+     * Reads the flag again, unless a commit read it within `freshMs`; once seen, it stays
+     * seen for this run. Rows that land together (at full concurrency) share one read.
      */
-    refresh(): Promise<boolean> {
+    refresh(freshMs = 0): Promise<boolean> {
       if (requested) return Promise.resolve(true);
+      if (Date.now() - sawAt <= freshMs) return Promise.resolve(false);
       reading ??= store.isCancelRequested(batchId).then(
         (seen) => {
           reading = null;
@@ -36,6 +39,7 @@ export function watchCancel(store: Pick<Store, 'isCancelRequested'>, batchId: st
     /** What a commit read of the flag; once seen, it stays seen. */
     saw(cancelRequested: boolean): void {
       requested ||= cancelRequested;
+      sawAt = Date.now();
     },
   };
 }

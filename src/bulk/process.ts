@@ -2,7 +2,7 @@ import { LeaseLostError, RUN_STARTED, runStart, STOPPED_WHILE_SENDING, type Audi
 import { DirectoryError, matchRows } from '../directory/client.js';
 import { AppError } from '../errors.js';
 import { cancelledMessage, watchCancel } from './cancel.js';
-import { recordWaits } from './directoryWaits.js';
+import { recordWaits, type WaitRecorder } from './directoryWaits.js';
 import type { BatchEvent } from './events.js';
 import { isCreated, RESUMABLE, ROLLBACKABLE, type BatchStatus } from './status.js';
 import { outcome, rowCommits, STOPPED, unlessStopped, writeRow, type BatchOutcome, type ProcessDeps, type Run } from './run.js';
@@ -17,7 +17,13 @@ export type { BatchOutcome, ProcessDeps } from './run.js';
  * exists, finish. Throws `directory_unavailable` if the directory never woke.
  */
 export async function processBatch(deps: ProcessDeps, batchId: string): Promise<BatchOutcome> {
-  return startRun(deps, batchId, ['pending'], 'started');
+  const startedAt = Date.now();
+  const claiming = claimWithPrevious(deps, batchId, ['pending'], 'started', { startedAt }).then((result) => result.claim);
+  // A fresh upload's claim only fails if it was cancelled in these few milliseconds: the
+  // wake-up goes out beside it (its waits are stored once it holds, after the start).
+  const waits = recordWaits(deps, claiming);
+  const waking = wakeUp(deps, batchId, waits);
+  return run(deps, await claiming, { startedAt, waits, waking });
 }
 
 /** Finishes a `failed`, `interrupted` or `cancelled` batch: reconcile, create what is missing, activate. */
@@ -29,7 +35,25 @@ export async function resumeBatch(deps: ProcessDeps, batchId: string, by: string
 async function startRun(deps: ProcessDeps, batchId: string, from: readonly BatchStatus[], action: string, options: ClaimOptions = {}): Promise<BatchOutcome> {
   const startedAt = Date.now();
   const { claim: held } = await claimWithPrevious(deps, batchId, from, action, { ...options, startedAt });
-  return run(deps, held, startedAt);
+  return run(deps, held, { startedAt });
+}
+
+/**
+ * How a run begins: `startedAt`, when its claim started it (else its start is written
+ * first); `waking`, a wake-up already on its way, with the recorder of its waits.
+ */
+interface Begun {
+  startedAt?: number;
+  waits?: WaitRecorder;
+  waking?: Promise<unknown>;
+}
+
+/** Wakes the directory; resolves with null, or with why it did not wake. */
+function wakeUp(deps: ProcessDeps, batchId: string, waits: WaitRecorder): Promise<unknown> {
+  return deps.directory.wake({ batchId, onWait: waits.onWait(null) }).then(
+    () => null,
+    (error: unknown) => error,
+  );
 }
 
 /**
@@ -38,7 +62,7 @@ async function startRun(deps: ProcessDeps, batchId: string, from: readonly Batch
  */
 export async function takeOverBatch(deps: ProcessDeps, held: Claim): Promise<BatchOutcome> {
   deps.logger.info('batch taken over to finish it', { batch_id: held.batchId, fence: held.fence });
-  return run(deps, held, null);
+  return run(deps, held, {});
 }
 
 /** Deletes the batch upstream and marks it rolled back; from failed, interrupted, completed or cancelled. */
@@ -115,13 +139,10 @@ export function tooManyBatches(max: number): AppError {
   return new AppError('overloaded', `${max} batches are already running, the most this service takes at once; try again in a minute.`);
 }
 
-/**
- * Runs a claimed batch to its end under its lease; a lost lease stops it without another
- * write. `startedAt`: when its claim started the run; null: the run's start is still to write.
- */
-async function run(deps: ProcessDeps, held: Claim, startedAt: number | null): Promise<BatchOutcome> {
+/** Runs a claimed batch to its end under its lease; a lost lease stops it without another write. */
+async function run(deps: ProcessDeps, held: Claim, begun: Begun): Promise<BatchOutcome> {
   try {
-    return await withLease(deps, held, () => runClaimed(deps, held, startedAt));
+    return await withLease(deps, held, () => runClaimed(deps, held, begun));
   } catch (error) {
     if (!(error instanceof LeaseLostError)) throw error;
     deps.logger.warn('batch taken over by another instance; this one stops', { batch_id: held.batchId });
@@ -143,18 +164,15 @@ async function withLease<T>(deps: ProcessDeps, held: Claim, work: () => Promise<
   }
 }
 
-async function runClaimed(deps: ProcessDeps, held: Claim, claimedAt: number | null): Promise<BatchOutcome> {
-  const { store, directory } = deps;
+async function runClaimed(deps: ProcessDeps, held: Claim, begun: Begun): Promise<BatchOutcome> {
+  const { store } = deps;
   const batchId = held.batchId;
-  const startedAt = claimedAt ?? Date.now();
-  const started = claimedAt === null ? store.updateBatch(held, runStart(startedAt), [RUN_STARTED]) : Promise.resolve();
-  const waits = recordWaits(deps, held, started);
+  const startedAt = begun.startedAt ?? Date.now();
+  const started = begun.startedAt === undefined ? store.updateBatch(held, runStart(startedAt), [RUN_STARTED]) : Promise.resolve();
+  const waits = begun.waits ?? recordWaits(deps, held, started);
   // The wake-up needs nothing from the history: it goes out while the start is recorded
   // and the rows are read (its waits are stored after the start, so the stream keeps the order).
-  const waking = directory.wake({ batchId, onWait: waits.onWait(null) }).then(
-    () => null,
-    (error: unknown) => error,
-  );
+  const waking = begun.waking ?? wakeUp(deps, batchId, waits);
   // Read beside the start's write: the start changes nothing of the rows.
   const [rows] = await Promise.all([store.findRows(batchId), started]);
   deps.logger.info('batch started', { batch_id: batchId });
@@ -187,8 +205,10 @@ async function runClaimed(deps: ProcessDeps, held: Claim, claimedAt: number | nu
 
   const stop = await createMissingRows(current);
   if (stop.kind === 'interrupted') return interrupt(current);
-  // Checked once more before activation: a cancel asked for while the last rows were sent stops it here.
-  if (stop.kind === 'cancelled' || (await current.cancel.refresh())) return cancelled(current);
+  // Checked once more before activation: a cancel asked for while the last rows were sent
+  // stops it here. The commit of the last outcomes read it after the last answer: that read
+  // is as good as another one now, unless it was longer ago than a round trip or two.
+  if (stop.kind === 'cancelled' || (await current.cancel.refresh(CANCEL_READ_FRESH_MS))) return cancelled(current);
   if (stop.kind === 'circuit_open') return stopSending(current, stop.notAttempted, stop.failures);
 
   const missing = current.rows.filter((row) => !isCreated(row)).length;
@@ -199,6 +219,9 @@ async function runClaimed(deps: ProcessDeps, held: Claim, claimedAt: number | nu
   deps.logger.info('batch activated', { batch_id: batchId, activated_count: current.rows.length });
   return finish(current, 'completed', null, { activated: activation });
 }
+
+/** How recent a commit's read of the cancel flag stands in for a read before activation. */
+const CANCEL_READ_FRESH_MS = 20;
 
 /** The record of the last directory batch activated, which the run's finish writes. */
 interface LastActivated {
