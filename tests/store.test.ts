@@ -131,6 +131,23 @@ describe('Store.admitBatch and a claim that starts the run', () => {
     expect((await store.listBatches(10)).map((batch) => batch.id)).toEqual([first]);
   });
 
+  test('when an upload is admitted to start at once, then it is recorded claimed and started, its stream says so once, and a refused one says nothing', async () => {
+    const id = randomUUID();
+    const start = { owner: 'instance-a', leaseMs: 30_000 };
+
+    const admitted = await store.admitBatch({ id, filename: 'h.csv', fileSha256: 'abc', idempotencyKey: 'key-3', rows: rows(2) }, { maxActive: 5, start }, 1_700_000_000_789);
+    const refused = await store.admitBatch({ id: randomUUID(), filename: 'h.csv', fileSha256: 'abc', idempotencyKey: null, rows: rows(2) }, { maxActive: 1, start });
+
+    expect(admitted).toEqual({ kind: 'new', batch: await store.findBatch(id), claim: { batchId: id, fence: 1, owner: 'instance-a' } });
+    expect(await store.findBatch(id)).toMatchObject({ status: 'processing', fence: 1, leaseOwner: 'instance-a', leaseExpiresAt: 1_700_000_030_789, startedAt: 1_700_000_000_789, completedAt: null });
+    expect((await store.eventsAfter(id, 0)).map((stored) => stored.event)).toEqual([{ type: 'status', status: 'processing', error: null }]);
+    expect(refused).toEqual({ kind: 'full' });
+    expect((await store.listBatches(10)).map((batch) => batch.id)).toEqual([id]);
+    // Its claim holds: a row commit under it is stored.
+    await store.commitRows({ batchId: id, fence: 1, owner: 'instance-a' }, [{ row: 1, patch: { status: 'creating' } }]);
+    expect((await store.findRows(id))[0]!.status).toBe('creating');
+  });
+
   test('when a claim starts the run, then the batch is processing, started then, and its stream says so once; a claim that fails says nothing', async () => {
     const id = randomUUID();
     await store.admitBatch({ id, filename: 'h.csv', fileSha256: 'abc', idempotencyKey: null, rows: rows(2) }, { maxActive: 5 });

@@ -1,15 +1,16 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { BatchRecord, Store } from '../db/store.js';
+import type { BatchRecord, Claim, Store } from '../db/store.js';
 import { AppError } from '../errors.js';
 import { inDirectoryBatches } from './directoryBatches.js';
 import { readUpload } from './read.js';
 import { tooManyBatches } from './process.js';
 
-export type Accepted = { kind: 'new'; batch: BatchRecord } | { kind: 'replay'; batch: BatchRecord };
+/** A new upload, claimed for `limits.start`'s owner and started at `startedAt`; or the one its Idempotency-Key made. */
+export type Accepted = { kind: 'new'; batch: BatchRecord; claim: Claim; startedAt: number } | { kind: 'replay'; batch: BatchRecord };
 
 /**
- * Validates an upload and records it as a pending batch with all its rows, before anything
- * is sent upstream. With an Idempotency-Key already seen for the same file, it returns that
+ * Validates an upload and records it with all its rows, claimed for `limits.start`'s owner
+ * and started (it runs at once), before anything is sent upstream. With an Idempotency-Key already seen for the same file, it returns that
  * batch instead (the directory receives nothing twice); for a different file, 422.
  * The key's uniqueness and the MAX_ACTIVE_BATCHES room are decided by the store in the
  * transaction that inserts, so concurrent uploads (on any instance) cannot both slip in.
@@ -17,7 +18,7 @@ export type Accepted = { kind: 'new'; batch: BatchRecord } | { kind: 'replay'; b
 export async function acceptUpload(
   store: Store,
   upload: { content: Buffer; filename: string; idempotencyKey: string | null; sheet?: string | null; createdBy?: string | null },
-  limits: { maxRows: number; maxActive: number },
+  limits: { maxRows: number; maxActive: number; start: { owner: string; leaseMs: number } },
 ): Promise<Accepted> {
   const fileSha256 = createHash('sha256').update(upload.content).digest('hex');
   // A replay must not be refused for a file problem or for lack of room: look first.
@@ -25,6 +26,7 @@ export async function acceptUpload(
   if (earlier) return replay(earlier, fileSha256);
   const { rows, notices } = await readUpload(upload.content, { maxRows: limits.maxRows, sheet: upload.sheet ?? null });
   const id = randomUUID();
+  const now = Date.now();
   const admission = await store.admitBatch(
     {
       id,
@@ -36,11 +38,14 @@ export async function acceptUpload(
       notice: notices.length > 0 ? notices.join(' ') : null,
       rows: inDirectoryBatches(id, rows.map(({ row, line, name, address, phone }) => ({ row, line, name, address, phone }))),
     },
-    { maxActive: limits.maxActive },
+    { maxActive: limits.maxActive, start: limits.start },
+    now,
   );
   switch (admission.kind) {
     case 'new':
-      return { kind: 'new', batch: admission.batch };
+      // Asked with `start`, the store admits the batch claimed: it runs at once, here.
+      if (!admission.claim) throw new Error(`Batch ${id} was admitted without its claim.`);
+      return { kind: 'new', batch: admission.batch, claim: admission.claim, startedAt: now };
     case 'existing':
       return replay(admission.batch, fileSha256);
     case 'full':

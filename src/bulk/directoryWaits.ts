@@ -16,13 +16,8 @@ export interface WaitRecorder {
   flush(): Promise<void>;
 }
 
-/**
- * `after`: a write the waits must come after in the stream (the run's start), whatever
- * becomes of it. `claim` may still be on its way (it is then `after` too): waits are stored
- * once it holds, and dropped if it never does (no run to report them in).
- */
-export function recordWaits(deps: { store: Store; logger: Logger }, claim: Claim | Promise<Claim>, after: Promise<unknown> = Promise.resolve(claim)): WaitRecorder {
-  const held = Promise.resolve(claim);
+/** `after`: a write the waits must come after in the stream (the run's start), whatever becomes of it. */
+export function recordWaits(deps: { store: Store; logger: Logger }, claim: Claim, after: Promise<unknown> = Promise.resolve()): WaitRecorder {
   let written: Promise<void> = after.then(
     () => undefined,
     () => undefined,
@@ -41,15 +36,11 @@ export function recordWaits(deps: { store: Store; logger: Logger }, claim: Claim
       };
       // One after another, so the stream shows them in the order they happened.
       written = written.then(() =>
-        held.then(
-          (claim) =>
-            deps.store.updateBatch(claim, {}, [event]).catch((error: unknown) => {
-              // A stale claim: the next fenced write of the run stops it; this one only reported.
-              if (error instanceof LeaseLostError) return;
-              deps.logger.warn('directory wait not recorded', { batch_id: claim.batchId, row, error: String(error) });
-            }),
-          () => undefined,
-        ),
+        deps.store.updateBatch(claim, {}, [event]).catch((error: unknown) => {
+          // A stale claim: the next fenced write of the run stops it; this one only reported.
+          if (error instanceof LeaseLostError) return;
+          deps.logger.warn('directory wait not recorded', { batch_id: claim.batchId, row, error: String(error) });
+        }),
       );
     },
     flush: () => written,

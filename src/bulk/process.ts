@@ -2,7 +2,7 @@ import { LeaseLostError, RUN_STARTED, runStart, STOPPED_WHILE_SENDING, type Audi
 import { DirectoryError, matchRows } from '../directory/client.js';
 import { AppError } from '../errors.js';
 import { cancelledMessage, watchCancel } from './cancel.js';
-import { recordWaits, type WaitRecorder } from './directoryWaits.js';
+import { recordWaits } from './directoryWaits.js';
 import type { BatchEvent } from './events.js';
 import { isCreated, RESUMABLE, ROLLBACKABLE, type BatchStatus } from './status.js';
 import { outcome, rowCommits, STOPPED, unlessStopped, writeRow, type BatchOutcome, type ProcessDeps, type Run } from './run.js';
@@ -12,18 +12,13 @@ import { directoryBatchesOf } from './directoryBatches.js';
 export type { BatchOutcome, ProcessDeps } from './run.js';
 
 /**
- * Takes a freshly recorded (`pending`) batch through the directory: wake it, create each
- * row in file order (committing every outcome as it happens), activate only if every row
- * exists, finish. Throws `directory_unavailable` if the directory never woke.
+ * Takes a fresh upload through the directory, admitted already claimed and started (at
+ * `startedAt`) for this instance: wake it, create each row in file order (committing every
+ * outcome as it happens), activate only if every row exists, finish. Throws
+ * `directory_unavailable` if the directory never woke.
  */
-export async function processBatch(deps: ProcessDeps, batchId: string): Promise<BatchOutcome> {
-  const startedAt = Date.now();
-  const claiming = claimWithPrevious(deps, batchId, ['pending'], 'started', { startedAt }).then((result) => result.claim);
-  // A fresh upload's claim only fails if it was cancelled in these few milliseconds: the
-  // wake-up goes out beside it (its waits are stored once it holds, after the start).
-  const waits = recordWaits(deps, claiming);
-  const waking = wakeUp(deps, batchId, waits);
-  return run(deps, await claiming, { startedAt, waits, waking });
+export async function processBatch(deps: ProcessDeps, held: Claim, startedAt: number): Promise<BatchOutcome> {
+  return run(deps, held, startedAt);
 }
 
 /** Finishes a `failed`, `interrupted` or `cancelled` batch: reconcile, create what is missing, activate. */
@@ -35,25 +30,7 @@ export async function resumeBatch(deps: ProcessDeps, batchId: string, by: string
 async function startRun(deps: ProcessDeps, batchId: string, from: readonly BatchStatus[], action: string, options: ClaimOptions = {}): Promise<BatchOutcome> {
   const startedAt = Date.now();
   const { claim: held } = await claimWithPrevious(deps, batchId, from, action, { ...options, startedAt });
-  return run(deps, held, { startedAt });
-}
-
-/**
- * How a run begins: `startedAt`, when its claim started it (else its start is written
- * first); `waking`, a wake-up already on its way, with the recorder of its waits.
- */
-interface Begun {
-  startedAt?: number;
-  waits?: WaitRecorder;
-  waking?: Promise<unknown>;
-}
-
-/** Wakes the directory; resolves with null, or with why it did not wake. */
-function wakeUp(deps: ProcessDeps, batchId: string, waits: WaitRecorder): Promise<unknown> {
-  return deps.directory.wake({ batchId, onWait: waits.onWait(null) }).then(
-    () => null,
-    (error: unknown) => error,
-  );
+  return run(deps, held, startedAt);
 }
 
 /**
@@ -62,7 +39,7 @@ function wakeUp(deps: ProcessDeps, batchId: string, waits: WaitRecorder): Promis
  */
 export async function takeOverBatch(deps: ProcessDeps, held: Claim): Promise<BatchOutcome> {
   deps.logger.info('batch taken over to finish it', { batch_id: held.batchId, fence: held.fence });
-  return run(deps, held, {});
+  return run(deps, held, null);
 }
 
 /** Deletes the batch upstream and marks it rolled back; from failed, interrupted, completed or cancelled. */
@@ -139,10 +116,14 @@ export function tooManyBatches(max: number): AppError {
   return new AppError('overloaded', `${max} batches are already running, the most this service takes at once; try again in a minute.`);
 }
 
-/** Runs a claimed batch to its end under its lease; a lost lease stops it without another write. */
-async function run(deps: ProcessDeps, held: Claim, begun: Begun): Promise<BatchOutcome> {
+/**
+ * Runs a claimed batch to its end under its lease; a lost lease stops it without another
+ * write. `startedAt`: when its claim (or admission) started the run; null: its start is
+ * still to write.
+ */
+async function run(deps: ProcessDeps, held: Claim, startedAt: number | null): Promise<BatchOutcome> {
   try {
-    return await withLease(deps, held, () => runClaimed(deps, held, begun));
+    return await withLease(deps, held, () => runClaimed(deps, held, startedAt));
   } catch (error) {
     if (!(error instanceof LeaseLostError)) throw error;
     deps.logger.warn('batch taken over by another instance; this one stops', { batch_id: held.batchId });
@@ -164,15 +145,18 @@ async function withLease<T>(deps: ProcessDeps, held: Claim, work: () => Promise<
   }
 }
 
-async function runClaimed(deps: ProcessDeps, held: Claim, begun: Begun): Promise<BatchOutcome> {
-  const { store } = deps;
+async function runClaimed(deps: ProcessDeps, held: Claim, claimedAt: number | null): Promise<BatchOutcome> {
+  const { store, directory } = deps;
   const batchId = held.batchId;
-  const startedAt = begun.startedAt ?? Date.now();
-  const started = begun.startedAt === undefined ? store.updateBatch(held, runStart(startedAt), [RUN_STARTED]) : Promise.resolve();
-  const waits = begun.waits ?? recordWaits(deps, held, started);
+  const startedAt = claimedAt ?? Date.now();
+  const started = claimedAt === null ? store.updateBatch(held, runStart(startedAt), [RUN_STARTED]) : Promise.resolve();
+  const waits = recordWaits(deps, held, started);
   // The wake-up needs nothing from the history: it goes out while the start is recorded
   // and the rows are read (its waits are stored after the start, so the stream keeps the order).
-  const waking = begun.waking ?? wakeUp(deps, batchId, waits);
+  const waking = directory.wake({ batchId, onWait: waits.onWait(null) }).then(
+    () => null,
+    (error: unknown) => error,
+  );
   // Read beside the start's write: the start changes nothing of the rows.
   const [rows] = await Promise.all([store.findRows(batchId), started]);
   deps.logger.info('batch started', { batch_id: batchId });

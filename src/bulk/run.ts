@@ -1,5 +1,5 @@
 import type { Config } from '../config.js';
-import type { BatchRecord, Claim, RowChange, RowPatch, RowRecord, Store } from '../db/store.js';
+import type { AuditEntry, BatchRecord, Claim, RowChange, RowPatch, RowRecord, Store } from '../db/store.js';
 import type { DirectoryClient } from '../directory/client.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
@@ -40,6 +40,8 @@ export interface ProcessDeps {
 export interface BatchOutcome {
   batch: BatchRecord;
   rows: RowRecord[];
+  /** Who acted on it (a cancel, a resume, a rollback), when read with it. */
+  audit?: AuditEntry[];
 }
 
 /** One run of a claimed batch: the claim that fences its writes, and its rows as last written. */
@@ -119,8 +121,8 @@ export function rowEvent(current: Run, row: RowRecord, withProgress = true): Bat
 }
 
 export async function outcome(store: Store, batchId: string): Promise<BatchOutcome> {
-  const [batch, rows] = await Promise.all([store.findBatch(batchId), store.findRows(batchId)]);
-  return { batch: batch!, rows };
+  const [batch, rows, audit] = await Promise.all([store.findBatch(batchId), store.findRows(batchId), store.findAudit(batchId)]);
+  return { batch: batch!, rows, audit };
 }
 
 /** Waits for `work`, unless a shutdown begins and the grace period runs out first. */

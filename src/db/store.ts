@@ -79,7 +79,8 @@ export interface Claim {
 }
 
 export type Admission =
-  | { kind: 'new'; batch: BatchRecord }
+  /** Admitted; with `start`, claimed for its owner and started (`claim`). */
+  | { kind: 'new'; batch: BatchRecord; claim?: Claim }
   /** The Idempotency-Key was seen before: the batch it created. */
   | { kind: 'existing'; batch: BatchRecord }
   /** MAX_ACTIVE_BATCHES are already running. */
@@ -156,11 +157,11 @@ export const runStart = (now: number) => ({ startedAt: now, error: null, complet
 /** The event that announces a run's start. */
 export const RUN_STARTED: BatchEvent = { type: 'status', status: 'processing', error: null };
 
-/** The events of a claim (Store.claimBatch): with `start`, a successful one announces the run. */
+/** The events of a claim (Store.claimBatch) or an admission: with `start`, a successful one announces the run. */
 export const claimEvents =
-  (start: boolean | undefined) =>
-  (result: ClaimResult): BatchEvent[] | undefined =>
-    start && result.kind === 'claimed' ? [RUN_STARTED] : undefined;
+  (start: unknown) =>
+  (result: ClaimResult | Admission): BatchEvent[] | undefined =>
+    start && (result.kind === 'claimed' || result.kind === 'new') ? [RUN_STARTED] : undefined;
 
 /** Why a row whose create was on the wire when its process stopped is `unknown`. */
 export const STOPPED_WHILE_SENDING = 'The service stopped while this row was being sent; resume the batch to check whether it was created.';
@@ -185,9 +186,11 @@ export interface Store {
   /**
    * Records an upload and its rows as `pending`, in one transaction with the checks that
    * must not race: an Idempotency-Key already used returns that batch; MAX_ACTIVE_BATCHES
-   * running answers `full`.
+   * running answers `full`. With `start`, the batch is recorded already claimed for
+   * `start.owner` (fence 1, lease of `start.leaseMs`) and started, as claimBatch with
+   * `start` would leave it: `processing`, started at `now`, its `processing` event appended.
    */
-  admitBatch(batch: NewBatch, limits: { maxActive: number }, now?: number): Promise<Admission>;
+  admitBatch(batch: NewBatch, limits: { maxActive: number; start?: { owner: string; leaseMs: number } }, now?: number): Promise<Admission>;
   findBatch(id: string): Promise<BatchRecord | undefined>;
   findBatchByIdempotencyKey(key: string): Promise<BatchRecord | undefined>;
   findRows(batchId: string): Promise<RowRecord[]>;

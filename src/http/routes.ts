@@ -4,7 +4,7 @@ import type { Deps } from '../deps.js';
 import { acceptUpload } from '../bulk/accept.js';
 import { editRow } from '../bulk/editRow.js';
 import { cancelBatch } from '../bulk/cancel.js';
-import type { BatchRecord, RowRecord } from '../db/store.js';
+import type { AuditEntry, BatchRecord, RowRecord } from '../db/store.js';
 import { callerName } from './security.js';
 import { processBatch, resumeBatch, rollbackBatch, type BatchOutcome } from '../bulk/process.js';
 import { progressOf } from '../bulk/progress.js';
@@ -28,7 +28,8 @@ export function bulkRoutes(deps: Deps): Router {
         sheet: sheetField(req.body),
         createdBy: callerName(res),
       },
-      { maxRows: deps.config.MAX_ROWS, maxActive: deps.config.MAX_ACTIVE_BATCHES },
+      // Claimed and started for this instance as it is recorded: it runs at once.
+      { maxRows: deps.config.MAX_ROWS, maxActive: deps.config.MAX_ACTIVE_BATCHES, start: { owner: deps.instanceId, leaseMs: deps.config.BATCH_LEASE_MS } },
     );
     if (accepted.kind === 'replay') {
       const { batch } = accepted;
@@ -45,7 +46,7 @@ export function bulkRoutes(deps: Deps): Router {
     const { batch } = accepted;
     const id = batch.id;
     deps.logger.info('batch accepted', { batch_id: id, request_id: res.locals.requestId });
-    const processing = deps.lifecycle.track(processBatch(deps, id));
+    const processing = deps.lifecycle.track(processBatch(deps, accepted.claim, accepted.startedAt));
     if (!wantsAsync(req)) {
       res.json(await report(deps, await processing));
       return;
@@ -114,11 +115,11 @@ export function batchRoutes(deps: Deps): Router {
   return router;
 }
 
-const report = (deps: Deps, { batch, rows }: BatchOutcome) => fullReport(deps, batch, rows);
+const report = (deps: Deps, { batch, rows, audit }: BatchOutcome) => fullReport(deps, batch, rows, audit);
 
-/** The report with its audit trail (and, while it runs, its progress). */
-async function fullReport(deps: Deps, batch: BatchRecord, rows?: RowRecord[]): Promise<BatchReport> {
-  const [allRows, audit] = await Promise.all([rows ?? deps.store.findRows(batch.id), deps.store.findAudit(batch.id)]);
+/** The report with its audit trail (and, while it runs, its progress); what is not given is read. */
+async function fullReport(deps: Deps, batch: BatchRecord, rows?: RowRecord[], knownAudit?: AuditEntry[]): Promise<BatchReport> {
+  const [allRows, audit] = await Promise.all([rows ?? deps.store.findRows(batch.id), knownAudit ?? deps.store.findAudit(batch.id)]);
   const progress = isRunning(batch.status) ? progressOf(batch, allRows, deps.directory.estimatedCreateWaitMs) : undefined;
   return toReport(batch, allRows, progress, audit);
 }

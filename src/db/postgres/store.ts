@@ -11,6 +11,7 @@ import {
   editedRowEvent,
   isAnnounced,
   claimEvents,
+  RUN_STARTED,
   LeaseLostError,
   runStart,
   STOPPED_WHILE_SENDING,
@@ -43,22 +44,31 @@ const ADMISSION_LOCK = sql.raw(ADMISSION_LOCK_SQL);
  * Idempotency-Key $4 is already taken (`earlier` names that batch) or $10 batches in the
  * statuses $11 already run (`room` false). $2 filename, $3 file SHA-256, $5 notice, $6
  * created by, $7 total rows, $8 now, $9 the rows as JSON ([{row, line, name, address,
- * phone, directoryBatchId}]). `batch`: the batch inserted, as JSON with the column names.
+ * phone, directoryBatchId}]). With owner $12 (else null): claimed for it with a lease of
+ * $13 ms and started, event $14 appended and announced on channel $15. `batch`: the batch
+ * inserted, as JSON with the column names.
  */
 const ADMIT = `
   with earlier as (select id from batches where $4::text is not null and idempotency_key = $4::text),
   room as (select count(*) < $10::integer as ok from batches where status = any($11::text[])),
   inserted as (
-    insert into batches (id, filename, file_sha256, idempotency_key, notice, created_by, status, total_rows, created_at)
-    select $1, $2, $3, $4::text, $5, $6, 'pending', $7, $8
+    insert into batches (id, filename, file_sha256, idempotency_key, notice, created_by, total_rows, created_at,
+      status, fence, lease_owner, lease_expires_at, started_at)
+    select $1, $2, $3, $4::text, $5, $6, $7, $8::bigint,
+      case when $12::text is null then 'pending' else 'processing' end, case when $12::text is null then 0 else 1 end,
+      $12::text, $8::bigint + $13::bigint, case when $12::text is not null then $8::bigint end
     where not exists (select 1 from earlier) and (select ok from room)
     returning *),
   added as (
     insert into batch_rows (batch_id, row, line, name, address, phone, directory_batch_id, status, updated_at)
-    select $1, r.row, r.line, r.name, r.address, r.phone, coalesce(r."directoryBatchId", $1), 'pending', $8
+    select $1, r.row, r.line, r.name, r.address, r.phone, coalesce(r."directoryBatchId", $1), 'pending', $8::bigint
     from jsonb_to_recordset($9::jsonb) as r(row integer, line integer, name text, address text, phone text, "directoryBatchId" text)
-    where exists (select 1 from inserted))
-  select (select id from earlier) as earlier, (select ok from room) as room, (select row_to_json(inserted) from inserted) as batch`;
+    where exists (select 1 from inserted)),
+  started as (
+    insert into batch_events (batch_id, type, data, created_at)
+    select $1, $14::jsonb->>'type', $14::jsonb, $8::bigint where $12::text is not null and exists (select 1 from inserted))
+  select (select id from earlier) as earlier, (select ok from room) as room, (select row_to_json(inserted) from inserted) as batch,
+    (select pg_notify($15, $1) where $12::text is not null and exists (select 1 from inserted)) as notified`;
 /** A row of `batches` as row_to_json gives it (by column name), as drizzle would read it. */
 function batchFromJson(row: Record<string, unknown>): BatchRecord {
   const columns = Object.entries(getTableColumns(batches)).map(([key, column]) => {
@@ -187,14 +197,17 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
   return {
     engine: 'postgres',
 
-    async admitBatch(batch, limits, now = Date.now()): Promise<Admission> {
+    async admitBatch(batch, { maxActive, start }, now = Date.now()): Promise<Admission> {
       // Three round trips: the transaction opened with the lock taken, ADMIT, the commit.
       const client = await pool.connect();
       let admitted: { earlier: string | null; room: boolean; batch: Record<string, unknown> | null };
       try {
         await client.query(`begin; ${ADMISSION_LOCK_SQL}`);
         const rows = batch.rows.map(({ row, line, name, address, phone, directoryBatchId }) => ({ row, line, name, address, phone, directoryBatchId }));
-        const values = [batch.id, batch.filename, batch.fileSha256, batch.idempotencyKey, batch.notice ?? null, batch.createdBy ?? null, batch.rows.length, now, JSON.stringify(rows), limits.maxActive, RUNNING];
+        const values = [
+          ...[batch.id, batch.filename, batch.fileSha256, batch.idempotencyKey, batch.notice ?? null, batch.createdBy ?? null, batch.rows.length, now, JSON.stringify(rows)],
+          ...[maxActive, RUNNING, start?.owner ?? null, start?.leaseMs ?? null, JSON.stringify(RUN_STARTED), CHANNEL],
+        ];
         admitted = (await client.query<typeof admitted>({ name: 'admit_batch', text: ADMIT, values })).rows[0]!;
         await client.query('commit');
       } catch (error) {
@@ -203,7 +216,11 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
       } finally {
         client.release();
       }
-      if (admitted.batch) return { kind: 'new', batch: batchFromJson(admitted.batch) };
+      if (admitted.batch) {
+        if (!start) return { kind: 'new', batch: batchFromJson(admitted.batch) };
+        changed.emit(batch.id);
+        return { kind: 'new', batch: batchFromJson(admitted.batch), claim: { batchId: batch.id, fence: 1, owner: start.owner } };
+      }
       // The earlier batch, read once committed: batches are never deleted.
       if (admitted.earlier !== null) return { kind: 'existing', batch: (await reads.batch.execute({ id: admitted.earlier }))[0]! };
       return { kind: 'full' };

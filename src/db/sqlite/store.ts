@@ -79,13 +79,13 @@ export function createSqliteStore(path: string, options: { migrate?: boolean; ou
   return {
     engine: 'sqlite',
 
-    async admitBatch(batch: NewBatch, limits: { maxActive: number }, now = Date.now()): Promise<Admission> {
-      return write(batch.id, undefined, now, (tx) => {
+    async admitBatch(batch: NewBatch, { maxActive, start }: { maxActive: number; start?: { owner: string; leaseMs: number } }, now = Date.now()): Promise<Admission> {
+      return write(batch.id, claimEvents(start), now, (tx): Admission => {
         if (batch.idempotencyKey !== null) {
           const earlier = tx.select().from(batches).where(eq(batches.idempotencyKey, batch.idempotencyKey)).get();
           if (earlier) return { kind: 'existing', batch: earlier };
         }
-        if (running(tx) >= limits.maxActive) return { kind: 'full' };
+        if (running(tx) >= maxActive) return { kind: 'full' };
         const inserted = tx
           .insert(batches)
           .values({
@@ -95,9 +95,9 @@ export function createSqliteStore(path: string, options: { migrate?: boolean; ou
             idempotencyKey: batch.idempotencyKey,
             notice: batch.notice ?? null,
             createdBy: batch.createdBy ?? null,
-            status: 'pending',
             totalRows: batch.rows.length,
             createdAt: now,
+            ...(start ? { ...runStart(now), status: 'processing', fence: 1, leaseOwner: start.owner, leaseExpiresAt: now + start.leaseMs } : { status: 'pending' }),
           })
           .returning()
           .get();
@@ -105,7 +105,7 @@ export function createSqliteStore(path: string, options: { migrate?: boolean; ou
         for (const row of batch.rows) {
           insertRow.run({ ...row, batchId: batch.id, directoryBatchId: row.directoryBatchId ?? batch.id, updatedAt: now });
         }
-        return { kind: 'new', batch: inserted };
+        return { kind: 'new', batch: inserted, ...(start ? { claim: { batchId: batch.id, fence: 1, owner: start.owner } } : {}) };
       });
     },
 
