@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import request from 'supertest';
 import { testEngine } from './pg/engine.js';
 import { ConfigError, loadConfig } from '../src/config.js';
-import { startStack, tempDir, type Stack } from './helpers.js';
+import { memoryLogger, startStack, tempDir, type Stack } from './helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
@@ -82,6 +82,22 @@ describe('loadConfig', () => {
     expect(message).toMatch(/PORT=/);
     expect(message).toMatch(/LOG_LEVEL=/);
     expect(message).toMatch(/MAX_ROWS=.*at least 1/);
+  });
+});
+
+describe('createLogger', () => {
+  test('when a line is below LOG_LEVEL, then it is not written; at or above it, it is, one JSON line with its fields', () => {
+    const { logger, lines } = memoryLogger('warn');
+
+    logger.info('batch started', { batch_id: 'b1' });
+    logger.debug('detail');
+    logger.warn('row failed', { batch_id: 'b1', row: 3 });
+    logger.error('batch crashed', { batch_id: 'b1' });
+
+    expect(lines).toEqual([
+      { level: 'warn', message: 'row failed', batch_id: 'b1', row: 3, timestamp: expect.any(String) },
+      { level: 'error', message: 'batch crashed', batch_id: 'b1', timestamp: expect.any(String) },
+    ]);
   });
 });
 
