@@ -271,11 +271,14 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
     },
 
     async claimOrphan({ owner, leaseMs }, now = Date.now()) {
+      const orphaned = or(
+        eq(batches.status, 'interrupted'),
+        and(inArray(batches.status, RUNNING), or(lt(batches.leaseExpiresAt, now), and(isNull(batches.leaseOwner), lt(batches.createdAt, now - leaseMs)))),
+      );
+      // Every instance asks every second and almost always finds nothing: a plain read says so
+      // in one round trip, without a transaction (the transaction below decides).
+      if ((await db.select({ id: batches.id }).from(batches).where(orphaned).limit(1)).length === 0) return null;
       return db.transaction(async (tx) => {
-        const orphaned = or(
-          eq(batches.status, 'interrupted'),
-          and(inArray(batches.status, RUNNING), or(lt(batches.leaseExpiresAt, now), and(isNull(batches.leaseOwner), lt(batches.createdAt, now - leaseMs)))),
-        );
         // SKIP LOCKED: instances polling at the same moment take different batches, none waits.
         const [batch] = await tx.select().from(batches).where(orphaned).orderBy(asc(batches.createdAt)).limit(1).for('update', { skipLocked: true });
         if (!batch) return null;
@@ -464,10 +467,12 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
     },
 
     async interruptOrphans({ leaseExpiredOnly, leaseMs }, now = Date.now()) {
+      const orphaned = leaseExpiredOnly
+        ? or(lt(batches.leaseExpiresAt, now), and(isNull(batches.leaseOwner), lt(batches.createdAt, now - leaseMs)))
+        : undefined;
+      // Polled every second without AUTO_RESUME: a plain read first, as in claimOrphan.
+      if ((await db.select({ id: batches.id }).from(batches).where(and(inArray(batches.status, RUNNING), orphaned)).limit(1)).length === 0) return [];
       return db.transaction(async (tx) => {
-        const orphaned = leaseExpiredOnly
-          ? or(lt(batches.leaseExpiresAt, now), and(isNull(batches.leaseOwner), lt(batches.createdAt, now - leaseMs)))
-          : undefined;
         const orphans = (
           await tx
             .select({ id: batches.id })
