@@ -10,8 +10,9 @@ export type Accepted = { kind: 'new'; batch: BatchRecord; claim: Claim; startedA
 
 /**
  * Validates an upload and records it with all its rows, claimed for `limits.start`'s owner
- * and started (it runs at once), before anything is sent upstream. With an Idempotency-Key already seen for the same file, it returns that
- * batch instead (the directory receives nothing twice); for a different file, 422.
+ * and started (it runs at once), before anything is sent upstream. With an Idempotency-Key
+ * already seen for the same file, it returns that batch instead (the directory receives
+ * nothing twice); for a different file, 422.
  * The key's uniqueness and the MAX_ACTIVE_BATCHES room are decided by the store in the
  * transaction that inserts, so concurrent uploads (on any instance) cannot both slip in.
  */

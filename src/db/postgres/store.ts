@@ -143,11 +143,11 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
     let announce = false;
     const result = await db.transaction(async (tx) => {
       const value = await work(tx);
-      const events = typeof eventsOf === 'function' ? eventsOf(value) : eventsOf;
-      announce = events !== undefined && events.length > 0;
+      const events = (typeof eventsOf === 'function' ? eventsOf(value) : eventsOf) ?? [];
+      announce = events.length > 0;
       const steps = [
         ...(last ? [last] : []),
-        ...(announce ? [tx.insert(batchEvents).values(events!.map((event) => ({ batchId, type: event.type, data: event, createdAt: now })))] : []),
+        ...(announce ? [tx.insert(batchEvents).values(events.map((event) => ({ batchId, type: event.type, data: event, createdAt: now })))] : []),
       ];
       // Data-modifying WITH clauses all run, in one statement; NOTIFY is delivered at commit.
       if (steps.length > 0) {
