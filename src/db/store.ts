@@ -159,7 +159,7 @@ export const RUN_STARTED: BatchEvent = { type: 'status', status: 'processing', e
 
 /** The events of a claim (Store.claimBatch) or an admission: with `start`, a successful one announces the run. */
 export const claimEvents =
-  (start: unknown) =>
+  (start: boolean) =>
   (result: ClaimResult | Admission): BatchEvent[] | undefined =>
     start && (result.kind === 'claimed' || result.kind === 'new') ? [RUN_STARTED] : undefined;
 

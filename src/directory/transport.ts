@@ -77,7 +77,7 @@ export function createTransport(config: TransportConfig, logger: Logger, options
   const usual = api.extend({ timeout: timeouts(config.UPSTREAM_TIMEOUT_MS) });
   const limiterKey = (request: Pick<DirectoryRequest, 'path' | 'ratePerMin'>) => `${request.ratePerMin}:${request.path}`;
 
-    /**
+  /**
    * Sends one request, paced by the limiter, and says what it came to; never throws.
    * `ready`: the request goes out only once it resolves true, and its slot is taken
    * meanwhile (the caller's wait and the limiter's overlap); false: the slot is given back

@@ -2,18 +2,17 @@ import { and, eq, gt, like, lte, sql } from 'drizzle-orm';
 import type { NodePgDatabase } from 'drizzle-orm/node-postgres';
 import type pg from 'pg';
 import type { ClientRateLimitInfo, Options, Store } from 'express-rate-limit';
+import { NOW_MS, NOW_SQL } from './pacing.js';
 import { clientHits } from './schema.js';
 
-/** The database's clock, in epoch ms: every instance reads the same one. */
-const NOW_MS = sql`(extract(epoch from clock_timestamp()) * 1000)::bigint`;
 const SWEEP_EVERY_MS = 60_000;
 /** Counts a hit of key $1 in its window ($2 ms from its first hit), opening a new window once the last has passed. */
 const INCREMENT = `
-  insert into client_hits (key, hits, reset_at) values ($1::text, 1, (extract(epoch from clock_timestamp()) * 1000)::bigint + $2::bigint)
+  insert into client_hits (key, hits, reset_at) values ($1::text, 1, ${NOW_SQL} + $2::bigint)
   on conflict (key) do update set
-    hits = case when client_hits.reset_at <= (extract(epoch from clock_timestamp()) * 1000)::bigint then 1 else client_hits.hits + 1 end,
-    reset_at = case when client_hits.reset_at <= (extract(epoch from clock_timestamp()) * 1000)::bigint then excluded.reset_at else client_hits.reset_at end
-  returning hits, reset_at, (extract(epoch from clock_timestamp()) * 1000)::bigint as now`;
+    hits = case when client_hits.reset_at <= ${NOW_SQL} then 1 else client_hits.hits + 1 end,
+    reset_at = case when client_hits.reset_at <= ${NOW_SQL} then excluded.reset_at else client_hits.reset_at end
+  returning hits, reset_at, ${NOW_SQL} as now`;
 
 /**
  * An express-rate-limit store on PostgreSQL, so a per-client limit holds across every

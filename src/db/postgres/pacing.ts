@@ -11,8 +11,8 @@ import { listen } from './listen.js';
 /** Told the key of every released slot, so another instance's waiter looks again at once. */
 const CHANNEL = 'hospital_bulk_pacing';
 /** The database's clock, in epoch ms: every instance reads the same one. */
-const NOW_SQL = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
-const NOW_MS = sql.raw(NOW_SQL);
+export const NOW_SQL = '(extract(epoch from clock_timestamp()) * 1000)::bigint';
+export const NOW_MS = sql.raw(NOW_SQL);
 /** The longest a waiter sleeps without looking again, in case a NOTIFY was lost with its connection. */
 const POLL_MS = 1_000;
 const SWEEP_EVERY_MS = 60_000;

@@ -217,9 +217,9 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
         client.release();
       }
       if (admitted.batch) {
-        if (!start) return { kind: 'new', batch: batchFromJson(admitted.batch) };
-        changed.emit(batch.id);
-        return { kind: 'new', batch: batchFromJson(admitted.batch), claim: { batchId: batch.id, fence: 1, owner: start.owner } };
+        // Started: its `processing` event was appended, as write() would announce it.
+        if (start) changed.emit(batch.id);
+        return { kind: 'new', batch: batchFromJson(admitted.batch), ...(start ? { claim: { batchId: batch.id, fence: 1, owner: start.owner } } : {}) };
       }
       // The earlier batch, read once committed: batches are never deleted.
       if (admitted.earlier !== null) return { kind: 'existing', batch: (await reads.batch.execute({ id: admitted.earlier }))[0]! };
@@ -254,7 +254,7 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
 
     async claimBatch(id, { from, owner, leaseMs, maxActive, audit, start }, now = Date.now()): Promise<ClaimResult> {
       assertTransition(from, 'processing');
-      return write(id, claimEvents(start), now, async (tx): Promise<ClaimResult> => {
+      return write(id, claimEvents(start === true), now, async (tx): Promise<ClaimResult> => {
         if (maxActive !== undefined) await tx.execute(ADMISSION_LOCK);
         const [batch] = await tx.select().from(batches).where(eq(batches.id, id)).for('update');
         if (!batch) return { kind: 'not_found' };
@@ -467,17 +467,18 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
     },
 
     async interruptOrphans({ leaseExpiredOnly, leaseMs }, now = Date.now()) {
-      const orphaned = leaseExpiredOnly
-        ? or(lt(batches.leaseExpiresAt, now), and(isNull(batches.leaseOwner), lt(batches.createdAt, now - leaseMs)))
-        : undefined;
+      const orphaned = and(
+        inArray(batches.status, RUNNING),
+        leaseExpiredOnly ? or(lt(batches.leaseExpiresAt, now), and(isNull(batches.leaseOwner), lt(batches.createdAt, now - leaseMs))) : undefined,
+      );
       // Polled every second without AUTO_RESUME: a plain read first, as in claimOrphan.
-      if ((await db.select({ id: batches.id }).from(batches).where(and(inArray(batches.status, RUNNING), orphaned)).limit(1)).length === 0) return [];
+      if ((await db.select({ id: batches.id }).from(batches).where(orphaned).limit(1)).length === 0) return [];
       return db.transaction(async (tx) => {
         const orphans = (
           await tx
             .select({ id: batches.id })
             .from(batches)
-            .where(and(inArray(batches.status, RUNNING), orphaned))
+            .where(orphaned)
             .for('update', { skipLocked: true })
         ).map((b) => b.id);
         if (orphans.length === 0) return [];

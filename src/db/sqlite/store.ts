@@ -80,7 +80,7 @@ export function createSqliteStore(path: string, options: { migrate?: boolean; ou
     engine: 'sqlite',
 
     async admitBatch(batch: NewBatch, { maxActive, start }: { maxActive: number; start?: { owner: string; leaseMs: number } }, now = Date.now()): Promise<Admission> {
-      return write(batch.id, claimEvents(start), now, (tx): Admission => {
+      return write(batch.id, claimEvents(start !== undefined), now, (tx): Admission => {
         if (batch.idempotencyKey !== null) {
           const earlier = tx.select().from(batches).where(eq(batches.idempotencyKey, batch.idempotencyKey)).get();
           if (earlier) return { kind: 'existing', batch: earlier };
@@ -134,7 +134,7 @@ export function createSqliteStore(path: string, options: { migrate?: boolean; ou
 
     async claimBatch(id, { from, owner, leaseMs, maxActive, audit, start }, now = Date.now()): Promise<ClaimResult> {
       assertTransition(from, 'processing');
-      return write(id, claimEvents(start), now, (tx): ClaimResult => {
+      return write(id, claimEvents(start === true), now, (tx): ClaimResult => {
         const batch = tx.select().from(batches).where(eq(batches.id, id)).get();
         if (!batch) return { kind: 'not_found' };
         if (!from.includes(batch.status)) return { kind: 'conflict', status: batch.status };
