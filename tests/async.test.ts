@@ -93,6 +93,39 @@ describe('async uploads', () => {
     expect(report).not.toHaveProperty('progress');
     expect(comparable(report)).toEqual(comparable(sync.body));
   });
+
+  test('while a batch runs and finishes, then every GET /batches/:id shows one moment: its counts match its rows, and a completed batch has every row activated', async () => {
+    stack = await startStack({ sim: { createDelayMs: 5 }, env: { UPSTREAM_CONCURRENCY: '4' } });
+    const { body: accepted } = await uploadAsync(12);
+
+    // Four readers at once, as fast as they can, until the batch is completed.
+    const seen: Record<string, unknown>[] = [];
+    let done = false;
+    const reader = async () => {
+      while (!done) {
+        const { body } = await request(stack.app).get(`/batches/${accepted.batch_id}`);
+        seen.push(body);
+        if (body.status === 'completed') done = true;
+      }
+    };
+    await Promise.all([reader(), reader(), reader(), reader()]);
+
+    const torn = seen.filter((body) => {
+      const statuses = (body.hospitals as { status: string }[]).map((h) => h.status);
+      const created = statuses.filter((s) => s === 'created' || s === 'created_and_activated').length;
+      const failed = statuses.filter((s) => s === 'failed' || s === 'unknown').length;
+      const activated = statuses.filter((s) => s === 'created_and_activated').length;
+      const finished = body.status === 'completed';
+      return (
+        body.processed_hospitals !== created ||
+        body.failed_hospitals !== failed ||
+        finished !== (activated === 12) ||
+        body.batch_activated !== (activated === 12)
+      );
+    });
+    expect(seen.length).toBeGreaterThan(10);
+    expect(torn.map((body) => ({ status: body.status, processed: body.processed_hospitals, activated: body.batch_activated }))).toEqual([]);
+  });
 });
 
 describe('event stream', () => {

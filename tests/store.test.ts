@@ -161,3 +161,39 @@ describe('Store.admitBatch and a claim that starts the run', () => {
     expect((await store.eventsAfter(id, 0)).map((stored) => stored.event)).toEqual([{ type: 'status', status: 'processing', error: null }]);
   });
 });
+
+describe('Store.findReport', () => {
+  test('when a finished batch is read for its report, then it is the batch, its rows in order and its audit exactly as findBatch, findRows and findAudit read them', async () => {
+    const claim = await claimedBatch();
+    await store.commitRows(claim, [
+      { row: 1, patch: { status: 'created', hospitalId: 2_000_000_001, attempts: 2 } },
+      { row: 2, patch: { status: 'failed', errorMessage: 'Rejected by the directory (HTTP 422): phone «x»', attempts: 1, rejected: true } },
+      { row: 3, patch: { status: 'unknown', errorMessage: 'No answer' } },
+    ]);
+    await store.appendAudit(claim.batchId, { action: 'cancel', by: 'carol' }, 1_700_000_000_001);
+    await store.appendAudit(claim.batchId, { action: 'resume', by: null }, 1_700_000_000_002);
+    await store.finishBatch(claim, 'failed', { error: 'Row 2 was refused', completedAt: 1_700_000_009_999, processingMs: 4321 });
+
+    const found = await store.findReport(claim.batchId);
+
+    expect(found).toEqual({ batch: await store.findBatch(claim.batchId), rows: await store.findRows(claim.batchId), audit: await store.findAudit(claim.batchId) });
+    expect(found!.batch).toMatchObject({ status: 'failed', createdRows: 1, failedRows: 2, activated: false, processingMs: 4321, leaseOwner: null });
+    expect(found!.rows.map((row) => [row.row, row.status, row.hospitalId, row.rejected])).toEqual([
+      [1, 'created', 2_000_000_001, false],
+      [2, 'failed', null, true],
+      [3, 'unknown', null, false],
+      [4, 'pending', null, false],
+    ]);
+    expect(found!.audit).toEqual([
+      { action: 'cancel', by: 'carol', at: 1_700_000_000_001 },
+      { action: 'resume', by: null, at: 1_700_000_000_002 },
+    ]);
+  });
+
+  test('when the batch has no rows edited and no audit, then the audit is empty; when there is no such batch, then undefined', async () => {
+    const claim = await claimedBatch();
+
+    expect((await store.findReport(claim.batchId))!.audit).toEqual([]);
+    expect(await store.findReport(randomUUID())).toBeUndefined();
+  });
+});

@@ -140,7 +140,7 @@ export async function readPath(history: HistoryDb): Promise<FigureResult> {
       `read path, where a GET /batches/:id goes: the service spends ${byId.cpuUs.toFixed(0)} µs of CPU per request where the hello app spends ${reference.cpuUs.toFixed(0)} µs ` +
         `(both servers are CPU-bound here, so requests/s follow CPU per request: a ratio of ${TARGET_RATIO} needs about ${(reference.cpuUs / TARGET_RATIO).toFixed(0)} µs). ` +
         `Of the ${byId.cpuUs.toFixed(0)} µs: the service's middleware and a small response (its own GET /health) ${health.cpuUs.toFixed(0)} µs; ` +
-        `store.findBatch + findRows (src/db/${history.engine}/store.ts) ${parts.drizzleUs.toFixed(0)} µs of wall time (timed in this process with dist/; the same two SELECTs on ${parts.rawName} take ${parts.preparedUs.toFixed(0)} µs); ` +
+        `store.findReport, the batch with its rows and audit in one snapshot (src/db/${history.engine}/store.ts), ${parts.drizzleUs.toFixed(0)} µs of wall time (timed in this process with dist/; two SELECTs, the batch and its rows, on ${parts.rawName} take ${parts.preparedUs.toFixed(0)} µs); ` +
         `toReport + JSON.stringify ${parts.reportUs.toFixed(0)} µs; ` +
         `the rest, ≈ ${Math.max(0, byId.cpuUs - health.cpuUs - parts.drizzleUs - parts.reportUs).toFixed(0)} µs, is (per a CPU profile taken while writing this benchmark) mostly writing the ${(byId.bytesPerResponse / 1024).toFixed(1)} kB answer (writev) and GC, then ETag hashing, the API-key check and routing. ` +
         `GET /batches?limit=50 (${list.cpuUs.toFixed(0)} µs): listBatches(51) ${parts.listDrizzleUs.toFixed(0)} µs vs ${parts.listPreparedUs.toFixed(0)} µs on ${parts.rawName}, toSummary × 50 + JSON.stringify ${parts.listJsonUs.toFixed(0)} µs, a ${(list.bytesPerResponse / 1024).toFixed(1)} kB answer to write. ` +
@@ -152,8 +152,8 @@ export async function readPath(history: HistoryDb): Promise<FigureResult> {
 
 /**
  * Times the parts of GET /batches/:id with the built code, in this process, on the same
- * database: the two store reads (src/db/sqlite/store.ts findBatch + findRows), the same two
- * SELECTs through better-sqlite3 statements prepared once, toReport + JSON.stringify, and
+ * database: the store's read (findReport: the batch, its rows and its audit in one snapshot),
+ * the batch and its rows SELECTed through statements prepared once (better-sqlite3, or pg named), toReport + JSON.stringify, and
  * the request log line that requestLog writes at `info` while LOG_LEVEL is warn.
  */
 async function handlerParts(
@@ -185,11 +185,9 @@ async function handlerParts(
   const store = await openStore(history.database);
   const raw = rawQueries(history.database);
   try {
-    const drizzleUs = await timeAsync((i) => Promise.all([store.findBatch(id(i)), store.findRows(id(i))]));
+    const drizzleUs = await timeAsync((i) => store.findReport(id(i)));
     const preparedUs = await timeAsync((i) => Promise.all([raw.batch(id(i)), raw.rows(id(i))]));
-    const reports = await Promise.all(
-      ids.slice(0, 100).map(async (batchId) => ({ batch: (await store.findBatch(batchId))!, rows: await store.findRows(batchId) })),
-    );
+    const reports = await Promise.all(ids.slice(0, 100).map(async (batchId) => (await store.findReport(batchId))!));
     const reportUs = time((i) => {
       const r = reports[i % reports.length]!;
       return JSON.stringify(toReport(r.batch, r.rows));

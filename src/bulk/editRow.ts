@@ -3,7 +3,7 @@ import { AppError, type CsvProblem } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { FIELDS, type Field } from './columns.js';
 import { valueProblem } from './csv.js';
-import type { BatchOutcome } from './process.js';
+import { outcome, type BatchOutcome } from './run.js';
 import { EDITABLE_ROWS, ROW_EDITABLE_BATCHES } from './status.js';
 import { strip } from './whitespace.js';
 
@@ -45,7 +45,7 @@ export async function editRow(
     case 'edited':
       deps.logger.info('row edited', { batch_id: batchId, row: rowNumber, fields: Object.keys(values) });
       await deps.store.appendAudit(batchId, { action: 'edit_row', by });
-      return { batch: (await deps.store.findBatch(batchId))!, rows: await deps.store.findRows(batchId) };
+      return outcome(deps.store, batchId);
   }
 }
 

@@ -1,5 +1,5 @@
 import type { Config } from '../config.js';
-import type { AuditEntry, BatchRecord, Claim, RowChange, RowPatch, RowRecord, Store } from '../db/store.js';
+import type { BatchSnapshot, Claim, RowChange, RowPatch, RowRecord, Store } from '../db/store.js';
 import type { DirectoryClient } from '../directory/client.js';
 import type { Lifecycle } from '../lifecycle.js';
 import type { Logger } from '../logger.js';
@@ -36,13 +36,8 @@ export interface ProcessDeps {
   >;
 }
 
-/** A batch and its rows as they stand: what every workflow step answers with. */
-export interface BatchOutcome {
-  batch: BatchRecord;
-  rows: RowRecord[];
-  /** Who acted on it (a cancel, a resume, a rollback), when read with it. */
-  audit?: AuditEntry[];
-}
+/** A batch, its rows and its audit trail as they stand, read in one snapshot: what every workflow step answers with. */
+export type BatchOutcome = BatchSnapshot;
 
 /** One run of a claimed batch: the claim that fences its writes, and its rows as last written. */
 export interface Run {
@@ -120,9 +115,9 @@ export function rowEvent(current: Run, row: RowRecord, withProgress = true): Bat
   };
 }
 
+/** The batch as it stands; batches are never deleted, so one that was claimed or edited is there. */
 export async function outcome(store: Store, batchId: string): Promise<BatchOutcome> {
-  const [batch, rows, audit] = await Promise.all([store.findBatch(batchId), store.findRows(batchId), store.findAudit(batchId)]);
-  return { batch: batch!, rows, audit };
+  return (await store.findReport(batchId))!;
 }
 
 /** Waits for `work`, unless a shutdown begins and the grace period runs out first. */

@@ -174,6 +174,13 @@ export class LeaseLostError extends Error {
   }
 }
 
+/** A batch, its rows and its audit trail, read together (Store.findReport). */
+export interface BatchSnapshot {
+  batch: BatchRecord;
+  rows: RowRecord[];
+  audit: AuditEntry[];
+}
+
 /**
  * The history, on SQLite or PostgreSQL: every read and write the workflow and the routes
  * make. Writes that must land together are one method (one transaction); every status
@@ -194,6 +201,12 @@ export interface Store {
   findBatch(id: string): Promise<BatchRecord | undefined>;
   findBatchByIdempotencyKey(key: string): Promise<BatchRecord | undefined>;
   findRows(batchId: string): Promise<RowRecord[]>;
+  /**
+   * The batch with its rows (in row order) and its audit trail as of one moment, in one
+   * snapshot: what a report shows. Read apart, on PostgreSQL a commit could land between the
+   * reads and the report would show, say, a completed batch whose rows are not yet activated.
+   */
+  findReport(id: string): Promise<BatchSnapshot | undefined>;
   /** Newest first, keyset-paginated on (created_at, id). */
   listBatches(limit: number, after?: { createdAt: number; id: string }): Promise<BatchRecord[]>;
   /** Batches queued or running (counted against MAX_ACTIVE_BATCHES). */

@@ -47,7 +47,8 @@ export function eventRoutes(deps: Deps): Router {
         last = stored.seq;
       }
       if (!ended && batch && isFinished(batch.status)) {
-        res.write(`id: ${last}\nevent: report\ndata: ${JSON.stringify(toReport(batch, await deps.store.findRows(id), undefined, await deps.store.findAudit(id)))}\n\n`);
+        const final = (await deps.store.findReport(id))!;
+        res.write(`id: ${last}\nevent: report\ndata: ${JSON.stringify(toReport(final.batch, final.rows, undefined, final.audit))}\n\n`);
         end();
       }
     };

@@ -14,8 +14,9 @@ export function fileRoutes(deps: Deps): Router {
   });
   router.get('/batches/:id/results.csv', async (req, res) => {
     const id = batchId(req.params.id);
-    const [batch, rows] = await Promise.all([deps.store.findBatch(id), deps.store.findRows(id)]);
-    if (!batch) throw new AppError('not_found', `No batch with id ${id}.`);
+    const found = await deps.store.findReport(id);
+    if (!found) throw new AppError('not_found', `No batch with id ${id}.`);
+    const { batch, rows } = found;
     const filename = resultsFilename(batch);
     // The ASCII fallback keeps old clients working; filename* carries the real (UTF-8) name.
     const ascii = filename.replace(/[^\x20-\x7e]|["\\]/g, '_');

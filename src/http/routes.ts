@@ -4,7 +4,6 @@ import type { Deps } from '../deps.js';
 import { acceptUpload } from '../bulk/accept.js';
 import { editRow } from '../bulk/editRow.js';
 import { cancelBatch } from '../bulk/cancel.js';
-import type { AuditEntry, BatchRecord, RowRecord } from '../db/store.js';
 import { callerName } from './security.js';
 import { processBatch, resumeBatch, rollbackBatch, type BatchOutcome } from '../bulk/process.js';
 import { progressOf } from '../bulk/progress.js';
@@ -40,7 +39,7 @@ export function bulkRoutes(deps: Deps): Router {
           batch_id: batch.id,
         });
       }
-      res.json(await fullReport(deps, batch));
+      res.json(await currentReport(deps, batch.id));
       return;
     }
     const { batch } = accepted;
@@ -48,7 +47,7 @@ export function bulkRoutes(deps: Deps): Router {
     deps.logger.info('batch accepted', { batch_id: id, request_id: res.locals.requestId });
     const processing = deps.lifecycle.track(processBatch(deps, accepted.claim, accepted.startedAt));
     if (!wantsAsync(req)) {
-      res.json(await report(deps, await processing));
+      res.json(report(deps, await processing));
       return;
     }
     // The outcome is in the history either way; a failure here has already been recorded.
@@ -84,24 +83,20 @@ export function batchRoutes(deps: Deps): Router {
     } satisfies BatchList);
   });
   router.get('/batches/:id', async (req, res) => {
-    const id = batchId(req.params.id);
-    const [batch, rows, audit] = await Promise.all([deps.store.findBatch(id), deps.store.findRows(id), deps.store.findAudit(id)]);
-    if (!batch) throw new AppError('not_found', `No batch with id ${id}.`);
-    const progress = isRunning(batch.status) ? progressOf(batch, rows, deps.directory.estimatedCreateWaitMs) : undefined;
-    res.json(toReport(batch, rows, progress, audit) satisfies BatchReport);
+    res.json(await currentReport(deps, batchId(req.params.id)));
   });
   router.post('/batches/:id/resume', refuseWhileStopping(deps), async (req, res) => {
-    res.json(await report(deps, await deps.lifecycle.track(resumeBatch(deps, batchId(req.params.id), callerName(res)))));
+    res.json(report(deps, await deps.lifecycle.track(resumeBatch(deps, batchId(req.params.id), callerName(res)))));
   });
   router.post('/batches/:id/rollback', refuseWhileStopping(deps), async (req, res) => {
-    res.json(await report(deps, await deps.lifecycle.track(rollbackBatch(deps, batchId(req.params.id), callerName(res)))));
+    res.json(report(deps, await deps.lifecycle.track(rollbackBatch(deps, batchId(req.params.id), callerName(res)))));
   });
   // Answers at once: 200 when a queued batch is cancelled, 202 when its owner (on any instance) stops it after the row in flight.
   router.post('/batches/:id/cancel', async (req, res) => {
     const id = batchId(req.params.id);
-    const { batch, stopping } = await cancelBatch(deps.store, id, callerName(res));
+    const { stopping } = await cancelBatch(deps.store, id, callerName(res));
     if (stopping) res.status(202).location(`/batches/${id}`);
-    res.json(await fullReport(deps, batch));
+    res.json(await currentReport(deps, id));
   });
   // Fix and finish: correct a row that was not created, then resume the batch.
   router.patch('/batches/:id/rows/:row', express.json({ limit: ROW_EDIT_BYTES }), async (req, res) => {
@@ -110,18 +105,22 @@ export function batchRoutes(deps: Deps): Router {
     if (!req.is('application/json')) {
       throw new AppError('unsupported_media_type', 'Send the new values as JSON (Content-Type: application/json), e.g. {"address": "12 Harbour Road"}.');
     }
-    res.json(await report(deps, await editRow(deps, id, row, parseOrThrow(RowEditSchema, req.body), callerName(res))));
+    res.json(report(deps, await editRow(deps, id, row, parseOrThrow(RowEditSchema, req.body), callerName(res))));
   });
   return router;
 }
 
-const report = (deps: Deps, { batch, rows, audit }: BatchOutcome) => fullReport(deps, batch, rows, audit);
+/** The report with its audit trail (and, while it runs, its progress). */
+function report(deps: Deps, { batch, rows, audit }: BatchOutcome): BatchReport {
+  const progress = isRunning(batch.status) ? progressOf(batch, rows, deps.directory.estimatedCreateWaitMs) : undefined;
+  return toReport(batch, rows, progress, audit);
+}
 
-/** The report with its audit trail (and, while it runs, its progress); what is not given is read. */
-async function fullReport(deps: Deps, batch: BatchRecord, rows?: RowRecord[], knownAudit?: AuditEntry[]): Promise<BatchReport> {
-  const [allRows, audit] = await Promise.all([rows ?? deps.store.findRows(batch.id), knownAudit ?? deps.store.findAudit(batch.id)]);
-  const progress = isRunning(batch.status) ? progressOf(batch, allRows, deps.directory.estimatedCreateWaitMs) : undefined;
-  return toReport(batch, allRows, progress, audit);
+/** The report of the batch as it stands now, read in one snapshot. */
+async function currentReport(deps: Deps, id: string): Promise<BatchReport> {
+  const found = await deps.store.findReport(id);
+  if (!found) throw new AppError('not_found', `No batch with id ${id}.`);
+  return report(deps, found);
 }
 
 /** Three values of at most 255 characters, even each written as \uXXXX escapes, with room to spare. */

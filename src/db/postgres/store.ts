@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { and, asc, count, desc, eq, getTableColumns, gt, inArray, isNull, lt, lte, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, count, desc, eq, getTableColumns, gt, inArray, isNull, lt, lte, or, sql, type SQL, type Table } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
@@ -23,6 +23,7 @@ import {
   type ClaimResult,
   type RowEditResult,
   type RowPatch,
+  type RowRecord,
   type Store,
 } from '../store.js';
 import { listen } from './listen.js';
@@ -69,15 +70,33 @@ const ADMIT = `
     select $1, $14::jsonb->>'type', $14::jsonb, $8::bigint where $12::text is not null and exists (select 1 from inserted))
   select (select id from earlier) as earlier, (select ok from room) as room, (select row_to_json(inserted) from inserted) as batch,
     (select pg_notify($15, $1) where $12::text is not null and exists (select 1 from inserted)) as notified`;
-/** A row of `batches` as row_to_json gives it (by column name), as drizzle would read it. */
-function batchFromJson(row: Record<string, unknown>): BatchRecord {
-  const columns = Object.entries(getTableColumns(batches)).map(([key, column]) => {
-    const value = row[column.name];
-    return [key, value === null || value === undefined ? null : column.mapFromDriverValue(value)];
-  });
-  // Every column of the table, each mapped by its own column: the record drizzle's select returns.
-  return Object.fromEntries(columns) as unknown as BatchRecord;
+/**
+ * Store.findReport in one statement, so in one snapshot: the batch $1 (null when there is
+ * none), its rows in row order and its audit trail, each as JSON with the column names.
+ */
+const FIND_REPORT = `
+  select row_to_json(b) as batch,
+    (select coalesce(json_agg(r order by r.row), '[]') from batch_rows r where r.batch_id = b.id) as rows,
+    (select coalesce(json_agg(json_build_object('action', a.action, 'by', a.by, 'at', a.at) order by a.id), '[]')
+      from batch_audit a where a.batch_id = b.id) as audit
+  from batches b where b.id = $1`;
+/**
+ * Reads a row of `table` as row_to_json gives it (by column name) into the record drizzle's
+ * select returns: every column of the table, each mapped by its own column.
+ */
+function fromJson<T>(table: Table): (row: Record<string, unknown>) => T {
+  const columns = Object.entries(getTableColumns(table));
+  return (row) => {
+    const record: Record<string, unknown> = {};
+    for (const [key, column] of columns) {
+      const value = row[column.name];
+      record[key] = value === null || value === undefined ? null : column.mapFromDriverValue(value);
+    }
+    return record as T;
+  };
 }
+const batchFromJson = fromJson<BatchRecord>(batches);
+const rowFromJson = fromJson<RowRecord>(batchRows);
 /** A batch's counters, counted from its rows (in an update of `batches`). */
 const counted = (statuses: readonly string[]) =>
   sql<number>`(select count(*) from ${batchRows} where ${batchRows.batchId} = ${batches.id} and ${inArray(batchRows.status, [...statuses] as never[])})`;
@@ -228,6 +247,15 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
 
     async findBatch(id) {
       return (await reads.batch.execute({ id }))[0];
+    },
+    async findReport(id) {
+      const { rows } = await pool.query<{ batch: Record<string, unknown>; rows: Record<string, unknown>[]; audit: AuditEntry[] }>({
+        name: 'hb_find_report',
+        text: FIND_REPORT,
+        values: [id],
+      });
+      const [found] = rows;
+      return found && { batch: batchFromJson(found.batch), rows: found.rows.map(rowFromJson), audit: found.audit };
     },
     async findBatchByIdempotencyKey(key) {
       return (await db.select().from(batches).where(eq(batches.idempotencyKey, key)))[0];

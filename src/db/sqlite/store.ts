@@ -118,6 +118,17 @@ export function createSqliteStore(path: string, options: { migrate?: boolean; ou
     async findRows(batchId) {
       return reads().rows.all({ batchId });
     },
+    async findReport(id) {
+      const read = reads();
+      // A read transaction: one snapshot even if another connection (a CLI) writes meanwhile.
+      return db.transaction(
+        () => {
+          const batch = read.batch.get({ id });
+          return batch && { batch, rows: read.rows.all({ batchId: id }), audit: read.audit.all({ batchId: id }) as AuditEntry[] };
+        },
+        { behavior: 'deferred' },
+      );
+    },
     async listBatches(limit, after) {
       return after ? reads().olderPage.all({ limit, ...after }) : reads().firstPage.all({ limit });
     },
@@ -215,12 +226,7 @@ export function createSqliteStore(path: string, options: { migrate?: boolean; ou
     },
 
     async findAudit(batchId) {
-      return db
-        .select({ action: batchAudit.action, by: batchAudit.by, at: batchAudit.at })
-        .from(batchAudit)
-        .where(eq(batchAudit.batchId, batchId))
-        .orderBy(asc(batchAudit.id))
-        .all() as AuditEntry[];
+      return reads().audit.all({ batchId }) as AuditEntry[];
     },
 
     async claimWebhooks({ owner, leaseMs, limit }, now = Date.now()) {
@@ -456,6 +462,12 @@ function prepareReads(db: SqliteDb) {
   return {
     batch: db.select().from(batches).where(eq(batches.id, sql.placeholder('id'))).prepare(),
     rows: db.select().from(batchRows).where(eq(batchRows.batchId, sql.placeholder('batchId'))).orderBy(asc(batchRows.row)).prepare(),
+    audit: db
+      .select({ action: batchAudit.action, by: batchAudit.by, at: batchAudit.at })
+      .from(batchAudit)
+      .where(eq(batchAudit.batchId, sql.placeholder('batchId')))
+      .orderBy(asc(batchAudit.id))
+      .prepare(),
     firstPage: db.select().from(batches).orderBy(...newestFirst).limit(sql.placeholder('limit')).prepare(),
     olderPage: db
       .select()
