@@ -98,17 +98,18 @@ describe('async uploads', () => {
     stack = await startStack({ sim: { createDelayMs: 5 }, env: { UPSTREAM_CONCURRENCY: '4' } });
     const { body: accepted } = await uploadAsync(12);
 
-    // Four readers at once, as fast as they can, until the batch is completed.
+    // Four readers at once, as fast as they can, until the batch has finished.
     const seen: Record<string, unknown>[] = [];
     let done = false;
     const reader = async () => {
       while (!done) {
         const { body } = await request(stack.app).get(`/batches/${accepted.batch_id}`);
         seen.push(body);
-        if (body.status === 'completed') done = true;
+        if (body.status !== 'pending' && body.status !== 'processing') done = true;
       }
     };
     await Promise.all([reader(), reader(), reader(), reader()]);
+    expect(seen.find((body) => body.status !== 'pending' && body.status !== 'processing')).toMatchObject({ status: 'completed', batch_activated: true });
 
     const torn = seen.filter((body) => {
       const statuses = (body.hospitals as { status: string }[]).map((h) => h.status);
