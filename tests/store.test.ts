@@ -12,13 +12,22 @@ import { LeaseLostError, type Claim, type Store } from '../src/db/store.js';
 import { tempDir, testDatabase } from './helpers.js';
 
 let store: Store;
+/** The same database, opened as a service with WEBHOOK_URL set opens it: finishing a batch leaves its webhook in the outbox. */
+let withOutbox: () => Promise<Store>;
 let cleanup: () => Promise<void>;
 
 beforeEach(async () => {
   const dir = tempDir();
   const database = await testDatabase(dir.path);
-  store = await openStore({ DATABASE_PATH: database.env.DATABASE_PATH!, DATABASE_URL: database.env.DATABASE_URL });
+  const env = { DATABASE_PATH: database.env.DATABASE_PATH!, DATABASE_URL: database.env.DATABASE_URL };
+  store = await openStore(env);
+  const others: Store[] = [];
+  withOutbox = async () => {
+    others.push(await openStore({ ...env, WEBHOOK_URL: 'http://127.0.0.1:9/hook' }));
+    return others.at(-1)!;
+  };
   cleanup = async () => {
+    for (const other of others) await other.close();
     await store.close();
     await database.drop();
     dir.remove();
@@ -195,5 +204,52 @@ describe('Store.findReport', () => {
 
     expect((await store.findReport(claim.batchId))!.audit).toEqual([]);
     expect(await store.findReport(randomUUID())).toBeUndefined();
+  });
+});
+
+describe('Store.finishBatch', () => {
+  const T = 1_700_000_005_000;
+
+  test('when a run finishes activated, then its status, fields, rows, counters, events and webhook are stored together, and its lease and cancel request are cleared', async () => {
+    const outboxStore = await withOutbox();
+    const claim = await claimedBatch();
+    await store.commitRows(claim, [1, 2, 3, 4].map((row) => ({ row, patch: { status: 'created', hospitalId: 100 + row, attempts: 1 } })));
+    expect((await store.requestCancel(claim.batchId, null)).kind).toBe('requested');
+    const events: BatchEvent[] = [{ type: 'activated' }, { type: 'status', status: 'completed', error: null }];
+
+    await outboxStore.finishBatch(claim, 'completed', { error: null, completedAt: T, processingMs: 1234, activated: true }, events, { rows: 'all', patch: { status: 'created_and_activated' } }, T);
+
+    const found = (await store.findReport(claim.batchId))!;
+    expect(found.batch).toMatchObject({ status: 'completed', activated: true, createdRows: 4, failedRows: 0, error: null, completedAt: T, processingMs: 1234, leaseOwner: null, leaseExpiresAt: null, cancelRequestedAt: null, fence: claim.fence });
+    expect(found.rows.map(({ row, status, hospitalId, attempts, updatedAt }) => ({ row, status, hospitalId, attempts, updatedAt }))).toEqual(
+      [1, 2, 3, 4].map((row) => ({ row, status: 'created_and_activated', hospitalId: 100 + row, attempts: 1, updatedAt: T })),
+    );
+    expect((await store.eventsAfter(claim.batchId, 0)).map((stored) => stored.event).slice(-2)).toEqual(events);
+    expect(await outboxStore.claimWebhooks({ owner: 'probe', leaseMs: 1000, limit: 10 }, T)).toEqual([
+      { id: expect.any(String), batchId: claim.batchId, type: 'batch.completed', batch: found.batch, createdAt: T, attempts: 0 },
+    ]);
+  });
+
+  test('when some rows change as a run fails, then the others keep theirs and the counters count both; a second finish under that claim throws LeaseLostError and changes nothing', async () => {
+    const claim = await claimedBatch();
+    await store.commitRows(claim, [
+      { row: 1, patch: { status: 'created', hospitalId: 101 } },
+      { row: 2, patch: { status: 'creating' } },
+    ]);
+
+    await store.finishBatch(claim, 'failed', { error: 'Stopped', completedAt: T, processingMs: 50 }, [{ type: 'status', status: 'failed', error: 'Stopped' }], { rows: [2], patch: { status: 'unknown', errorMessage: 'No answer' } }, T);
+    const after = await store.findReport(claim.batchId);
+    const again = store.finishBatch(claim, 'completed', { activated: true }, [{ type: 'status', status: 'completed', error: null }], { rows: 'all', patch: { status: 'created_and_activated' } });
+
+    expect(after!.batch).toMatchObject({ status: 'failed', error: 'Stopped', createdRows: 1, failedRows: 1, activated: false, leaseOwner: null });
+    expect(after!.rows.map(({ row, status, errorMessage }) => ({ row, status, errorMessage }))).toEqual([
+      { row: 1, status: 'created', errorMessage: null },
+      { row: 2, status: 'unknown', errorMessage: 'No answer' },
+      { row: 3, status: 'pending', errorMessage: null },
+      { row: 4, status: 'pending', errorMessage: null },
+    ]);
+    await expect(again).rejects.toBeInstanceOf(LeaseLostError);
+    expect(await store.findReport(claim.batchId)).toEqual(after);
+    expect((await store.eventsAfter(claim.batchId, 0)).map((stored) => stored.event)).toEqual([{ type: 'status', status: 'failed', error: 'Stopped' }]);
   });
 });

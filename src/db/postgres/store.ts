@@ -70,6 +70,59 @@ const ADMIT = `
     select $1, $14::jsonb->>'type', $14::jsonb, $8::bigint where $12::text is not null and exists (select 1 from inserted))
   select (select id from earlier) as earlier, (select ok from room) as room, (select row_to_json(inserted) from inserted) as batch,
     (select pg_notify($15, $1) where $12::text is not null and exists (select 1 from inserted)) as notified`;
+/** The row `alias` of `batches` as jsonb keyed as BatchRecord is (what drizzle stores for a record in a jsonb column). */
+const batchAsRecord = (alias: string) =>
+  `jsonb_build_object(${Object.entries(getTableColumns(batches))
+    .map(([key, column]) => `'${key}', ${alias}.${column.name}`)
+    .join(', ')})`;
+/**
+ * Store.finishBatch in one statement (so one round trip, not six). $1 batch id, $2 fence,
+ * $3 the status it goes to, $4 the batch's patch as JSON (the fields of BatchPatch; one
+ * absent is left as it is), $5 and $6 the rows change: the row numbers (null: all) and the
+ * patch as JSON (the fields of RowPatch; $6 null: no rows change), $7 now, $8 and $9 the
+ * row statuses counted as created and as failed, $10 the events as JSON, $11 the channel
+ * that announces them, $12 the webhook to leave in the outbox ({id, type}, or null).
+ * `finished` false: the claim is stale (or the batch no longer processing), and nothing changed.
+ */
+const FINISH = `
+  with locked as materialized (
+    select id from batches where id = $1 and fence = $2 and status = 'processing' for update),
+  rp as (select $6::jsonb as p where $6::jsonb is not null),
+  updated_rows as (
+    update batch_rows r set
+      status = case when rp.p ? 'status' then rp.p->>'status' else r.status end,
+      hospital_id = case when rp.p ? 'hospitalId' then (rp.p->>'hospitalId')::integer else r.hospital_id end,
+      error_message = case when rp.p ? 'errorMessage' then rp.p->>'errorMessage' else r.error_message end,
+      attempts = case when rp.p ? 'attempts' then (rp.p->>'attempts')::integer else r.attempts end,
+      rejected = case when rp.p ? 'rejected' then (rp.p->>'rejected')::boolean else r.rejected end,
+      updated_at = $7
+    from rp where r.batch_id = $1 and ($5::integer[] is null or r.row = any($5::integer[])) and exists (select 1 from locked)
+    returning r.row, r.status),
+  counted as (
+    select count(*) filter (where s = any($8::text[])) as created, count(*) filter (where s = any($9::text[])) as failed
+    from (select coalesce(u.status, r.status) as s from batch_rows r left join updated_rows u on u.row = r.row where r.batch_id = $1) rows),
+  bp as (select $4::jsonb as p),
+  updated as (
+    update batches b set
+      error = case when bp.p ? 'error' then bp.p->>'error' else b.error end,
+      notice = case when bp.p ? 'notice' then bp.p->>'notice' else b.notice end,
+      started_at = case when bp.p ? 'startedAt' then (bp.p->>'startedAt')::bigint else b.started_at end,
+      completed_at = case when bp.p ? 'completedAt' then (bp.p->>'completedAt')::bigint else b.completed_at end,
+      processing_ms = case when bp.p ? 'processingMs' then (bp.p->>'processingMs')::bigint else b.processing_ms end,
+      activated = case when bp.p ? 'activated' then (bp.p->>'activated')::boolean else b.activated end,
+      created_rows = counted.created, failed_rows = counted.failed,
+      status = $3, lease_owner = null, lease_expires_at = null, cancel_requested_at = null
+    from counted, bp where b.id = $1 and exists (select 1 from locked)
+    returning b.*),
+  outboxed as (
+    insert into webhook_outbox (id, batch_id, type, batch, created_at, next_attempt_at)
+    select $12::jsonb->>'id', $1, $12::jsonb->>'type', ${batchAsRecord('updated')}, $7, $7 from updated where $12::jsonb is not null),
+  inserted as (
+    insert into batch_events (batch_id, type, data, created_at)
+    select $1, e->>'type', e, $7 from jsonb_array_elements($10::jsonb) with ordinality as t(e, n)
+    where exists (select 1 from updated) order by n)
+  select exists (select 1 from updated) as finished,
+    (select pg_notify($11, $1) where jsonb_array_length($10::jsonb) > 0 and exists (select 1 from updated)) as notified`;
 /**
  * Store.findReport in one statement, so in one snapshot: the batch $1 (null when there is
  * none), its rows in row order and its audit trail, each as JSON with the column names.
@@ -325,22 +378,16 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
       mustChange(claim.batchId, (await db.update(batches).set({ leaseExpiresAt: now + leaseMs }).where(fenced(claim))).rowCount);
     },
 
-    async finishBatch(claim, to: BatchStatus, patch: BatchPatch, events, rows, now = Date.now()) {
+    async finishBatch(claim, to: BatchStatus, patch: BatchPatch, events = [], rows, now = Date.now()) {
       assertTransition(['processing'], to);
-      const work = async (tx: Tx) => {
-        if (rows) {
-          // Locked first, as in updateRows; the counters are then set from the rows in the update below.
-          await lockFenced(tx, claim);
-          await tx.update(batchRows).set({ ...rows.patch, updatedAt: now }).where(rowsOf(claim.batchId, rows.rows));
-        }
-        const result = await tx
-          .update(batches)
-          .set({ ...patch, ...(rows ? counters : {}), status: to, leaseOwner: null, leaseExpiresAt: null, cancelRequestedAt: null })
-          .where(and(fenced(claim), eq(batches.status, 'processing')));
-        mustChange(claim.batchId, result.rowCount);
-        if (isAnnounced(to, events)) await enqueueWebhook(tx, claim.batchId, to, now);
-      };
-      await inTurn(claim.batchId, () => write(claim.batchId, events, now, work));
+      const values = [
+        ...[claim.batchId, claim.fence, to, JSON.stringify(patch), rows && rows.rows !== 'all' ? [...rows.rows] : null, rows ? JSON.stringify(rows.patch) : null],
+        ...[now, CREATED_ROWS, FAILED_ROWS, JSON.stringify(events), CHANNEL],
+        outbox && isAnnounced(to, events) ? JSON.stringify({ id: randomUUID(), type: `batch.${to}` }) : null,
+      ];
+      const { rows: [result] } = await inTurn(claim.batchId, () => pool.query<{ finished: boolean }>({ name: 'finish_batch', text: FINISH, values }));
+      mustChange(claim.batchId, result?.finished ? 1 : 0);
+      if (events.length > 0) changed.emit(claim.batchId);
     },
 
     async requestCancel(id, by, now = Date.now()) {
