@@ -4,18 +4,19 @@
  * row lands half a second later. Row by row and at UPSTREAM_CONCURRENCY=20: wall time ÷
  * (3 × D), and how many hospitals beyond the 3 rows the directory holds (duplicates).
  *
- * Simulator rate limits off; each run on a fresh service after a 1-row warm-up at D=5 ms.
+ * Simulator rate limits off; each run on a fresh service and a fresh database of the engine
+ * measured, after a 1-row warm-up at D=5 ms.
  */
 import { createSimulator, type Simulator } from '../../simulator/simulator.js';
-import { assertCompleted, batchOf, hospitalsCsv, ms, serviceEnv, startChild, tempDir, upload, type FigureResult } from '../lib.js';
+import { assertCompleted, batchOf, hospitalsCsv, ms, serviceEnv, startChild, tempDir, upload, type BenchEngine, type DatabaseEnv, type FigureResult } from '../lib.js';
 
 const ROWS = 3;
 const DELAY_MS = 1000;
 const TIMEOUT_MS = 500;
 const TARGETS = { 1: 1.5, 20: 1.2 } as const;
 
-async function run(sim: Simulator, dbPath: string, concurrency: 1 | 20) {
-  const env = serviceEnv(sim.url, { DATABASE_PATH: dbPath }, { UPSTREAM_CONCURRENCY: String(concurrency), UPSTREAM_TIMEOUT_MS: String(TIMEOUT_MS) });
+async function run(sim: Simulator, database: DatabaseEnv, concurrency: 1 | 20) {
+  const env = serviceEnv(sim.url, database, { UPSTREAM_CONCURRENCY: String(concurrency), UPSTREAM_TIMEOUT_MS: String(TIMEOUT_MS) });
   const service = await startChild({ label: `lost answers, concurrency ${concurrency}`, env });
   try {
     sim.setCreateDelay(5);
@@ -40,14 +41,14 @@ async function run(sim: Simulator, dbPath: string, concurrency: 1 | 20) {
   }
 }
 
-export async function lost(): Promise<FigureResult> {
+export async function lost(engine: BenchEngine): Promise<FigureResult> {
   const dir = tempDir('lost');
   const sim = createSimulator({ createDelayMs: DELAY_MS, rateLimits: false });
   await sim.listen();
   try {
-    const serial = await run(sim, `${dir.path}/serial.db`, 1);
+    const serial = await run(sim, await engine.freshDatabase(dir.path, 'serial'), 1);
     sim.reset();
-    const parallel = await run(sim, `${dir.path}/parallel.db`, 20);
+    const parallel = await run(sim, await engine.freshDatabase(dir.path, 'parallel'), 20);
     const ideal = ROWS * DELAY_MS;
     const rows = ([[1, serial], [20, parallel]] as const).flatMap(([concurrency, r]) => [
       {
