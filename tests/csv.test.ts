@@ -180,6 +180,16 @@ describe('readHospitalsCsv: encodings', () => {
     expect(read.notices).toEqual([expect.stringMatching(/read as Windows-1252/)]);
   });
 
+  test('when Windows-1252 bytes are also valid UTF-8, then the file is read as UTF-8, without a notice', async () => {
+    // "Ø’" in Windows-1252 is D8 92, which UTF-8 reads as one character, U+0612. A reader
+    // cannot tell the two apart; the rule is "UTF-8 if it is valid UTF-8, else Windows-1252".
+    const bytes = Buffer.concat([Buffer.from('name,address\nA,', 'latin1'), Buffer.from([0xd8, 0x92]), Buffer.from('\n')]);
+    const read = await readUpload(bytes, limits);
+    expect(read.rows).toEqual([{ row: 1, line: 2, name: 'A', address: '\u0612', phone: null }]);
+    expect(read.format.encoding).toBe('utf-8');
+    expect(read.notices).toEqual([]);
+  });
+
   test('when the file is UTF-8, then no notice is given', async () => {
     expect(await inspectUpload(utf8('name,address\nA,B\n'), limits)).toMatchObject({ notices: [], format: { encoding: 'utf-8' } });
   });

@@ -3,6 +3,7 @@
  * Excel workbooks, Excel's CSV encodings and delimiters, familiar column names, templates;
  * and the workbooks that must be refused (bombs, huge sheets, password-protected, .xls).
  */
+import { isUtf8 } from 'node:buffer';
 import { inflateRawSync } from 'node:zlib';
 import fc from 'fast-check';
 import request from 'supertest';
@@ -344,7 +345,9 @@ describe('property: one table, four files', () => {
           writeWorkbook([['Hospital Name', 'Street Address', 'Phone Number'], ...rows.map((r) => [r.name, r.address, r.phone ?? ''])]),
         ];
         const legacy = windows1252(csv(rows, ';'));
-        if (legacy !== null) files.push(legacy);
+        // Bytes that are also valid UTF-8 (Ø then ’ is D8 92, which is U+0612) are read as
+        // UTF-8 by the rule: such a file is not this table's Windows-1252 file (csv.test.ts).
+        if (legacy !== null && !isUtf8(legacy)) files.push(legacy);
         for (const file of files) {
           const read = await inspectUpload(file, { maxRows: 20 });
           expect(read.problems).toEqual([]);
