@@ -1,3 +1,5 @@
+import { setMaxListeners } from 'node:events';
+
 /**
  * What a shutdown needs to know about work in progress: a signal that says "stopping"
  * (uploads are refused, batches stop after the row in flight) and the batches still running,
@@ -5,6 +7,10 @@
  */
 export function createLifecycle() {
   const controller = new AbortController();
+  // Every create in flight listens for the stop (UPSTREAM_CONCURRENCY of them per batch,
+  // MAX_ACTIVE_BATCHES batches) and stops listening once it ends (src/bulk/run.ts
+  // unlessStopped): more than Node's default of 10 is expected, not a leak.
+  setMaxListeners(0, controller.signal);
   const running = new Set<Promise<unknown>>();
   return {
     signal: controller.signal,

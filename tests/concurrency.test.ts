@@ -1,5 +1,7 @@
+import { join } from 'node:path';
 import request from 'supertest';
-import { requestsTo, startStack, type Stack } from './helpers.js';
+import { requestsTo, startSimulator, startStack, tempDir, type Stack } from './helpers.js';
+import { killAllServices, startService } from './service-process.js';
 
 const csv = (rows: number, name = (i: number) => `Hospital ${i + 1}`) =>
   ['name,address,phone', ...Array.from({ length: rows }, (_, i) => `${name(i)},${i + 1} Main St,555-0100`)].join('\n');
@@ -71,4 +73,25 @@ test('when identical rows run concurrently and their answers are lost, then each
   const ids = res.body.hospitals.map((h: { hospital_id: number }) => h.hospital_id);
   expect(new Set(ids).size).toBe(4);
   expect(stack.sim.hospitals()).toHaveLength(4);
+});
+
+test('when 20 creates are in flight at once in the real service process, then it prints nothing to stderr (no listener-leak warning) and logs only JSON lines', async () => {
+  const sim = await startSimulator({ createDelayMs: 100 });
+  const dir = tempDir();
+  try {
+    const service = await startService({ directoryUrl: sim.url, dbPath: join(dir.path, 'history.db'), env: { UPSTREAM_CONCURRENCY: '20' } });
+    const form = new FormData();
+    form.append('file', new Blob([csv(20)], { type: 'text/csv' }), 'h.csv');
+    const res = await fetch(`${service.url}/hospitals/bulk`, { method: 'POST', body: form });
+    expect(await res.json()).toMatchObject({ status: 'completed', processed_hospitals: 20, batch_activated: true });
+    expect(sim.stats().maxInFlightCreates).toBe(20);
+
+    expect(await service.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+    expect(service.stderr()).toBe('');
+    expect(service.logs.filter((line) => typeof line === 'string')).toEqual([]);
+  } finally {
+    await killAllServices();
+    await sim.close();
+    dir.remove();
+  }
 });
