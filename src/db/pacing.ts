@@ -1,11 +1,11 @@
 import { drizzle } from 'drizzle-orm/node-postgres';
 import type { Store as ClientLimitStore } from 'express-rate-limit';
-import pg from 'pg';
 import type { Config } from '../config.js';
 import { RateLimiter, type DirectoryLimiter } from '../directory/limiter.js';
 import type { Logger } from '../logger.js';
 import { PostgresClientLimitStore } from './postgres/clientLimits.js';
 import { PostgresRateLimiter } from './postgres/pacing.js';
+import { createPool } from './postgres/pool.js';
 
 export interface Pacing {
   /** Paces every request to the directory. */
@@ -27,9 +27,8 @@ export async function openPacing(
   if (!config.DATABASE_URL) {
     return { directory: new RateLimiter(config.UPSTREAM_RATE_WINDOW_MS), clientLimitStore: () => undefined, close: async () => undefined };
   }
-  const pool = new pg.Pool({ connectionString: config.DATABASE_URL, max: 4 });
-  // An idle client that errors (the server restarted) must not crash the process.
-  pool.on('error', () => undefined);
+  // Two kept open: a claim, and the releases or an API client's count beside it.
+  const pool = createPool(config.DATABASE_URL, { max: 4, keep: 2 });
   const db = drizzle(pool);
   const directory = await PostgresRateLimiter.open(db, config.DATABASE_URL, {
     windowMs: config.UPSTREAM_RATE_WINDOW_MS,

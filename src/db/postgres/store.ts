@@ -27,6 +27,7 @@ import {
   type Store,
 } from '../store.js';
 import { listen } from './listen.js';
+import { createPool } from './pool.js';
 import * as schema from './schema.js';
 import { batchAudit, batchEvents, batchRows, batches, webhookOutbox } from './schema.js';
 
@@ -192,14 +193,20 @@ const COMMIT_ROWS = `
 
 /** Opens a pool on `url` (its sslmode honoured by pg), migrates, and serves the Store on it. */
 export async function createPostgresStore(url: string, { migrate: run = true, outbox = false } = {}): Promise<Store> {
-  const pool = new pg.Pool({ connectionString: url, max: 10 });
-  // An idle client that errors (the server restarted) must not crash the process.
-  pool.on('error', () => undefined);
+  // Two kept open: a run's commits and the reads and lease renewals beside them.
+  const pool = createPool(url, { max: 10, keep: 2 });
   const db = drizzle(pool, { schema });
-  if (run) await migratePostgres(url);
   const changed = new EventEmitter().setMaxListeners(0);
-  // A stream on this instance hears about batches other instances run.
-  const listener = await listen(url, CHANNEL, (batchId) => changed.emit(batchId));
+  let listener: Awaited<ReturnType<typeof listen>>;
+  try {
+    if (run) await migratePostgres(url);
+    // A stream on this instance hears about batches other instances run.
+    listener = await listen(url, CHANNEL, (batchId) => changed.emit(batchId));
+  } catch (error) {
+    // The connections kept open would otherwise hold the process up.
+    await pool.end();
+    throw error;
+  }
 
   /**
    * One transaction: `work`, then `events` stored and announced to every instance. `last`, a
