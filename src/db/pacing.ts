@@ -27,8 +27,8 @@ export async function openPacing(
   if (!config.DATABASE_URL) {
     return { directory: new RateLimiter(config.UPSTREAM_RATE_WINDOW_MS), clientLimitStore: () => undefined, close: async () => undefined };
   }
-  // Two kept open: a claim, and the releases or an API client's count beside it.
-  const pool = createPool(config.DATABASE_URL, { max: 4, keep: 2 });
+  // Two kept open, both opened at the first upload: a claim, and the releases or an API client's count beside it.
+  const pool = createPool(config.DATABASE_URL, { max: 4, keep: 2, eager: true });
   const db = drizzle(pool);
   const directory = await PostgresRateLimiter.open(db, config.DATABASE_URL, {
     windowMs: config.UPSTREAM_RATE_WINDOW_MS,
