@@ -196,17 +196,10 @@ export async function createPostgresStore(url: string, { migrate: run = true, ou
   // Two kept open: a run's commits and the reads and lease renewals beside them.
   const pool = createPool(url, { max: 10, keep: 2 });
   const db = drizzle(pool, { schema });
+  if (run) await migratePostgres(url);
   const changed = new EventEmitter().setMaxListeners(0);
-  let listener: Awaited<ReturnType<typeof listen>>;
-  try {
-    if (run) await migratePostgres(url);
-    // A stream on this instance hears about batches other instances run.
-    listener = await listen(url, CHANNEL, (batchId) => changed.emit(batchId));
-  } catch (error) {
-    // The connections kept open would otherwise hold the process up.
-    await pool.end();
-    throw error;
-  }
+  // A stream on this instance hears about batches other instances run.
+  const listener = await listen(url, CHANNEL, (batchId) => changed.emit(batchId));
 
   /**
    * One transaction: `work`, then `events` stored and announced to every instance. `last`, a
