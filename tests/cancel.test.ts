@@ -8,6 +8,14 @@ import { requestsTo, startStack, type Stack } from './helpers.js';
 const csv = (rows: number) =>
   ['name,address,phone', ...Array.from({ length: rows }, (_, i) => `Hospital ${i + 1},${i + 1} Main St,555-01${String(i).padStart(2, '0')}`)].join('\n');
 
+/**
+ * How long the create that a cancel must catch in flight lasts: longer than polling for
+ * its `creating` and asking for the cancel take on a loaded CI machine.
+ */
+const IN_FLIGHT_MS = 1500;
+/** The service waits for such a create's answer (the tests' usual timeout is 1 s). */
+const ANSWERED = { UPSTREAM_TIMEOUT_MS: String(3 * IN_FLIGHT_MS) };
+
 let stack: Stack;
 afterEach(async () => stack?.close());
 
@@ -22,7 +30,9 @@ async function reportWhen(app: Stack['app'], id: string, done: (body: Record<str
 
 describe('POST /batches/:id/cancel', () => {
   test('when a running batch is cancelled from another instance during its first row, then that row lands, the rest stay pending, nothing is activated; a resume finishes it', async () => {
-    stack = await startStack({ sim: { createDelayMs: 200 } });
+    // The first create must still be in flight when the cancel arrives, however loaded the
+    // machine is while the test polls and asks: 1.5 s, then 200 ms once it has been asked.
+    stack = await startStack({ sim: { createDelayMs: IN_FLIGHT_MS }, env: ANSWERED });
     // A second instance on the same database: the cancel is asked there, the batch runs here.
     const other = await buildDeps(stack.config);
     try {
@@ -36,6 +46,7 @@ describe('POST /batches/:id/cancel', () => {
       expect(cancel.headers.location).toBe(`/batches/${id}`);
       expect(cancel.body.status).toBe('processing');
       expect(cancel.body.cancel_requested_at).not.toBeNull();
+      stack.sim.setCreateDelay(200);
 
       const stopped = await reportWhen(stack.app, id, (body) => body.status !== 'processing');
       expect(stopped.status).toBe('cancelled');
@@ -63,7 +74,7 @@ describe('POST /batches/:id/cancel', () => {
   });
 
   test('when a running batch is cancelled during its last row, then that row lands and nothing is activated', async () => {
-    stack = await startStack({ sim: { createDelayMs: 200 } });
+    stack = await startStack({ sim: { createDelayMs: IN_FLIGHT_MS }, env: ANSWERED });
     const accepted = await request(stack.app).post('/hospitals/bulk?async=true').attach('file', Buffer.from(csv(2)), 'h.csv');
     const id = accepted.body.batch_id as string;
     await reportWhen(stack.app, id, (body) => body.hospitals?.[1]?.status === 'creating');
@@ -118,7 +129,8 @@ describe('POST /batches/:id/cancel', () => {
 
 describe('cancel and lost answers', () => {
   test('when a cancel is asked while a create\'s answer is lost, then the lost row is settled by a read, not sent again, and left pending like the rows not attempted', async () => {
-    stack = await startStack({ env: { UPSTREAM_CONCURRENCY: '1', UPSTREAM_TIMEOUT_MS: '300', UPSTREAM_SETTLE_MS: '200', UPSTREAM_MAX_ATTEMPTS: '3' } });
+    // The cancel must arrive before the first create times out (row 2 goes out then): IN_FLIGHT_MS.
+    stack = await startStack({ env: { UPSTREAM_CONCURRENCY: '1', UPSTREAM_TIMEOUT_MS: String(IN_FLIGHT_MS), UPSTREAM_SETTLE_MS: '200', UPSTREAM_MAX_ATTEMPTS: '3' } });
     // The first create is never stored and never answered: lost, then found absent by the settling read.
     stack.sim.inject('create', { kind: 'hang', store: false });
     const accepted = await request(stack.app).post('/hospitals/bulk?async=true').attach('file', Buffer.from(csv(2)), 'h.csv');
