@@ -21,7 +21,7 @@ const base = {
 export default {
   testTimeout: 20000,
   // Three test files at a time on CI's 2 cores: the suite mostly waits (on the simulator's
-  // create delays, leases, child processes), so two workers left a third of the CPU idle;
+  // create delays, leases, child processes), so two workers left a quarter of the CPU idle;
   // three took the suite from 284-332 s to 248-286 s here, and passed every run, as two
   // workers did beside a process that kept a core busy. The files share nothing: every server
   // binds port 0 or holds its port (tests/service-process.ts, tests/helpers.ts
