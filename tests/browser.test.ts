@@ -401,9 +401,11 @@ describe('the operations page', () => {
   }, TIMEOUT_MS);
 
   test('Cancel on a running batch, with the keyboard: the page says it is cancelling, then shows it cancelled with Resume offered; fewer creates than rows, nothing activated', async () => {
-    // Each create takes 1.5 s, well within the upstream timeout: the row in flight lands.
+    // Each create takes 4 s, well within the upstream timeout: the row in flight lands, but
+    // not before the page has shown "Cancelling" and been read (1.5 s was too short for a
+    // machine busy with other test files: the row landed first).
     const { page, url, stack, problems } = await open({ UPSTREAM_TIMEOUT_MS: '10000' });
-    stack.sim.setCreateDelay(1500);
+    stack.sim.setCreateDelay(4000);
     const form = new FormData();
     form.append('file', new Blob([THREE_ROWS], { type: 'text/csv' }), 'mistaken intake.csv');
     const accepted = (await (await fetch(`${url}/hospitals/bulk`, { method: 'POST', body: form, headers: { Prefer: 'respond-async' } })).json()) as {
