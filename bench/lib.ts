@@ -18,6 +18,7 @@ export { freePort };
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const SERVER_JS = join(ROOT, 'dist/src/server.js');
 export const HELLO_JS = join(ROOT, 'bench/hello-server.js');
+export const FLOOR_JS = join(ROOT, 'bench/floor-server.js');
 export const MEM_PROBE_JS = join(ROOT, 'bench/mem-probe.js');
 
 // ---- results -----------------------------------------------------------------------------
