@@ -87,14 +87,11 @@ export function createTransport(config: TransportConfig, logger: Logger, options
       const path = request.path.replace(/^\//, '');
       const options = { method: request.method, ...(request.json === undefined ? {} : { json: request.json }) };
       const stream = timeoutMs === config.UPSTREAM_TIMEOUT_MS ? usual.stream(path, options) : api.stream(path, { ...options, timeout: timeouts(timeoutMs) });
-      let response: { statusCode: number; headers: Record<string, string | string[] | undefined> } | undefined;
+      let response: http.IncomingMessage | undefined;
       const chunks: Buffer[] = [];
-      stream.on('response', (answered: typeof response) => (response = answered));
+      stream.on('response', (answered: http.IncomingMessage) => (response = answered));
       stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-      stream.on('end', () => {
-        const retryAfter = response!.headers['retry-after'];
-        resolve({ status: response!.statusCode, text: Buffer.concat(chunks).toString('utf8'), retryAfter: Array.isArray(retryAfter) ? retryAfter[0] : retryAfter });
-      });
+      stream.on('end', () => resolve({ status: response!.statusCode!, text: Buffer.concat(chunks).toString('utf8'), retryAfter: response!.headers['retry-after'] }));
       stream.on('error', reject);
       // A stream waits for its body to be written: one without (PATCH …/activate, DELETE) is ended here.
       if (request.json === undefined && request.method !== 'GET' && request.method !== 'HEAD') stream.end();
