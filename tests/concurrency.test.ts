@@ -76,10 +76,12 @@ test('when identical rows run concurrently and their answers are lost, then each
 });
 
 test('when 20 creates are in flight at once in the real service process, then it prints nothing to stderr (no listener-leak warning) and logs only JSON lines', async () => {
-  const sim = await startSimulator({ createDelayMs: 100 });
+  // Half a second per create (within a 5 s timeout): all 20 sends leave long before the first
+  // answer, even on a loaded CI machine (at 100 ms, one CI run saw only 17 in flight at once).
+  const sim = await startSimulator({ createDelayMs: 500 });
   const dir = tempDir();
   try {
-    const service = await startService({ directoryUrl: sim.url, dbPath: join(dir.path, 'history.db'), env: { UPSTREAM_CONCURRENCY: '20' } });
+    const service = await startService({ directoryUrl: sim.url, dbPath: join(dir.path, 'history.db'), env: { UPSTREAM_CONCURRENCY: '20', UPSTREAM_TIMEOUT_MS: '5000' } });
     const form = new FormData();
     form.append('file', new Blob([csv(20)], { type: 'text/csv' }), 'h.csv');
     const res = await fetch(`${service.url}/hospitals/bulk`, { method: 'POST', body: form });
