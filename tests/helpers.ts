@@ -11,7 +11,7 @@ import { loadConfig, type Config } from '../src/config.js';
 import { buildDeps } from '../src/deps.js';
 import { createLogger } from '../src/logger.js';
 import { createSimulator, type Simulator, type SimulatorOptions } from '../simulator/simulator.js';
-import { testEngine, testPostgresUrl } from './pg/engine.js';
+import { testEngine, testPostgresMigrated, testPostgresUrl } from './pg/engine.js';
 import { createTestDatabase } from './pg/server.js';
 
 /** Small timeouts and delays so failure paths run in milliseconds; real code, real HTTP. */
@@ -93,25 +93,27 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
 
 /**
  * Where a test's history lives: a SQLite file in `dir`, or, in jest's postgres project, a
- * fresh database on the PostgreSQL server the project started. `drop` removes it.
+ * fresh database on the PostgreSQL server the project started: empty, or with `migrated`
+ * a copy of one with every migration applied (the service's start-up then finds nothing
+ * to apply, as on any start after the first). `drop` removes it.
  */
-export async function testDatabase(dir: string): Promise<{ env: Record<string, string>; drop: () => Promise<void> }> {
+export async function testDatabase(dir: string, { migrated = false } = {}): Promise<{ env: Record<string, string>; drop: () => Promise<void> }> {
   // Set either way: DATABASE_URL wins, and tests that look for stray files look in this folder.
   const sqlite = { DATABASE_PATH: join(dir, 'history.db') };
   if (testEngine() === 'sqlite') return { env: sqlite, drop: async () => undefined };
-  const database = await createTestDatabase(testPostgresUrl());
+  const database = await createTestDatabase(testPostgresUrl(), migrated ? testPostgresMigrated() : undefined);
   return { env: { ...sqlite, DATABASE_URL: database.url }, drop: database.drop };
 }
 
 /**
  * The whole service as a test sees it: the real app and dependencies, a real simulator
  * over HTTP on a random port, and the history in a SQLite file in a temp dir or in a
- * fresh PostgreSQL database (see testDatabase).
+ * fresh PostgreSQL database, migrated (see testDatabase).
  */
 export async function startStack(options: { sim?: SimulatorOptions; env?: Record<string, string> } = {}) {
   const sim = await startSimulator(options.sim);
   const dir = tempDir();
-  const database = await testDatabase(dir.path);
+  const database = await testDatabase(dir.path, { migrated: true });
   const env: Record<string, string> = { ...FAST_ENV, HOSPITAL_API_BASE_URL: sim.url, ...database.env, ...options.env };
   const log = memoryLogger(env.LOG_LEVEL === 'error' ? 'error' : 'debug');
   const config = loadConfig(env);

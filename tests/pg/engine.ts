@@ -20,3 +20,10 @@ export function testPostgresUrl(): string {
   }
   return url;
 }
+
+/** A database on that server with every migration applied, for tests to copy (never to connect to). */
+export function testPostgresMigrated(): string {
+  const name = process.env.TEST_PG_MIGRATED;
+  if (!name) throw new Error('TEST_PG_MIGRATED is not set: the postgres project\'s globalSetup makes it (see jest.config.js)');
+  return name;
+}

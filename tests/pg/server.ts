@@ -144,28 +144,39 @@ async function startPostgresOn(port: number, options: StartPostgresOptions): Pro
   };
 }
 
-/** A fresh empty database on the server at `baseUrl`, for one test file or suite. */
-export async function createTestDatabase(baseUrl: string): Promise<{ url: string; name: string; drop(): Promise<void> }> {
+/**
+ * A fresh database on the server at `baseUrl`, for one test file or suite: empty, or a copy
+ * of `template` (a database nobody is connected to).
+ */
+export async function createTestDatabase(baseUrl: string, template = 'template1'): Promise<{ url: string; name: string; drop(): Promise<void> }> {
   const name = `hb_test_${randomBytes(6).toString('hex')}`;
-  await onServer(baseUrl, (client) => client.query(`CREATE DATABASE ${client.escapeIdentifier(name)}`));
+  const admin = adminPool(baseUrl);
+  await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)} TEMPLATE ${pg.escapeIdentifier(template)}`);
   const url = new URL(baseUrl);
   url.pathname = `/${name}`;
   return {
     url: url.toString(),
     name,
     // FORCE: a pool the test forgot to close must not keep the database alive.
-    drop: () => onServer(baseUrl, (client) => client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`)),
+    drop: async () => void (await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`)),
   };
 }
 
-async function onServer(url: string, work: (client: pg.Client) => Promise<unknown>): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await work(client);
-  } finally {
-    await client.end();
+/**
+ * One connection to the server's `postgres` database per process, kept while databases are
+ * being made and dropped: a new connection (authentication, a new backend) costs about as
+ * much as the DROP itself. Idle, it closes and never holds the process (or a jest worker) open.
+ */
+const adminPools = new Map<string, pg.Pool>();
+function adminPool(url: string): pg.Pool {
+  let pool = adminPools.get(url);
+  if (!pool) {
+    pool = new pg.Pool({ connectionString: url, max: 1, idleTimeoutMillis: 1_000, allowExitOnIdle: true });
+    // An idle connection the server drops (it stopped at the end of the run) is just gone.
+    pool.on('error', () => undefined);
+    adminPools.set(url, pool);
   }
+  return pool;
 }
 
 /**
