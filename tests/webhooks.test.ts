@@ -54,7 +54,7 @@ function verify(secret: string, rawBody: string, header: string): boolean {
 
 let stack: Stack;
 let receiver: Awaited<ReturnType<typeof startReceiver>>;
-let delivery: { stop: () => void } | undefined;
+let delivery: ReturnType<typeof startWebhookDelivery> | undefined;
 let sim: Simulator | undefined;
 let dir: ReturnType<typeof tempDir> | undefined;
 afterEach(async () => {
@@ -76,8 +76,7 @@ describe('completion webhooks', () => {
   test('when the receiver fails twice, then the event is retried with the same id and signature scheme, and delivered once', async () => {
     receiver = await startReceiver([500, 503]);
     stack = await startStack({ env: { WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: SECRET, WEBHOOK_RETRY_BASE_MS: '10', WEBHOOK_POLL_MS: '10' } });
-    const running = startWebhookDelivery(stack.deps);
-    delivery = running;
+    delivery = startWebhookDelivery(stack.deps);
 
     const upload = await request(stack.app).post('/hospitals/bulk').attach('file', Buffer.from(csv), 'h.csv');
     await receiver.until(3);
@@ -99,7 +98,7 @@ describe('completion webhooks', () => {
     }
     // Settled: once the round that got the 200 has recorded it (the receiver saw the request
     // before the deliverer saw the answer), nothing is due, even a day later.
-    await running.deliverDue();
+    await delivery.deliverDue();
     expect(await stack.deps.store.claimWebhooks({ owner: 'probe', leaseMs: 1000, limit: 10 }, Date.now() + 86_400_000)).toEqual([]);
     expect(JSON.stringify(stack.logLines)).not.toContain(SECRET);
   });
