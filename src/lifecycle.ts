@@ -30,10 +30,14 @@ export function createLifecycle() {
       );
       return work;
     },
-    /** Tells running batches to stop and resolves once every one has written its state. */
+    /**
+     * Tells running batches to stop and resolves once every one has written its state,
+     * including any started while stopping (an upload admitted a moment before, a batch a
+     * take-over claimed). Safe to call again: it waits for what runs then.
+     */
     async stop(): Promise<void> {
       controller.abort();
-      await Promise.allSettled([...running]);
+      while (running.size > 0) await Promise.allSettled([...running]);
     },
   };
 }

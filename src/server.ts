@@ -54,8 +54,8 @@ async function main(): Promise<void> {
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    takeover.stop();
-    webhooks.stop();
+    // Neither loop starts anything new; what each has in flight is awaited below.
+    const loops = Promise.all([takeover.stop(), webhooks.stop()]);
     logger.info('shutting down: no new work; running batches stop after the row in flight', {
       signal,
       grace_ms: config.SHUTDOWN_GRACE_MS,
@@ -67,6 +67,15 @@ async function main(): Promise<void> {
     await deps.lifecycle.stop();
     server.closeIdleConnections();
     await Promise.race([closed, sleep(2_000)]);
+    // Before the database closes: a webhook delivery in flight records its answer (or its
+    // receiver would get the event again), and a batch that started meanwhile (claimed by
+    // a take-over look in flight, or admitted just before the signal) records how it
+    // stopped and answers its client. Within the grace period; what misses it is left as a
+    // crash would leave it, for another instance or the next start.
+    const settled = loops.then(() => deps.lifecycle.stop()).then(() => true);
+    if (!(await Promise.race([settled, sleep(config.SHUTDOWN_GRACE_MS).then(() => false)]))) {
+      logger.warn('shutting down: work still in flight after the grace period is left to another instance or the next start', { grace_ms: config.SHUTDOWN_GRACE_MS });
+    }
     server.closeAllConnections();
     await deps.close();
     logger.info('stopped');

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import request from 'supertest';
 import { testEngine } from './pg/engine.js';
 import { ConfigError, loadConfig } from '../src/config.js';
+import { createLifecycle } from '../src/lifecycle.js';
 import { memoryLogger, startStack, tempDir, type Stack } from './helpers.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -98,6 +99,23 @@ describe('createLogger', () => {
       { level: 'warn', message: 'row failed', batch_id: 'b1', row: 3, timestamp: expect.any(String) },
       { level: 'error', message: 'batch crashed', batch_id: 'b1', timestamp: expect.any(String) },
     ]);
+  });
+});
+
+describe('createLifecycle', () => {
+  test('when a batch starts while the stop is waiting, then stop() waits for that one too', async () => {
+    const lifecycle = createLifecycle();
+    const ended: string[] = [];
+    const later = (ms: number, name: string) => new Promise<void>((resolve) => setTimeout(() => resolve(void ended.push(name)), ms));
+    lifecycle.track(later(50, 'running at the signal'));
+
+    const stopped = lifecycle.stop().then(() => ended.push('stop resolved'));
+    // Admitted a moment after the signal (an upload whose admission was in flight).
+    lifecycle.track(later(150, 'started while stopping'));
+    await stopped;
+
+    expect(lifecycle.stopping).toBe(true);
+    expect(ended).toEqual(['running at the signal', 'started while stopping', 'stop resolved']);
   });
 });
 

@@ -37,7 +37,7 @@ const live = new Set<ServiceProcess>();
  * history). The server and its databases go when the run ends.
  */
 const databases = new Map<string, Promise<string>>();
-function databaseEnv(dbPath: string): Promise<Record<string, string>> | Record<string, string> {
+export function databaseEnv(dbPath: string): Promise<Record<string, string>> | Record<string, string> {
   if (testEngine() === 'sqlite') return { DATABASE_PATH: dbPath };
   if (!databases.has(dbPath)) databases.set(dbPath, createTestDatabase(testPostgresUrl()).then((database) => database.url));
   return databases.get(dbPath)!.then((url) => ({ DATABASE_URL: url }));

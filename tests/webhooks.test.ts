@@ -3,11 +3,12 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import request from 'supertest';
+import { openStore } from '../src/db/index.js';
 import { startWebhookDelivery } from '../src/ops/webhooks.js';
 import type { Simulator } from '../simulator/simulator.js';
 import { startSimulator, startStack, tempDir, type Stack } from './helpers.js';
 import { form } from './instances.js';
-import { killAllServices, startService, waitUntil, type ServiceProcess } from './service-process.js';
+import { databaseEnv, killAllServices, startService, waitUntil, type ServiceProcess } from './service-process.js';
 
 const SECRET = 'whsec-test-secret-0123456789';
 const csv = 'name,address,phone\nGeneral,1 Main St,555-0100\nSt. Mary,2 Oak Ave,\n';
@@ -18,18 +19,28 @@ interface Received {
   answered: number;
 }
 
-/** A real receiver on 127.0.0.1 that answers the scripted statuses in turn, then what `otherwise` says (200 by default). */
-async function startReceiver(script: number[], otherwise: () => number = () => 200) {
+/**
+ * A real receiver on 127.0.0.1 that answers the scripted statuses in turn, then what
+ * `otherwise` says (200 by default); with `holdMs`, each answer leaves that long after its
+ * request has arrived.
+ */
+async function startReceiver(script: number[], otherwise: () => number = () => 200, { holdMs = 0 } = {}) {
   const received: Received[] = [];
+  let arrived = 0;
   const waiters: (() => void)[] = [];
+  const wakeAll = () => waiters.splice(0).forEach((wake) => wake());
   const server = http.createServer((req, res) => {
     let body = '';
     req.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
     req.on('end', () => {
-      const answered = script.shift() ?? otherwise();
-      received.push({ headers: req.headers, body, answered });
-      res.writeHead(answered).end();
-      waiters.splice(0).forEach((wake) => wake());
+      arrived += 1;
+      wakeAll();
+      setTimeout(() => {
+        const answered = script.shift() ?? otherwise();
+        received.push({ headers: req.headers, body, answered });
+        res.writeHead(answered).end();
+        wakeAll();
+      }, holdMs);
     });
   });
   server.listen(0, '127.0.0.1');
@@ -40,6 +51,10 @@ async function startReceiver(script: number[], otherwise: () => number = () => 2
     /** Resolves once `count` requests have arrived (the test waits; it asserts no timing). */
     async until(count: number) {
       while (received.length < count) await new Promise<void>((resolve) => waiters.push(resolve));
+    },
+    /** Resolves once `count` requests have arrived, answered or not. */
+    async arrived(count: number) {
+      while (arrived < count) await new Promise<void>((resolve) => waiters.push(resolve));
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
@@ -58,7 +73,7 @@ let delivery: ReturnType<typeof startWebhookDelivery> | undefined;
 let sim: Simulator | undefined;
 let dir: ReturnType<typeof tempDir> | undefined;
 afterEach(async () => {
-  delivery?.stop();
+  await delivery?.stop();
   await killAllServices();
   await stack?.close();
   await sim?.close();
@@ -168,6 +183,33 @@ describe('completion webhooks', () => {
     expect(Object.values(acceptedPerId)).toEqual([1, 1]);
     for (const r of events) expect(verify(SECRET, r.body, String(r.headers['hospital-bulk-signature']))).toBe(true);
     expect(verify('another-secret-0123456789', accepted[0]!.body, String(accepted[0]!.headers['hospital-bulk-signature']))).toBe(false);
+  }, 60_000);
+
+  test('when SIGTERM arrives while the receiver is answering, then the process records the delivery before it exits, and the next process sends the event no more', async () => {
+    receiver = await startReceiver([], () => 200, { holdMs: 1000 });
+    sim = await startSimulator({ createDelayMs: 0 });
+    dir = tempDir();
+    const dbPath = join(dir.path, 'history.db');
+    const env = { WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: SECRET, WEBHOOK_POLL_MS: '10' };
+    const first = await startService({ directoryUrl: sim.url, dbPath, env });
+    const batch = (await (await fetch(`${first.url}/hospitals/bulk`, { method: 'POST', body: form(csv) })).json()) as { batch_id: string; status: string };
+    expect(batch.status).toBe('completed');
+
+    // The delivery is on the wire; its 200 comes a second after the signal.
+    await receiver.arrived(1);
+    expect(await first.kill('SIGTERM')).toEqual({ code: 0, signal: null });
+    expect(receiver.received.map((r) => r.answered)).toEqual([200]);
+    const messages = first.logs.map((line) => (typeof line === 'object' ? line.message : line));
+    expect(logged(first, 'webhook delivered', { batch_id: batch.batch_id })).toBe(true);
+    expect(messages.indexOf('webhook delivered')).toBeLessThan(messages.indexOf('stopped'));
+
+    // Had the 200 not been recorded, the event would still be leased, and sent again once the lease ran out.
+    const history = await openStore({ DATABASE_PATH: dbPath, ...(await databaseEnv(dbPath)) });
+    try {
+      expect(await history.claimWebhooks({ owner: 'probe', leaseMs: 1000, limit: 10 }, Date.now() + 86_400_000)).toEqual([]);
+    } finally {
+      await history.close();
+    }
   }, 60_000);
 
   test('when WEBHOOK_URL is not set, then finishing a batch records no delivery', async () => {

@@ -6,17 +6,21 @@ import { takeOverBatch, type ProcessDeps } from './process.js';
  * atomic and fenced, so two instances never run one batch) and runs it to the end. With
  * AUTO_RESUME=false it only marks them `interrupted`, for a resume by hand.
  */
-export function startTakeover(deps: ProcessDeps): { stop: () => void } {
+export function startTakeover(deps: ProcessDeps): { stop: () => Promise<void> } {
   const { store, config, logger, lifecycle } = deps;
   // A handover (SIGTERM) should continue within about a second; an expired lease is
   // noticed within a tenth of the lease (leases are renewed every third, so a take-over
   // comes at most ~1.1 leases after the owner died).
   const pollMs = Math.max(50, Math.min(1_000, Math.floor(config.BATCH_LEASE_MS / 10)));
-  let busy = false;
+  let busy: Promise<void> | null = null;
+  let stopped = false;
 
-  const tick = async () => {
-    if (busy || lifecycle.stopping) return;
-    busy = true;
+  const tick = () => {
+    if (busy || stopped || lifecycle.stopping) return;
+    busy = look().finally(() => (busy = null));
+  };
+
+  const look = async () => {
     try {
       if (!config.AUTO_RESUME) {
         for (const batchId of await store.interruptOrphans({ leaseExpiredOnly: true, leaseMs: config.BATCH_LEASE_MS })) {
@@ -24,7 +28,7 @@ export function startTakeover(deps: ProcessDeps): { stop: () => void } {
         }
         return;
       }
-      while (!lifecycle.stopping) {
+      while (!stopped && !lifecycle.stopping) {
         const claimed = await store.claimOrphan({ owner: deps.instanceId, leaseMs: config.BATCH_LEASE_MS });
         if (!claimed) break;
         lifecycle.track(takeOverBatch(deps, claimed.claim)).catch((error: unknown) => {
@@ -33,13 +37,21 @@ export function startTakeover(deps: ProcessDeps): { stop: () => void } {
       }
     } catch (error) {
       logger.error('looking for unfinished batches failed', { error: error instanceof Error ? error.message : String(error) });
-    } finally {
-      busy = false;
     }
   };
 
-  const timer = setInterval(() => void tick(), pollMs);
+  const timer = setInterval(tick, pollMs);
   timer.unref();
-  void tick();
-  return { stop: () => clearInterval(timer) };
+  tick();
+  return {
+    /**
+     * Looks no more. Resolves once the look in flight, if any, has ended: a batch it claimed
+     * meanwhile is then tracked by the lifecycle, so a shutdown waits for it to stop too.
+     */
+    stop: () => {
+      stopped = true;
+      clearInterval(timer);
+      return busy ?? Promise.resolve();
+    },
+  };
 }

@@ -59,12 +59,13 @@ type WebhookDeps = {
  * with exponential backoff until a day has passed. At least once: a receiver de-duplicates
  * on the event id.
  */
-export function startWebhookDelivery(deps: WebhookDeps): { stop: () => void; deliverDue: () => Promise<void> } {
+export function startWebhookDelivery(deps: WebhookDeps): { stop: () => Promise<void>; deliverDue: () => Promise<void> } {
   const { store, logger, config } = deps;
   const url = config.WEBHOOK_URL;
   const secret = config.WEBHOOK_SECRET;
-  if (url === undefined || secret === undefined) return { stop: () => undefined, deliverDue: async () => undefined };
+  if (url === undefined || secret === undefined) return { stop: async () => undefined, deliverDue: async () => undefined };
   let busy: Promise<void> | null = null;
+  let stopped = false;
 
   const deliver = async (entry: OutboxEntry) => {
     const body = JSON.stringify(toWebhookEvent(entry));
@@ -103,12 +104,18 @@ export function startWebhookDelivery(deps: WebhookDeps): { stop: () => void; del
   };
 
   const deliverDue = (): Promise<void> => {
+    if (stopped) return busy ?? Promise.resolve();
     busy ??= (async () => {
       try {
-        for (;;) {
+        while (!stopped) {
           const due = await store.claimWebhooks({ owner: deps.instanceId, leaseMs: LEASE_MS, limit: 10 });
           if (due.length === 0) return;
-          for (const entry of due) await deliver(entry);
+          for (const entry of due) {
+            // Stopping: the ones leased behind the delivery in flight wait out their lease,
+            // then another instance (or this one, started again) delivers them.
+            if (stopped) return;
+            await deliver(entry);
+          }
         }
       } catch (error) {
         logger.error('webhook delivery round failed', { error: error instanceof Error ? error.message : String(error) });
@@ -122,5 +129,17 @@ export function startWebhookDelivery(deps: WebhookDeps): { stop: () => void; del
   const timer = setInterval(() => void deliverDue(), config.WEBHOOK_POLL_MS);
   timer.unref();
   void deliverDue();
-  return { stop: () => clearInterval(timer), deliverDue };
+  return {
+    /**
+     * Polls no more. Resolves once the delivery in flight, if any, has recorded its answer:
+     * a shutdown awaits it before closing the database, or a receiver that said 200 would
+     * get the event again when its lease runs out.
+     */
+    stop: () => {
+      stopped = true;
+      clearInterval(timer);
+      return busy ?? Promise.resolve();
+    },
+    deliverDue,
+  };
 }
