@@ -245,6 +245,45 @@ describe('when the process is asked to stop (SIGTERM) mid-batch', () => {
     });
   }
 
+  test('when SIGTERM arrives while an upload is still arriving, then once in it is refused with 503, nothing is recorded or sent upstream, and the process exits 0', async () => {
+    sim = await startSimulator();
+    const dbPath = join(dir.path, 'history.db');
+    const service = await startService({ directoryUrl: sim.url, dbPath });
+    const prepared = new Request(`${service.url}/hospitals/bulk`, { method: 'POST', body: form(csv(3)) });
+    const body = Buffer.from(await prepared.arrayBuffer());
+    const half = Math.floor(body.length / 2);
+    const answer = new Promise<{ status: number; retryAfter: string | undefined; body: string }>((resolve, reject) => {
+      const req = http.request(
+        `${service.url}/hospitals/bulk`,
+        { method: 'POST', agent: false, headers: { 'content-type': prepared.headers.get('content-type')!, 'content-length': body.length } },
+        (res) => {
+          let text = '';
+          res.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'], body: text }));
+        },
+      );
+      req.on('error', reject);
+      req.write(body.subarray(0, half));
+      // The request was let in before the signal: the rest of the file follows it.
+      setTimeout(() => {
+        void service.kill('SIGTERM');
+        waitUntil('the service logs that it is shutting down', () =>
+          service.logs.some((line) => typeof line === 'object' && String(line.message).startsWith('shutting down')),
+        ).then(() => req.end(body.subarray(half)), reject);
+      }, 300);
+    });
+
+    const res = await answer;
+    expect(res.status).toBe(503);
+    expect(res.retryAfter).toBe('30');
+    expect(JSON.parse(res.body)).toMatchObject({ status: 503, detail: 'The service is restarting and takes no new work; send the request again in a minute.' });
+    expect(await service.exited).toEqual({ code: 0, signal: null });
+    // Nothing reached the directory, not even a wake-up, and the history holds nothing.
+    expect(sim.requests).toEqual([]);
+    const restarted = await startService({ directoryUrl: sim.url, dbPath });
+    expect((await call<{ batches: unknown[] }>(restarted, 'GET', '/batches')).body.batches).toEqual([]);
+  });
+
   test('when SIGTERM arrives during the 2nd create, then the row in flight finishes, the client gets the interrupted report, the process exits 0, and resume completes the batch', async () => {
     sim = await startSimulator({ createDelayMs: 300 });
     const dbPath = join(dir.path, 'history.db');

@@ -16,7 +16,8 @@ import { displayName, receiveCsv, sheetField } from './upload.js';
 /** POST /hospitals/bulk: validate the CSV, record it, run it through the directory, report. */
 export function bulkRoutes(deps: Deps): Router {
   const router = Router();
-  router.post('/hospitals/bulk', refuseWhileStopping(deps), ...receiveCsv(deps.config.MAX_UPLOAD_BYTES), async (req, res) => {
+  // Checked again once the file is in: one still arriving when the stop began is refused before anything is recorded.
+  router.post('/hospitals/bulk', refuseWhileStopping(deps), ...receiveCsv(deps.config.MAX_UPLOAD_BYTES), refuseWhileStopping(deps), async (req, res) => {
     const key = req.get('idempotency-key');
     const accepted = await acceptUpload(
       deps.store,
